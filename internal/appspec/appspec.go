@@ -1,0 +1,113 @@
+// Package appspec defines what an app is: the options a user gives on the command line or in an
+// ecosystem file, with PM2's names, before the daemon resolves them into running processes.
+//
+// The JSON names are PM2's ecosystem keys, so an App marshals to (and from) the same JSON a PM2
+// user writes. Durations are milliseconds and sizes bytes, as in PM2's resolved configuration.
+package appspec
+
+// App is one application definition. Zero values mean "not set"; Defaults fills in PM2's defaults.
+type App struct {
+	Name      string   `json:"name"`
+	Namespace string   `json:"namespace,omitempty"` // "default" when empty
+	Script    string   `json:"script"`              // path, executable on $PATH, or a command string with spaces (run by bash -c)
+	Args      []string `json:"args,omitempty"`
+	Cwd       string   `json:"cwd,omitempty"`
+
+	Interpreter     string   `json:"interpreter,omitempty"`      // "node", "python3", "none" (run directly), ...; empty: by extension
+	InterpreterArgs []string `json:"interpreter_args,omitempty"` // alias node_args
+
+	Instances int    `json:"instances,omitempty"` // resolved count (>= 1); see ParseInstances for "max", 0, -N
+	ExecMode  string `json:"exec_mode,omitempty"` // "fork" or "cluster"
+
+	// Listen lists addresses the daemon binds and passes to every instance by the systemd
+	// socket-activation protocol (LISTEN_FDS), for programs that do not speak Node's cluster protocol.
+	Listen []string `json:"listen,omitempty"`
+
+	Env map[string]string `json:"env,omitempty"` // the environment the app runs with, merged and frozen at start
+	// EnvSets holds the env_<name> blocks of an ecosystem file, keyed by <name>, applied with --env <name>.
+	EnvSets map[string]map[string]string `json:"-"`
+
+	Autorestart            *bool `json:"autorestart,omitempty"` // nil means true
+	MaxRestarts            int   `json:"max_restarts,omitempty"`
+	MinUptime              int64 `json:"min_uptime,omitempty"`                // ms
+	RestartDelay           int64 `json:"restart_delay,omitempty"`             // ms
+	ExpBackoffRestartDelay int64 `json:"exp_backoff_restart_delay,omitempty"` // ms; 0 = off
+	StopExitCodes          []int `json:"stop_exit_codes,omitempty"`
+
+	KillTimeout         int64  `json:"kill_timeout,omitempty"`   // ms
+	KillSignal          string `json:"kill_signal,omitempty"`    // "SIGINT" by default
+	ListenTimeout       int64  `json:"listen_timeout,omitempty"` // ms
+	WaitReady           bool   `json:"wait_ready,omitempty"`
+	ShutdownWithMessage bool   `json:"shutdown_with_message,omitempty"`
+
+	OutFile        string `json:"out_file,omitempty"`
+	ErrorFile      string `json:"error_file,omitempty"`
+	LogFile        string `json:"log_file,omitempty"` // combined stdout+stderr
+	MergeLogs      bool   `json:"merge_logs,omitempty"`
+	LogDateFormat  string `json:"log_date_format,omitempty"`
+	Time           bool   `json:"time,omitempty"`          // prefix lines with a timestamp (ISO-8601)
+	LogType        string `json:"log_type,omitempty"`      // "" or "json"
+	LogMaxSize     int64  `json:"log_max_size,omitempty"`  // bytes; 0 = no size rotation
+	LogMaxFiles    int    `json:"log_max_files,omitempty"` // rotated files kept
+	LogRotateDaily bool   `json:"log_rotate_daily,omitempty"`
+
+	InstanceVar  string `json:"instance_var,omitempty"`  // "NODE_APP_INSTANCE" by default
+	IncrementVar string `json:"increment_var,omitempty"` // e.g. "PORT": incremented per instance
+
+	Watch            []string `json:"watch,omitempty"` // paths; ["."] for watch: true
+	IgnoreWatch      []string `json:"ignore_watch,omitempty"`
+	WatchDelay       int64    `json:"watch_delay,omitempty"`        // ms debounce
+	MaxMemoryRestart int64    `json:"max_memory_restart,omitempty"` // bytes; 0 = off
+	CronRestart      string   `json:"cron_restart,omitempty"`
+
+	UID string `json:"uid,omitempty"`
+	GID string `json:"gid,omitempty"`
+
+	Autostart *bool `json:"autostart,omitempty"` // nil means true
+}
+
+// PM2's defaults.
+const (
+	DefaultMaxRestarts   = 16
+	DefaultMinUptime     = 1000 // ms
+	DefaultKillTimeout   = 1600 // ms
+	DefaultListenTimeout = 3000 // ms
+	DefaultKillSignal    = "SIGINT"
+	DefaultInstanceVar   = "NODE_APP_INSTANCE"
+	DefaultNamespace     = "default"
+)
+
+// Defaults fills every unset field that has a PM2 default. It does not resolve the interpreter or
+// the exec mode, which depend on the script (see the daemon).
+func (a *App) Defaults() {
+	if a.Namespace == "" {
+		a.Namespace = DefaultNamespace
+	}
+	if a.Instances == 0 {
+		a.Instances = 1
+	}
+	if a.MaxRestarts == 0 {
+		a.MaxRestarts = DefaultMaxRestarts
+	}
+	if a.MinUptime == 0 {
+		a.MinUptime = DefaultMinUptime
+	}
+	if a.KillTimeout == 0 {
+		a.KillTimeout = DefaultKillTimeout
+	}
+	if a.ListenTimeout == 0 {
+		a.ListenTimeout = DefaultListenTimeout
+	}
+	if a.KillSignal == "" {
+		a.KillSignal = DefaultKillSignal
+	}
+	if a.InstanceVar == "" {
+		a.InstanceVar = DefaultInstanceVar
+	}
+}
+
+// AutorestartOn reports whether the app is restarted when it exits.
+func (a *App) AutorestartOn() bool { return a.Autorestart == nil || *a.Autorestart }
+
+// AutostartOn reports whether the app starts when it is loaded.
+func (a *App) AutostartOn() bool { return a.Autostart == nil || *a.Autostart }
