@@ -1,0 +1,490 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/corralhq/corral/internal/ipc"
+	"golang.org/x/sys/unix"
+)
+
+// maxQueuedConns bounds the connections a round-robin handle holds while no worker is free; beyond it
+// new connections are closed rather than exhausting file descriptors.
+const maxQueuedConns = 8192
+
+// handle is one listening socket shared by the workers that asked for the same key.
+type handle interface {
+	// add registers w and queues the reply to its queryServer; called with p.mu held.
+	add(w *Worker, req *wireMsg)
+	// remove drops w; it reports whether w was the last worker. Called with p.mu held.
+	remove(w *Worker) bool
+	// holdable reports whether the handle may outlive its workers (Settings.HoldListeners).
+	holdable() bool
+	// close releases the socket; called without p.mu, after the handle left p.handles.
+	close()
+	setData(json.RawMessage)
+}
+
+// eventQueue runs functions one at a time in the order they were pushed, on a goroutine that exists
+// only while there is something to run.
+type eventQueue struct {
+	mu      sync.Mutex
+	q       []func()
+	running bool
+}
+
+func (e *eventQueue) push(f func()) {
+	e.mu.Lock()
+	e.q = append(e.q, f)
+	if !e.running {
+		e.running = true
+		go e.run()
+	}
+	e.mu.Unlock()
+}
+
+func (e *eventQueue) run() {
+	for {
+		e.mu.Lock()
+		if len(e.q) == 0 {
+			e.running = false
+			e.mu.Unlock()
+			return
+		}
+		f := e.q[0]
+		e.q[0] = nil
+		e.q = e.q[1:]
+		e.mu.Unlock()
+		f()
+	}
+}
+
+// queryServer answers a worker's request for a listening socket (Node's primary queryServer).
+func (p *Primary) queryServer(w *Worker, m *wireMsg) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w.exitedAfterDisconnect || !w.connected || p.closed {
+		return // as Node: a worker on its way out gets no reply
+	}
+	key := handleKey(m)
+	h, ok := p.handles[key]
+	if !ok {
+		var err error
+		h, err = p.newHandle(key, m)
+		if err != nil {
+			p.log.Warn("cluster: listen for worker failed", "worker", w.ID, "key", key, "err", err)
+			ack := m.Seq
+			reply := &wireMsg{Cmd: "NODE_CLUSTER", Errno: rawInt(-errnoOf(err)), Key: key, Ack: &ack, Data: rawNull, Seq: p.nextSeq()}
+			if rawIsNull(m.Data) {
+				reply.Data = rawNull
+			} else {
+				reply.Data = m.Data
+			}
+			_ = w.ch.Send(reply)
+			return
+		}
+		p.handles[key] = h
+	}
+	if !rawIsNull(m.Data) {
+		h.setData(m.Data)
+	}
+	h.add(w, m)
+}
+
+func errnoOf(err error) int {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return int(errno)
+	}
+	return int(syscall.EINVAL)
+}
+
+// listenSpec turns a queryServer request into a Go network and address.
+func listenSpec(m *wireMsg) (network, address string, err error) {
+	if n, ok := rawInt64(m.FD); ok && n >= 0 {
+		return "", "", syscall.EINVAL // listen({fd}) in a worker: the fd is the worker's, not ours
+	}
+	at := jsString(m.AddressType)
+	host := ""
+	if !rawIsNull(m.Address) {
+		host = jsString(m.Address)
+	}
+	port, _ := rawInt64(m.Port)
+	switch at {
+	case "-1":
+		return "unix", host, nil
+	case "4", "6", "udp4", "udp6":
+		network = map[string]string{"4": "tcp4", "6": "tcp6", "udp4": "udp4", "udp6": "udp6"}[at]
+		if host == "" && (at == "4" || at == "6") {
+			network = "tcp" // Node binds "::" (dual stack) when no host was given
+		}
+		return network, net.JoinHostPort(host, strconv.FormatInt(port, 10)), nil
+	}
+	return "", "", syscall.EINVAL
+}
+
+func (p *Primary) newHandle(key string, m *wireMsg) (handle, error) {
+	network, address, err := listenSpec(m)
+	if err != nil {
+		return nil, err
+	}
+	udp := network == "udp4" || network == "udp6"
+	if udp || p.policy == None {
+		return newSharedHandle(p, key, network, address)
+	}
+	return newRRHandle(p, key, network, address)
+}
+
+// dupFD duplicates the descriptor of c (close-on-exec) without touching its O_NONBLOCK flag, unlike
+// File().Fd(), which would turn the socket blocking for every process sharing it.
+func dupFD(c syscall.Conn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	nfd := -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	return nfd, derr
+}
+
+// sharedHandle passes its socket to every worker (SCHED_NONE, and UDP always).
+type sharedHandle struct {
+	p       *Primary
+	key     string
+	typ     string
+	closer  interface{ Close() error }
+	fd      int
+	data    json.RawMessage
+	workers map[*Worker]struct{}
+}
+
+func newSharedHandle(p *Primary, key, network, address string) (*sharedHandle, error) {
+	h := &sharedHandle{p: p, key: key, typ: "net.Native", workers: make(map[*Worker]struct{})}
+	var c interface {
+		syscall.Conn
+		Close() error
+	}
+	switch network {
+	case "udp4", "udp6":
+		pc, err := net.ListenPacket(network, address)
+		if err != nil {
+			return nil, err
+		}
+		c = pc.(*net.UDPConn)
+		h.typ = "dgram.Native"
+	default:
+		ln, err := net.Listen(network, address)
+		if err != nil {
+			return nil, err
+		}
+		if ul, ok := ln.(*net.UnixListener); ok {
+			ul.SetUnlinkOnClose(false)
+		}
+		c = ln.(interface {
+			syscall.Conn
+			Close() error
+		})
+	}
+	fd, err := dupFD(c)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	h.closer, h.fd = c, fd
+	return h, nil
+}
+
+func (h *sharedHandle) setData(d json.RawMessage) {
+	if h.data == nil {
+		h.data = d
+	}
+}
+
+func (h *sharedHandle) add(w *Worker, req *wireMsg) {
+	h.workers[w] = struct{}{}
+	ack := req.Seq
+	data := h.data
+	if data == nil {
+		data = rawNull
+	}
+	msg := &wireMsg{Cmd: "NODE_CLUSTER", Errno: json.RawMessage("0"), Key: h.key, Ack: &ack, Data: data, Seq: h.p.nextSeq()}
+	if err := w.ch.SendHandle(msg, h.typ, h.fd, nil); err != nil {
+		h.p.log.Debug("cluster: send shared handle", "worker", w.ID, "err", err)
+	}
+}
+
+func (h *sharedHandle) remove(w *Worker) bool {
+	if _, ok := h.workers[w]; !ok {
+		return false
+	}
+	delete(h.workers, w)
+	return len(h.workers) == 0
+}
+
+func (h *sharedHandle) holdable() bool { return false }
+
+func (h *sharedHandle) close() {
+	unix.Close(h.fd)
+	h.closer.Close()
+}
+
+// rrHandle is a listening socket owned by the primary, whose connections go to workers in turn.
+type rrHandle struct {
+	p        *Primary
+	key      string
+	ln       net.Listener
+	file     *os.File // a duplicate of ln's socket: net's listeners offer no raw Read to accept with
+	sockname *sockname
+	data     json.RawMessage
+
+	// Guarded by p.mu.
+	all    map[*Worker]struct{}
+	free   []*Worker
+	queue  []int // accepted connections waiting for a free worker
+	busy   map[*Worker]*handoff
+	closed bool
+}
+
+// handoff is the one connection in flight to a worker.
+type handoff struct {
+	fd    int
+	seq   int64
+	acked bool // NODE_HANDLE_ACK arrived: the worker has the fd
+}
+
+func newRRHandle(p *Primary, key, network, address string) (*rrHandle, error) {
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := dupFD(ln.(syscall.Conn))
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	h := &rrHandle{p: p, key: key, ln: ln, file: os.NewFile(uintptr(fd), "listener"),
+		all: make(map[*Worker]struct{}), busy: make(map[*Worker]*handoff)}
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+		fam := "IPv4"
+		if ta.IP.To4() == nil {
+			fam = "IPv6"
+		}
+		ip := ta.IP.String()
+		h.sockname = &sockname{Address: ip, Family: rawString(fam), Port: ta.Port}
+	}
+	go h.acceptLoop()
+	return h, nil
+}
+
+func (h *rrHandle) setData(d json.RawMessage) {
+	if h.data == nil {
+		h.data = d
+	}
+}
+
+func (h *rrHandle) holdable() bool { return true }
+
+func (h *rrHandle) acceptLoop() {
+	rc, err := h.file.SyscallConn()
+	if err != nil {
+		h.p.log.Error("cluster: listener", "key", h.key, "err", err)
+		return
+	}
+	var fatal error
+	err = rc.Read(func(lfd uintptr) bool {
+		for {
+			nfd, _, err := unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			switch err {
+			case nil:
+				h.distribute(nfd)
+				continue
+			case unix.EAGAIN:
+				return false // wait until the socket is readable again
+			case unix.EINTR, unix.ECONNABORTED, unix.EPROTO:
+				continue
+			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+				h.p.log.Warn("cluster: accept: out of resources; backing off", "key", h.key, "err", err)
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			fatal = err
+			return true
+		}
+	})
+	if fatal != nil && !h.isClosed() {
+		h.p.log.Error("cluster: accept failed; listener stopped", "key", h.key, "err", fatal)
+	}
+	_ = err // net.ErrClosed once close() ran
+}
+
+func (h *rrHandle) isClosed() bool {
+	h.p.mu.Lock()
+	defer h.p.mu.Unlock()
+	return h.closed
+}
+
+// distribute hands a new connection to the first free worker, or queues it.
+func (h *rrHandle) distribute(fd int) {
+	h.p.mu.Lock()
+	defer h.p.mu.Unlock()
+	if h.closed || len(h.queue) >= maxQueuedConns {
+		unix.Close(fd)
+		return
+	}
+	h.queue = append(h.queue, fd)
+	h.pumpLocked()
+}
+
+// pumpLocked pairs queued connections with free workers.
+func (h *rrHandle) pumpLocked() {
+	for len(h.queue) > 0 && len(h.free) > 0 {
+		w := h.free[0]
+		h.free = h.free[1:]
+		fd := h.queue[0]
+		h.queue = h.queue[1:]
+		h.sendLocked(w, fd)
+	}
+}
+
+func (h *rrHandle) sendLocked(w *Worker, fd int) {
+	p := h.p
+	seq := p.nextSeq()
+	ho := &handoff{fd: fd, seq: seq}
+	h.busy[w] = ho
+	w.cbmu.Lock()
+	w.callbacks[seq] = func(reply *wireMsg) { h.onAccepted(w, ho, reply) }
+	w.cbmu.Unlock()
+	msg := &wireMsg{Cmd: "NODE_CLUSTER", Act: "newconn", Key: h.key, Seq: seq}
+	if err := w.ch.SendHandle(msg, "net.Native", fd, func(err error) { h.onHandleReply(w, ho, err) }); err != nil {
+		// The channel is closed: the worker is leaving. Its connection goes to someone else.
+		delete(h.busy, w)
+		w.cbmu.Lock()
+		delete(w.callbacks, seq)
+		w.cbmu.Unlock()
+		h.requeueLocked(fd)
+	}
+}
+
+// onHandleReply runs when the worker answered NODE_HANDLE_ACK/NACK or the channel closed.
+func (h *rrHandle) onHandleReply(w *Worker, ho *handoff, err error) {
+	p := h.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if h.busy[w] != ho {
+		return
+	}
+	if err == nil {
+		ho.acked = true
+		return
+	}
+	// The fd never reached the worker: give the connection to someone else.
+	delete(h.busy, w)
+	w.cbmu.Lock()
+	delete(w.callbacks, ho.seq)
+	w.cbmu.Unlock()
+	h.requeueLocked(ho.fd)
+	if _, member := h.all[w]; member && w.connected && !errors.Is(err, ipc.ErrClosed) {
+		h.free = append(h.free, w) // a NACK: the worker is still there
+	}
+	h.pumpLocked()
+}
+
+// onAccepted handles the worker's {ack, accepted} reply to a newconn.
+func (h *rrHandle) onAccepted(w *Worker, ho *handoff, reply *wireMsg) {
+	p := h.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if h.busy[w] != ho {
+		return
+	}
+	delete(h.busy, w)
+	if reply.Accepted != nil && *reply.Accepted {
+		unix.Close(ho.fd) // the worker holds the connection now
+	} else {
+		h.requeueLocked(ho.fd)
+	}
+	if _, member := h.all[w]; member && w.connected {
+		h.free = append(h.free, w)
+	}
+	h.pumpLocked()
+}
+
+func (h *rrHandle) requeueLocked(fd int) {
+	if h.closed {
+		unix.Close(fd)
+		return
+	}
+	h.queue = append([]int{fd}, h.queue...)
+}
+
+func (h *rrHandle) add(w *Worker, req *wireMsg) {
+	p := h.p
+	ack := req.Seq
+	data := h.data
+	if data == nil {
+		data = rawNull
+	}
+	reply := &wireMsg{Cmd: "NODE_CLUSTER", Errno: rawNull, Key: h.key, Ack: &ack, Data: data, Sockname: h.sockname, Seq: p.nextSeq()}
+	// Queue the reply before any newconn can be queued for this worker.
+	if err := w.ch.Send(reply); err != nil {
+		return
+	}
+	if _, ok := h.all[w]; ok {
+		return
+	}
+	h.all[w] = struct{}{}
+	h.free = append(h.free, w)
+	h.pumpLocked()
+}
+
+func (h *rrHandle) remove(w *Worker) bool {
+	if _, ok := h.all[w]; !ok {
+		return false
+	}
+	delete(h.all, w)
+	for i, fw := range h.free {
+		if fw == w {
+			h.free = append(h.free[:i], h.free[i+1:]...)
+			break
+		}
+	}
+	// A connection in flight on an open channel (a Disconnect) is settled by the worker's answer:
+	// accepted, or not accepted and given to another worker. On a closed channel nothing will answer.
+	if ho := h.busy[w]; ho != nil && !w.connected {
+		delete(h.busy, w)
+		w.cbmu.Lock()
+		delete(w.callbacks, ho.seq)
+		w.cbmu.Unlock()
+		if ho.acked {
+			unix.Close(ho.fd) // the worker got it; whatever it did with it, our copy goes
+		} else {
+			h.requeueLocked(ho.fd) // never delivered: another worker serves it
+		}
+	}
+	h.pumpLocked()
+	return len(h.all) == 0
+}
+
+func (h *rrHandle) close() {
+	h.p.mu.Lock()
+	h.closed = true
+	q := h.queue
+	h.queue = nil
+	h.p.mu.Unlock()
+	h.file.Close()
+	h.ln.Close()
+	for _, fd := range q {
+		unix.Close(fd)
+	}
+}

@@ -1,0 +1,169 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+
+	"github.com/corralhq/corral/internal/ipc"
+	"golang.org/x/sys/unix"
+)
+
+type workerState int
+
+const (
+	stateNone workerState = iota
+	stateOnline
+	stateListening
+)
+
+// Worker is a worker process as its primary sees it: the value Node's cluster.fork() returns.
+type Worker struct {
+	// ID is unique among the workers of one Primary and is the worker's NODE_UNIQUE_ID.
+	ID int
+	// Process is the worker's process.
+	Process *os.Process
+	// Stdout and Stderr read the worker's output when Settings.Silent is set and ForkOptions gave no
+	// writers; nil otherwise. Read them to the end before the worker's exit is waited for, as with
+	// exec.Cmd pipes.
+	Stdout, Stderr io.ReadCloser
+
+	p   *Primary
+	cmd *exec.Cmd
+	ch  *ipc.Channel
+
+	// Guarded by p.mu.
+	state                 workerState
+	connected, dead       bool
+	exitedAfterDisconnect bool
+	exitCode              int
+	exitSig               os.Signal
+
+	cbmu      sync.Mutex
+	callbacks map[int64]func(*wireMsg)
+
+	done       chan struct{}
+	listening  chan struct{}
+	listenOnce sync.Once
+}
+
+// Send sends msg to the worker as JSON: Node's worker.send(). A Go string "shutdown" arrives in a
+// Node worker as the string 'shutdown'. Send does not block on the worker.
+func (w *Worker) Send(msg any) error {
+	if raw, ok := msg.(json.RawMessage); ok {
+		return w.ch.SendRaw(raw)
+	}
+	return w.ch.Send(msg)
+}
+
+// Disconnect asks the worker to close its servers and then its channel, after which it exits once its
+// work is done: Node's worker.disconnect(). The worker takes no new connections from now on.
+func (w *Worker) Disconnect() error {
+	p := w.p
+	p.mu.Lock()
+	if !w.connected {
+		p.mu.Unlock()
+		return errors.New("cluster: worker is not connected")
+	}
+	w.exitedAfterDisconnect = true
+	hs := p.removeWorkerLocked(w)
+	p.mu.Unlock()
+	p.closeIdle(hs)
+	return p.sendCluster(w, &wireMsg{Act: "disconnect"}, nil)
+}
+
+// Kill closes the worker's channel and then sends it sig (SIGTERM when nil): Node's worker.kill().
+func (w *Worker) Kill(sig os.Signal) error {
+	if sig == nil {
+		sig = syscall.SIGTERM
+	}
+	w.p.mu.Lock()
+	w.exitedAfterDisconnect = true
+	dead := w.dead
+	w.p.mu.Unlock()
+	w.ch.Close()
+	if dead {
+		return nil
+	}
+	if err := w.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	return nil
+}
+
+// IsConnected reports whether the worker's IPC channel is open.
+func (w *Worker) IsConnected() bool {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.connected
+}
+
+// IsDead reports whether the worker process has exited.
+func (w *Worker) IsDead() bool {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.dead
+}
+
+// ExitedAfterDisconnect reports whether the worker left because it was asked to (Disconnect or Kill)
+// or chose to (its own cluster.worker.disconnect()), rather than by accident.
+func (w *Worker) ExitedAfterDisconnect() bool {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.exitedAfterDisconnect
+}
+
+// Done is closed when the worker process has exited and been reaped, just before the exit handlers run.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// ExitCode returns the worker's exit status, or -1 if a signal killed it. Valid once Done is closed.
+func (w *Worker) ExitCode() int {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.exitCode
+}
+
+// ExitSignal returns the signal that killed the worker, or nil. Valid once Done is closed.
+func (w *Worker) ExitSignal() os.Signal {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.exitSig
+}
+
+// Listening is closed when the worker first reports that it is listening.
+func (w *Worker) Listening() <-chan struct{} { return w.listening }
+
+func (w *Worker) onMessage(m ipc.Message) {
+	p := w.p
+	if m.Internal {
+		if m.Cmd != "NODE_CLUSTER" {
+			if m.FD >= 0 {
+				unix.Close(m.FD)
+			}
+			return
+		}
+		var cm wireMsg
+		if err := json.Unmarshal(m.Raw, &cm); err != nil {
+			p.log.Warn("cluster: malformed NODE_CLUSTER message from worker; ignored", "worker", w.ID, "err", err)
+			if m.FD >= 0 {
+				unix.Close(m.FD)
+			}
+			return
+		}
+		p.onInternal(w, &cm, m.FD)
+		return
+	}
+	if m.FD >= 0 { // a handle sent by user code; the Go API carries no handles
+		unix.Close(m.FD)
+	}
+	raw := m.Raw
+	p.emit(func(h *handlers) {
+		for _, f := range h.message {
+			f(w, raw)
+		}
+	})
+}

@@ -1,0 +1,501 @@
+// Package ipc implements one end of Node.js's IPC channel: JSON lines over a Unix stream socket, with
+// file descriptors passed by SCM_RIGHTS inside NODE_HANDLE messages and gated by NODE_HANDLE_ACK.
+//
+// It is the transport under the public cluster package and under the daemon's fork mode (where a Node
+// app's process.send('ready') and the 'shutdown' message travel). The wire format is described in
+// shared/docs/node-cluster-protocol.md; the rules that matter here are:
+//
+//   - one JSON value per line, no length limit in Node (this package caps a line at Options.MaxLine);
+//   - an object whose "cmd" is a string longer than 5 bytes starting with "NODE_" is internal;
+//   - an fd travels alone on the sendmsg that carries its NODE_HANDLE line, and the sender writes nothing
+//     else (but ACK/NACK) until the receiver answers NODE_HANDLE_ACK or NODE_HANDLE_NACK.
+package ipc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultMaxLine is the longest message line accepted when Options.MaxLine is zero. A peer that sends a
+// longer line is treated as broken and the channel is closed.
+const DefaultMaxLine = 64 << 20
+
+// maxQueuedFDs bounds the fds received but not yet claimed by a NODE_HANDLE line.
+const maxQueuedFDs = 64
+
+var (
+	// ErrClosed is returned by sends on a closed channel and reported to handle callbacks whose
+	// message was not acknowledged before the channel closed.
+	ErrClosed = errors.New("ipc: channel closed")
+	// ErrNACK is reported to a handle callback when the peer answered NODE_HANDLE_NACK (no fd arrived).
+	ErrNACK = errors.New("ipc: peer did not receive the handle (NODE_HANDLE_NACK)")
+)
+
+// Message is one message received on the channel.
+type Message struct {
+	// Raw is the JSON value as received. For a message that carried a handle it is the inner "msg".
+	Raw json.RawMessage
+	// Internal reports whether Raw is an internal Node message (see IsInternal); Cmd is then its cmd.
+	Internal bool
+	Cmd      string
+	// FD is the descriptor received with a NODE_HANDLE message, or -1. The receiver owns it and must
+	// close it.
+	FD int
+	// HandleType is the NODE_HANDLE "type" ("net.Native", "dgram.Native", ...) when FD >= 0.
+	HandleType string
+}
+
+// Options configures a Channel.
+type Options struct {
+	// OnMessage is called for every message but the channel's own NODE_HANDLE_ACK/NACK, one at a
+	// time, on the channel's reader goroutine. It must not block for long.
+	OnMessage func(Message)
+	// OnClose is called once when the channel is closed by either side; err is nil on a clean EOF or a
+	// local Close.
+	OnClose func(err error)
+	// Logger receives protocol errors (garbage from the peer). Nil discards them.
+	Logger *slog.Logger
+	// MaxLine caps a message line in bytes; 0 means DefaultMaxLine.
+	MaxLine int
+}
+
+type outMsg struct {
+	line    []byte // JSON without the trailing newline
+	fd      int    // -1: none
+	onReply func(error)
+}
+
+// Channel is one end of a Node IPC channel. Its methods are safe for concurrent use.
+type Channel struct {
+	conn *net.UnixConn
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	ctrl     [][]byte // ACK/NACK: bypass the handle gate
+	queue    []outMsg
+	awaiting *outMsg // handle message written, reply not yet received
+	closed   bool
+	closeErr error
+	flushing bool // CloseAfterFlush: close once everything queued is written
+
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// Pair creates a connected pair for a child process: parent is this process's end, child is the file to
+// pass in exec.Cmd.ExtraFiles (close it after the child has started).
+func Pair() (parent *net.UnixConn, child *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ipc: socketpair: %w", err)
+	}
+	pf := os.NewFile(uintptr(fds[0]), "ipc-parent")
+	defer pf.Close()
+	c, err := net.FileConn(pf)
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, fmt.Errorf("ipc: socketpair conn: %w", err)
+	}
+	return c.(*net.UnixConn), os.NewFile(uintptr(fds[1]), "ipc-child"), nil
+}
+
+// FromFD opens the channel end a parent passed to this process as fd (NODE_CHANNEL_FD). The fd is
+// duplicated and closed, and the duplicate is close-on-exec.
+func FromFD(fd int) (*net.UnixConn, error) {
+	f := os.NewFile(uintptr(fd), "ipc")
+	if f == nil {
+		return nil, fmt.Errorf("ipc: bad fd %d", fd)
+	}
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("ipc: fd %d: %w", fd, err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("ipc: fd %d is not a unix socket", fd)
+	}
+	return uc, nil
+}
+
+// New starts a Channel on conn. The channel owns conn from now on.
+func New(conn *net.UnixConn, opts Options) *Channel {
+	if opts.MaxLine <= 0 {
+		opts.MaxLine = DefaultMaxLine
+	}
+	lg := opts.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	c := &Channel{conn: conn, opts: opts, log: lg, done: make(chan struct{})}
+	c.cond = sync.NewCond(&c.mu)
+	go c.writeLoop()
+	go c.readLoop()
+	return c
+}
+
+// Done is closed when the channel has closed.
+func (c *Channel) Done() <-chan struct{} { return c.done }
+
+// Send queues a JSON-encoded message. It never blocks on the peer.
+func (c *Channel) Send(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("ipc: encode message: %w", err)
+	}
+	return c.SendRaw(b)
+}
+
+// SendRaw queues an already encoded JSON value (without the trailing newline).
+func (c *Channel) SendRaw(line []byte) error {
+	if bytes.IndexByte(line, '\n') >= 0 || len(line) == 0 {
+		return errors.New("ipc: a message must be one non-empty line of JSON")
+	}
+	return c.enqueue(outMsg{line: line, fd: -1})
+}
+
+// SendHandle queues msg wrapped in a NODE_HANDLE of the given type, with fd attached. The caller keeps
+// ownership of fd and must keep it open until onReply runs: with nil once the peer acknowledged it,
+// ErrNACK if the peer got no fd, or ErrClosed if the channel closed first. onReply runs on one of the
+// channel's goroutines and must not block.
+func (c *Channel) SendHandle(msg any, handleType string, fd int, onReply func(error)) error {
+	inner, err := json.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("ipc: encode message: %w", err)
+	}
+	typ, _ := json.Marshal(handleType)
+	line := make([]byte, 0, len(inner)+len(typ)+40)
+	line = append(line, `{"cmd":"NODE_HANDLE","type":`...)
+	line = append(line, typ...)
+	line = append(line, `,"msg":`...)
+	line = append(line, inner...)
+	line = append(line, '}')
+	if onReply == nil {
+		onReply = func(error) {}
+	}
+	return c.enqueue(outMsg{line: line, fd: fd, onReply: onReply})
+}
+
+func (c *Channel) enqueue(m outMsg) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.queue = append(c.queue, m)
+	c.cond.Signal()
+	return nil
+}
+
+func (c *Channel) sendCtrl(line string) {
+	c.mu.Lock()
+	if !c.closed {
+		c.ctrl = append(c.ctrl, []byte(line))
+		c.cond.Signal()
+	}
+	c.mu.Unlock()
+}
+
+// CloseAfterFlush closes the channel once every message queued so far has been written (and a handle
+// in flight acknowledged). Messages sent after it are still written if they are queued in time.
+func (c *Channel) CloseAfterFlush() {
+	c.mu.Lock()
+	c.flushing = true
+	c.cond.Signal()
+	c.mu.Unlock()
+}
+
+// Close closes the channel. Queued messages that were not written are dropped; handle callbacks get
+// ErrClosed.
+func (c *Channel) Close() error {
+	c.shutdown(nil)
+	return nil
+}
+
+func (c *Channel) shutdown(err error) {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.closeErr = err
+		pending := c.queue
+		awaiting := c.awaiting
+		c.queue, c.ctrl, c.awaiting = nil, nil, nil
+		c.cond.Broadcast()
+		c.mu.Unlock()
+		c.conn.Close()
+		if awaiting != nil {
+			awaiting.onReply(ErrClosed)
+		}
+		for _, m := range pending {
+			if m.onReply != nil {
+				m.onReply(ErrClosed)
+			}
+		}
+		close(c.done)
+		if c.opts.OnClose != nil {
+			c.opts.OnClose(err)
+		}
+	})
+}
+
+// writeLoop writes queued messages in order, holding back everything but ACK/NACK while a handle is
+// awaiting its acknowledgement, and coalescing plain messages into one write.
+func (c *Channel) writeLoop() {
+	var buf []byte
+	for {
+		c.mu.Lock()
+		for !c.closed && len(c.ctrl) == 0 && (c.awaiting != nil || len(c.queue) == 0) {
+			if c.flushing && c.awaiting == nil && len(c.queue) == 0 {
+				c.mu.Unlock()
+				c.shutdown(nil)
+				return
+			}
+			c.cond.Wait()
+		}
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
+		buf = buf[:0]
+		for _, l := range c.ctrl {
+			buf = append(append(buf, l...), '\n')
+		}
+		c.ctrl = c.ctrl[:0]
+		var handle *outMsg
+		if c.awaiting == nil {
+			n := 0
+			for n < len(c.queue) && len(buf) < 64<<10 {
+				m := c.queue[n]
+				if m.fd >= 0 {
+					if len(buf) == 0 { // a handle goes alone on its sendmsg
+						handle = &m
+						c.awaiting = handle
+						n++
+					}
+					break
+				}
+				buf = append(append(buf, m.line...), '\n')
+				n++
+			}
+			c.queue = c.queue[n:]
+		}
+		c.mu.Unlock()
+
+		var err error
+		if handle != nil {
+			err = c.writeHandle(handle)
+		} else if len(buf) > 0 {
+			_, err = c.conn.Write(buf)
+		}
+		if err != nil {
+			c.shutdown(fmt.Errorf("ipc: write: %w", err))
+			return
+		}
+	}
+}
+
+func (c *Channel) writeHandle(m *outMsg) error {
+	line := append(m.line[:len(m.line):len(m.line)], '\n')
+	n, _, err := c.conn.WriteMsgUnix(line, unix.UnixRights(m.fd), nil)
+	if err != nil {
+		return err
+	}
+	if n < len(line) { // the fd went with the first byte; the rest goes without ancillary data
+		_, err = c.conn.Write(line[n:])
+	}
+	return err
+}
+
+func (c *Channel) readLoop() {
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(maxQueuedFDs*4))
+	var pending []byte
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for {
+		n, oobn, _, _, err := c.conn.ReadMsgUnix(buf, oob)
+		if oobn > 0 {
+			fds = c.appendFDs(fds, oob[:oobn])
+		}
+		if n > 0 {
+			data := buf[:n]
+			for {
+				i := bytes.IndexByte(data, '\n')
+				if i < 0 {
+					break
+				}
+				var line []byte
+				if len(pending) > 0 {
+					line = append(pending, data[:i]...)
+					pending = pending[:0]
+				} else {
+					line = data[:i]
+				}
+				fds = c.dispatch(line, fds)
+				data = data[i+1:]
+			}
+			if len(pending)+len(data) > c.opts.MaxLine {
+				c.log.Warn("ipc: message line too long; closing channel", "limit", c.opts.MaxLine)
+				c.shutdown(fmt.Errorf("ipc: message longer than %d bytes", c.opts.MaxLine))
+				return
+			}
+			pending = append(pending, data...)
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				err = nil
+			} else {
+				err = fmt.Errorf("ipc: read: %w", err)
+			}
+			if len(pending) > 0 {
+				c.log.Warn("ipc: channel closed in the middle of a message", "bytes", len(pending))
+			}
+			c.shutdown(err)
+			return
+		}
+	}
+}
+
+func (c *Channel) appendFDs(fds []int, oob []byte) []int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		c.log.Warn("ipc: bad control message", "err", err)
+		return fds
+	}
+	for _, m := range msgs {
+		got, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range got {
+			if len(fds) >= maxQueuedFDs {
+				c.log.Warn("ipc: too many unclaimed fds from peer; closing one")
+				unix.Close(fd)
+				continue
+			}
+			fds = append(fds, fd)
+		}
+	}
+	return fds
+}
+
+// envelope is the part of a message this package looks at.
+type envelope struct {
+	Cmd  json.RawMessage `json:"cmd"`
+	Type string          `json:"type"`
+	Msg  json.RawMessage `json:"msg"`
+}
+
+// Classify reports whether raw is an internal Node message and its cmd. Invalid JSON is an error.
+func Classify(raw []byte) (internal bool, cmd string, err error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return false, "", errors.New("empty message")
+	}
+	if raw[0] != '{' {
+		if !json.Valid(raw) {
+			return false, "", errors.New("invalid JSON")
+		}
+		return false, "", nil
+	}
+	var e envelope
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return false, "", err
+	}
+	return cmdInternal(e.Cmd)
+}
+
+func cmdInternal(rawCmd json.RawMessage) (bool, string, error) {
+	if len(rawCmd) == 0 || rawCmd[0] != '"' {
+		return false, "", nil
+	}
+	var cmd string
+	if err := json.Unmarshal(rawCmd, &cmd); err != nil {
+		return false, "", err
+	}
+	return len(cmd) > 5 && cmd[:5] == "NODE_", cmd, nil
+}
+
+// dispatch handles one complete line and returns the fd queue left.
+func (c *Channel) dispatch(line []byte, fds []int) []int {
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 {
+		c.log.Warn("ipc: empty message line from peer; ignored")
+		return fds
+	}
+	var e envelope
+	if line[0] == '{' {
+		if err := json.Unmarshal(line, &e); err != nil {
+			c.log.Warn("ipc: malformed message from peer; ignored", "err", err, "bytes", len(line))
+			return fds
+		}
+	} else if !json.Valid(line) {
+		c.log.Warn("ipc: malformed message from peer; ignored", "bytes", len(line))
+		return fds
+	}
+	internal, cmd, err := cmdInternal(e.Cmd)
+	if err != nil {
+		c.log.Warn("ipc: malformed cmd; ignored", "err", err)
+		return fds
+	}
+	switch {
+	case internal && (cmd == "NODE_HANDLE_ACK" || cmd == "NODE_HANDLE_NACK"):
+		c.mu.Lock()
+		m := c.awaiting
+		c.awaiting = nil
+		c.cond.Signal()
+		c.mu.Unlock()
+		if m == nil {
+			c.log.Warn("ipc: unexpected " + cmd + " from peer; ignored")
+			return fds
+		}
+		if cmd == "NODE_HANDLE_ACK" {
+			m.onReply(nil)
+		} else {
+			m.onReply(ErrNACK)
+		}
+		return fds
+	case internal && cmd == "NODE_HANDLE":
+		if len(fds) == 0 {
+			c.sendCtrl(`{"cmd":"NODE_HANDLE_NACK"}`)
+			c.log.Warn("ipc: NODE_HANDLE without a file descriptor; answered NACK")
+			return fds
+		}
+		fd := fds[0]
+		fds = fds[1:]
+		c.sendCtrl(`{"cmd":"NODE_HANDLE_ACK"}`)
+		innerInternal, innerCmd, _ := Classify(e.Msg)
+		if len(e.Msg) == 0 {
+			e.Msg = json.RawMessage("null")
+		}
+		c.deliver(Message{Raw: e.Msg, Internal: innerInternal, Cmd: innerCmd, FD: fd, HandleType: e.Type})
+		return fds
+	}
+	// Copy: line aliases the read buffer.
+	c.deliver(Message{Raw: append(json.RawMessage(nil), line...), Internal: internal, Cmd: cmd, FD: -1})
+	return fds
+}
+
+func (c *Channel) deliver(m Message) {
+	if c.opts.OnMessage != nil {
+		c.opts.OnMessage(m)
+	} else if m.FD >= 0 {
+		unix.Close(m.FD)
+	}
+}
