@@ -108,13 +108,14 @@ func ID() int {
 	return self.id
 }
 
-// Send sends msg to the parent process as JSON: Node's process.send(). It works in a cluster worker
+// Send sends msg to the parent process as JSON: Node's process.send(). It returns once the message is
+// written to the channel, so the process may exit right after. It works in a cluster worker
 // and in any process started with an IPC channel (the corral daemon gives one to fork-mode apps).
 func Send(msg any) error {
 	if self.ch == nil {
 		return ErrNoChannel
 	}
-	return self.ch.Send(msg)
+	return self.ch.SendWait(msg)
 }
 
 // Ready tells the parent that this process is ready to serve: it sends the message "ready", which the

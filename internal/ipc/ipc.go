@@ -72,6 +72,7 @@ type outMsg struct {
 	line    []byte // JSON without the trailing newline
 	fd      int    // -1: none
 	onReply func(error)
+	written chan error // SendWait: told once the message is on the wire
 }
 
 // Channel is one end of a Node IPC channel. Its methods are safe for concurrent use.
@@ -158,6 +159,20 @@ func (c *Channel) Send(v any) error {
 	return c.SendRaw(b)
 }
 
+// SendWait sends a JSON-encoded message and waits until it has been written to the socket (after any
+// handle ahead of it was acknowledged), so that a process may exit right after it returns.
+func (c *Channel) SendWait(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("ipc: encode message: %w", err)
+	}
+	done := make(chan error, 1)
+	if err := c.enqueue(outMsg{line: b, fd: -1, written: done}); err != nil {
+		return err
+	}
+	return <-done
+}
+
 // SendRaw queues an already encoded JSON value (without the trailing newline).
 func (c *Channel) SendRaw(line []byte) error {
 	if bytes.IndexByte(line, '\n') >= 0 || len(line) == 0 {
@@ -242,6 +257,9 @@ func (c *Channel) shutdown(err error) {
 			if m.onReply != nil {
 				m.onReply(ErrClosed)
 			}
+			if m.written != nil {
+				m.written <- ErrClosed
+			}
 		}
 		close(c.done)
 		if c.opts.OnClose != nil {
@@ -254,6 +272,7 @@ func (c *Channel) shutdown(err error) {
 // awaiting its acknowledgement, and coalescing plain messages into one write.
 func (c *Channel) writeLoop() {
 	var buf []byte
+	var batch []outMsg
 	for {
 		c.mu.Lock()
 		for !c.closed && len(c.ctrl) == 0 && (c.awaiting != nil || len(c.queue) == 0) {
@@ -269,6 +288,7 @@ func (c *Channel) writeLoop() {
 			return
 		}
 		buf = buf[:0]
+		batch = batch[:0]
 		for _, l := range c.ctrl {
 			buf = append(append(buf, l...), '\n')
 		}
@@ -287,6 +307,9 @@ func (c *Channel) writeLoop() {
 					break
 				}
 				buf = append(append(buf, m.line...), '\n')
+				if m.written != nil {
+					batch = append(batch, m)
+				}
 				n++
 			}
 			c.queue = c.queue[n:]
@@ -298,6 +321,9 @@ func (c *Channel) writeLoop() {
 			err = c.writeHandle(handle)
 		} else if len(buf) > 0 {
 			_, err = c.conn.Write(buf)
+		}
+		for _, m := range batch {
+			m.written <- err
 		}
 		if err != nil {
 			c.shutdown(fmt.Errorf("ipc: write: %w", err))

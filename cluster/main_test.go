@@ -1,0 +1,215 @@
+package cluster_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/cluster"
+	"github.com/corralhq/corral/internal/ipc"
+)
+
+// The test binary doubles as every worker the tests need: a worker runs the helper named by
+// CLUSTER_TEST_HELPER instead of the tests (the os/exec test suite's trick). A "raw" helper is started
+// through env(1) with the cluster variables removed, so the cluster package leaves fd 3 alone and the
+// helper speaks the wire protocol by hand, badly on purpose.
+var helpers = map[string]func(){
+	"http":     helperHTTP,
+	"exit":     helperExit,
+	"echo":     helperEcho,
+	"udp":      helperUDP,
+	"raw":      helperRaw,
+	"idle":     func() { select {} },
+}
+
+func TestMain(m *testing.M) {
+	if name := os.Getenv("CLUSTER_TEST_HELPER"); name != "" && (cluster.IsWorker() || os.Getenv("RAW_CHANNEL_FD") != "") {
+		f, ok := helpers[name]
+		if !ok {
+			fmt.Fprintln(os.Stderr, "unknown helper", name)
+			os.Exit(2)
+		}
+		f()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// helperHTTP serves "<worker id> <pid>" with the graceful helper.
+func helperHTTP() {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d := r.URL.Query().Get("sleep"); d != "" {
+			ms, _ := strconv.Atoi(d)
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+		}
+		fmt.Fprintf(w, "%d %d", cluster.ID(), os.Getpid())
+	})}
+	network := os.Getenv("NETWORK")
+	if network == "" {
+		network = "tcp"
+	}
+	if err := cluster.ServeHTTP(srv, network, os.Getenv("ADDR")); err != nil {
+		fmt.Fprintln(os.Stderr, "serve:", err)
+		os.Exit(1)
+	}
+}
+
+func helperExit() {
+	code, _ := strconv.Atoi(os.Getenv("EXIT_CODE"))
+	os.Exit(code)
+}
+
+// helperEcho sends back every message, wrapped, and leaves on "bye".
+func helperEcho() {
+	if err := cluster.Send(map[string]any{"hello": cluster.ID()}); err != nil {
+		os.Exit(3)
+	}
+	for m := range cluster.Messages() {
+		cluster.Send(map[string]json.RawMessage{"echo": m})
+		if string(m) == `"bye"` {
+			return
+		}
+	}
+}
+
+func helperUDP() {
+	pc, err := cluster.ListenPacket("udp4", os.Getenv("ADDR"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		pc.WriteTo([]byte(fmt.Sprintf("%d:%s", cluster.ID(), buf[:n])), from)
+	}
+}
+
+// helperRaw speaks the protocol by hand on RAW_CHANNEL_FD and misbehaves as RAW_MODE says.
+func helperRaw() {
+	fd, _ := strconv.Atoi(os.Getenv("RAW_CHANNEL_FD"))
+	f := os.NewFile(uintptr(fd), "raw")
+	c, err := net.FileConn(f)
+	if err != nil {
+		os.Exit(5)
+	}
+	uc := c.(*net.UnixConn)
+	write := func(s string) { uc.Write([]byte(s)) }
+	switch os.Getenv("RAW_MODE") {
+	case "garbage":
+		write(`{"cmd":"NODE_CLUSTER","act":"online","seq":0}` + "\n")
+		write("\n{not json}\n\"unterminated\n[1,2\n{\"cmd\":5}\n{\"cmd\":\"NODE_CLUSTER\",\"act\":\"nonsense\",\"seq\":1}\n")
+		write(`{"cmd":"NODE_CLUSTER","ack":999,"seq":2}` + "\n")                   // an ack nobody waits for
+		write(`{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"x":1}}` + "\n")    // a handle without an fd
+		write(`{"cmd":"NODE_HANDLE_ACK"}` + "\n")                                  // an ACK for nothing
+		r, w, _ := os.Pipe()                                                       // a handle with an fd
+		uc.WriteMsgUnix([]byte(`{"cmd":"NODE_HANDLE","type":"net.Socket","msg":"user-handle"}`+"\n"), syscallRights(int(r.Fd())), nil)
+		r.Close()
+		w.Close()
+		write(`"after-garbage"` + "\n")
+		write(`{"cmd":"NODE_CLUSTER","act":"queryServer","ind`) // and hang up mid-message
+		os.Exit(7)
+	case "blackhole":
+		// Comes online and listens, then dies on the first connection without acknowledging it.
+		write(`{"cmd":"NODE_CLUSTER","act":"online","seq":0}` + "\n")
+		q := `{"cmd":"NODE_CLUSTER","act":"queryServer","index":0,"data":null,"address":"127.0.0.1","port":` + os.Getenv("PORT") + `,"addressType":4,"flags":0,"backlog":511,"seq":1}`
+		write(q + "\n")
+		buf := make([]byte, 4096)
+		oob := make([]byte, 64)
+		uc.Read(buf) // the reply
+		write(`{"cmd":"NODE_CLUSTER","act":"listening","index":0,"data":null,"address":"127.0.0.1","port":` + os.Getenv("PORT") + `,"addressType":4,"flags":0,"backlog":511,"seq":2}` + "\n")
+		for {
+			_, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+			if err != nil || oobn > 0 {
+				os.Exit(9) // a connection arrived: vanish without NODE_HANDLE_ACK
+			}
+		}
+	}
+}
+
+func syscallRights(fd int) []byte { return syscall.UnixRights(fd) }
+
+// --- test utilities ---
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// newPrimary returns a Primary whose workers run helper; it kills them all when the test ends.
+func newPrimary(t testing.TB, s cluster.Settings, helper string, env ...string) *cluster.Primary {
+	t.Helper()
+	if s.Exec == "" {
+		s.Args = []string{"-test.run=^$"}
+	}
+	s.Env = append(append(s.Env, "CLUSTER_TEST_HELPER="+helper), env...)
+	p := cluster.NewPrimary(s)
+	t.Cleanup(func() {
+		for _, w := range p.Workers() {
+			w.Process.Kill()
+			select {
+			case <-w.Done():
+			case <-time.After(10 * time.Second):
+				t.Errorf("worker %d not reaped", w.ID)
+			}
+		}
+		p.Close()
+	})
+	return p
+}
+
+// rawPrimary returns a primary whose workers are this binary with the cluster variables stripped, so
+// the helper drives fd 3 itself.
+func rawPrimary(t testing.TB, mode string, env ...string) *cluster.Primary {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cluster.Settings{Exec: "env", Args: []string{"-u", "NODE_UNIQUE_ID", "-u", "NODE_CHANNEL_FD", "RAW_CHANNEL_FD=3", "RAW_MODE=" + mode, exe, "-test.run=^$"}}
+	return newPrimary(t, s, "raw", env...)
+}
+
+func wait[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+	var zero T
+	return zero
+}
+
+// get does one request on a fresh connection and returns the body.
+func get(t testing.TB, url string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Close = true
+	c := &http.Client{Timeout: 10 * time.Second}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+var _ = ipc.ErrClosed
