@@ -125,7 +125,9 @@ func TestMessagesBothWays(t *testing.T) {
 	msgs := make(chan string, 10)
 	p.OnMessage(func(w *cluster.Worker, m json.RawMessage) { msgs <- fmt.Sprintf("%d %s", w.ID, m) })
 	exits := make(chan string, 1)
-	p.OnExit(func(w *cluster.Worker, code int, sig os.Signal) { exits <- fmt.Sprintf("%d %v %v", code, sig, w.ExitedAfterDisconnect()) })
+	p.OnExit(func(w *cluster.Worker, code int, sig os.Signal) {
+		exits <- fmt.Sprintf("%d %v %v", code, sig, w.ExitedAfterDisconnect())
+	})
 	w, err := p.Fork(nil)
 	if err != nil {
 		t.Fatal(err)

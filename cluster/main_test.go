@@ -21,12 +21,12 @@ import (
 // through env(1) with the cluster variables removed, so the cluster package leaves fd 3 alone and the
 // helper speaks the wire protocol by hand, badly on purpose.
 var helpers = map[string]func(){
-	"http":     helperHTTP,
-	"exit":     helperExit,
-	"echo":     helperEcho,
-	"udp":      helperUDP,
-	"raw":      helperRaw,
-	"idle":     func() { select {} },
+	"http": helperHTTP,
+	"exit": helperExit,
+	"echo": helperEcho,
+	"udp":  helperUDP,
+	"raw":  helperRaw,
+	"idle": func() { select {} },
 }
 
 func TestMain(m *testing.M) {
@@ -109,10 +109,10 @@ func helperRaw() {
 	case "garbage":
 		write(`{"cmd":"NODE_CLUSTER","act":"online","seq":0}` + "\n")
 		write("\n{not json}\n\"unterminated\n[1,2\n{\"cmd\":5}\n{\"cmd\":\"NODE_CLUSTER\",\"act\":\"nonsense\",\"seq\":1}\n")
-		write(`{"cmd":"NODE_CLUSTER","ack":999,"seq":2}` + "\n")                   // an ack nobody waits for
-		write(`{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"x":1}}` + "\n")    // a handle without an fd
-		write(`{"cmd":"NODE_HANDLE_ACK"}` + "\n")                                  // an ACK for nothing
-		r, w, _ := os.Pipe()                                                       // a handle with an fd
+		write(`{"cmd":"NODE_CLUSTER","ack":999,"seq":2}` + "\n")                // an ack nobody waits for
+		write(`{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"x":1}}` + "\n") // a handle without an fd
+		write(`{"cmd":"NODE_HANDLE_ACK"}` + "\n")                               // an ACK for nothing
+		r, w, _ := os.Pipe()                                                    // a handle with an fd
 		uc.WriteMsgUnix([]byte(`{"cmd":"NODE_HANDLE","type":"net.Socket","msg":"user-handle"}`+"\n"), syscallRights(int(r.Fd())), nil)
 		r.Close()
 		w.Close()

@@ -104,7 +104,11 @@ func NewPrimary(s Settings) *Primary {
 func (p *Primary) Policy() Policy { return p.policy }
 
 // OnFork registers f to run when a worker has been started (Node's 'fork').
-func (p *Primary) OnFork(f func(*Worker)) { p.hmu.Lock(); p.handlers.fork = append(p.handlers.fork, f); p.hmu.Unlock() }
+func (p *Primary) OnFork(f func(*Worker)) {
+	p.hmu.Lock()
+	p.handlers.fork = append(p.handlers.fork, f)
+	p.hmu.Unlock()
+}
 
 // OnOnline registers f to run when a worker reports it is running (Node's 'online').
 func (p *Primary) OnOnline(f func(*Worker)) {

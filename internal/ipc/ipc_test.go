@@ -1,0 +1,241 @@
+package ipc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// pair returns a Channel and the raw peer socket.
+func pair(t testing.TB, opts Options) (*Channel, *net.UnixConn) {
+	t.Helper()
+	parent, child, err := Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := FromFD(int(child.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Close()
+	c := New(parent, opts)
+	t.Cleanup(func() { c.Close(); peer.Close() })
+	return c, peer
+}
+
+func within[T any](t testing.TB, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out")
+	}
+	var z T
+	return z
+}
+
+func TestClassify(t *testing.T) {
+	for _, c := range []struct {
+		in       string
+		internal bool
+		cmd      string
+		bad      bool
+	}{
+		{`{"cmd":"NODE_CLUSTER","act":"online"}`, true, "NODE_CLUSTER", false},
+		{`{"cmd":"NODE_FOO"}`, true, "NODE_FOO", false},
+		{`{"cmd":"NODE_"}`, false, "NODE_", false},
+		{`{"cmd":"node_bar"}`, false, "node_bar", false},
+		{`{"cmd":5}`, false, "", false},
+		{`"plain"`, false, "", false},
+		{`[1,2]`, false, "", false},
+		{`{not json}`, false, "", true},
+		{``, false, "", true},
+	} {
+		internal, cmd, err := Classify([]byte(c.in))
+		if (err != nil) != c.bad || internal != c.internal || (internal && cmd != c.cmd) {
+			t.Errorf("Classify(%s) = %v %q %v", c.in, internal, cmd, err)
+		}
+	}
+}
+
+func TestMessagesAndSplitReads(t *testing.T) {
+	got := make(chan Message, 10)
+	c, peer := pair(t, Options{OnMessage: func(m Message) { got <- m }})
+	// One message split across writes, two in one write, UTF-8 split in the middle of a rune.
+	peer.Write([]byte(`{"a":`))
+	peer.Write([]byte("1}\n\"x\"\n\"\xc3"))
+	peer.Write([]byte("\xa9\"\n"))
+	for _, want := range []string{`{"a":1}`, `"x"`, `"é"`} {
+		if m := within(t, got); string(m.Raw) != want || m.FD != -1 {
+			t.Fatalf("got %s (fd %d), want %s", m.Raw, m.FD, want)
+		}
+	}
+	if err := c.Send(map[string]int{"b": 2}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	n, _ := peer.Read(buf)
+	if string(buf[:n]) != "{\"b\":2}\n" {
+		t.Fatalf("peer read %q", buf[:n])
+	}
+}
+
+// While a handle is unacknowledged nothing else is written; ACK opens the gate.
+func TestHandleGate(t *testing.T) {
+	c, peer := pair(t, Options{})
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	defer w.Close()
+	replied := make(chan error, 1)
+	c.SendHandle(map[string]string{"act": "newconn"}, "net.Native", int(r.Fd()), func(err error) { replied <- err })
+	c.Send("after")
+	buf := make([]byte, 1000)
+	oob := make([]byte, 100)
+	n, oobn, _, _, err := peer.ReadMsgUnix(buf, oob)
+	if err != nil || oobn == 0 {
+		t.Fatalf("read handle: n=%d oobn=%d err=%v", n, oobn, err)
+	}
+	if want := `{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"act":"newconn"}}` + "\n"; string(buf[:n]) != want {
+		t.Fatalf("handle line %q", buf[:n])
+	}
+	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+	fds, _ := unix.ParseUnixRights(&msgs[0])
+	if len(fds) != 1 {
+		t.Fatalf("%d fds with the handle", len(fds))
+	}
+	unix.Close(fds[0])
+	// Nothing may follow before the ACK. (A bounded look: the gate is the absence of an event.)
+	peer.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := peer.Read(buf); err == nil {
+		t.Fatalf("wrote %q before NODE_HANDLE_ACK", buf[:n])
+	}
+	peer.SetReadDeadline(time.Time{})
+	peer.Write([]byte(`{"cmd":"NODE_HANDLE_ACK"}` + "\n"))
+	if err := within(t, replied); err != nil {
+		t.Fatalf("reply %v", err)
+	}
+	n, _ = peer.Read(buf)
+	if string(buf[:n]) != "\"after\"\n" {
+		t.Fatalf("after ACK: %q", buf[:n])
+	}
+}
+
+func TestHandleNACKAndClose(t *testing.T) {
+	c, peer := pair(t, Options{})
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	defer w.Close()
+	replied := make(chan error, 2)
+	c.SendHandle("one", "net.Native", int(r.Fd()), func(err error) { replied <- err })
+	c.SendHandle("two", "net.Native", int(r.Fd()), func(err error) { replied <- err })
+	buf := make([]byte, 1000)
+	peer.Read(buf)
+	peer.Write([]byte(`{"cmd":"NODE_HANDLE_NACK"}` + "\n"))
+	if err := within(t, replied); !errors.Is(err, ErrNACK) {
+		t.Fatalf("first reply %v, want ErrNACK", err)
+	}
+	peer.Read(buf) // the second handle went out after the NACK
+	c.Close()
+	if err := within(t, replied); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second reply %v, want ErrClosed", err)
+	}
+	if err := c.Send("x"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("send after close: %v", err)
+	}
+}
+
+// A NODE_HANDLE from the peer is ACKed when its fd arrived, NACKed when not.
+func TestReceiveHandle(t *testing.T) {
+	got := make(chan Message, 2)
+	_, peer := pair(t, Options{OnMessage: func(m Message) { got <- m }})
+	peer.Write([]byte(`{"cmd":"NODE_HANDLE","type":"net.Native","msg":"nofd"}` + "\n"))
+	buf := make([]byte, 100)
+	n, _ := peer.Read(buf)
+	if string(buf[:n]) != `{"cmd":"NODE_HANDLE_NACK"}`+"\n" {
+		t.Fatalf("answer to a handle without fd: %q", buf[:n])
+	}
+	r, w, _ := os.Pipe()
+	defer w.Close()
+	peer.WriteMsgUnix([]byte(`{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"cmd":"NODE_CLUSTER","act":"newconn"}}`+"\n"), unix.UnixRights(int(r.Fd())), nil)
+	r.Close()
+	n, _ = peer.Read(buf)
+	if string(buf[:n]) != `{"cmd":"NODE_HANDLE_ACK"}`+"\n" {
+		t.Fatalf("answer to a handle: %q", buf[:n])
+	}
+	m := within(t, got)
+	if m.FD < 0 || !m.Internal || m.Cmd != "NODE_CLUSTER" || m.HandleType != "net.Native" {
+		t.Fatalf("message %+v", m)
+	}
+	unix.Close(m.FD)
+}
+
+func TestOversizedLineClosesChannel(t *testing.T) {
+	closed := make(chan error, 1)
+	_, peer := pair(t, Options{MaxLine: 1024, OnClose: func(err error) { closed <- err }})
+	peer.Write(bytes.Repeat([]byte("x"), 4096))
+	if err := within(t, closed); err == nil || !strings.Contains(err.Error(), "longer than 1024") {
+		t.Fatalf("close error %v", err)
+	}
+}
+
+func TestSendWaitAndRawValidation(t *testing.T) {
+	c, peer := pair(t, Options{})
+	done := make(chan error, 1)
+	go func() { done <- c.SendWait("w") }()
+	buf := make([]byte, 10)
+	n, _ := peer.Read(buf)
+	if string(buf[:n]) != "\"w\"\n" || within(t, done) != nil {
+		t.Fatalf("SendWait wrote %q", buf[:n])
+	}
+	if err := c.SendRaw([]byte("a\nb")); err == nil {
+		t.Fatal("SendRaw accepted a newline")
+	}
+	if err := c.Send(func() {}); err == nil {
+		t.Fatal("Send accepted an unencodable value")
+	}
+}
+
+// FuzzChannel feeds arbitrary bytes to a channel: it must never panic or hang, and every line it
+// delivers must be valid JSON.
+func FuzzChannel(f *testing.F) {
+	for _, s := range []string{
+		`{"cmd":"NODE_CLUSTER","act":"online","seq":0}` + "\n",
+		`{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"act":"newconn"}}` + "\n",
+		`{"cmd":"NODE_HANDLE_ACK"}` + "\n" + `{"cmd":"NODE_HANDLE_NACK"}` + "\n",
+		"\n\n{\n}\n\"\xff\"\n",
+		`{"cmd":{"x":1}}` + "\n[1,2,3]\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		parent, child, err := Pair()
+		if err != nil {
+			t.Skip(err)
+		}
+		peer, _ := FromFD(int(child.Fd()))
+		child.Close()
+		c := New(parent, Options{MaxLine: 4096, OnMessage: func(m Message) {
+			if !json.Valid(m.Raw) {
+				t.Errorf("delivered invalid JSON %q", m.Raw)
+			}
+			if m.FD >= 0 {
+				unix.Close(m.FD)
+			}
+		}})
+		peer.Write(data)
+		peer.Close()
+		select {
+		case <-c.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("channel did not close after the peer hung up")
+		}
+	})
+}
