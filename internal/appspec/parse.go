@@ -1,0 +1,185 @@
+package appspec
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"golang.org/x/sys/unix"
+)
+
+// ParseInstances resolves an instance count as PM2 does: "max" or "0" mean one per CPU, "-N"
+// means N fewer than the CPUs (at least 1), and "N" means N. ncpu below 1 counts as 1.
+func ParseInstances(s string, ncpu int) (int, error) {
+	if ncpu < 1 {
+		ncpu = 1
+	}
+	t := strings.TrimSpace(s)
+	if strings.EqualFold(t, "max") {
+		return ncpu, nil
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil {
+		return 0, fmt.Errorf("invalid instance count %q: want a number, -N or \"max\"", s)
+	}
+	switch {
+	case n == 0:
+		return ncpu, nil
+	case n < 0:
+		return max(ncpu+n, 1), nil
+	}
+	return n, nil
+}
+
+// ParseMemory parses a size in bytes: a plain number is bytes, and a K, M or G suffix (any case,
+// optionally followed by B) multiplies by 1024, 1024² or 1024³. Fractions are allowed ("1.5G").
+func ParseMemory(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	num := strings.TrimSuffix(t, "B")
+	mult := 1.0
+	if n := len(num); n > 0 {
+		switch num[n-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		}
+		if mult != 1 {
+			num = num[:n-1]
+		}
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err != nil || num == "" || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("memory size %q: want bytes or a number with K, M or G", s)
+	}
+	if f < 0 {
+		return 0, fmt.Errorf("memory size %q: must not be negative", s)
+	}
+	v := f * mult
+	if v > math.MaxInt64 {
+		return 0, fmt.Errorf("memory size %q: too large", s)
+	}
+	return int64(math.Round(v)), nil
+}
+
+// ParseDuration parses a duration into milliseconds: a plain integer is milliseconds, anything
+// else is a Go duration ("500ms", "10s", "1m", "1h30m").
+func ParseDuration(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	if n, err := strconv.ParseInt(t, 10, 64); err == nil {
+		if n < 0 {
+			return 0, fmt.Errorf("duration %q: must not be negative", s)
+		}
+		return n, nil
+	}
+	d, err := time.ParseDuration(t)
+	if err != nil {
+		return 0, fmt.Errorf("duration %q: want milliseconds or a number with ms, s, m or h", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("duration %q: must not be negative", s)
+	}
+	return d.Milliseconds(), nil
+}
+
+// interpreters maps a script's extension to the interpreter PM2 picks for it. TypeScript goes to
+// bun, as in PM2 7.
+var interpreters = map[string]string{
+	".js":     "node",
+	".cjs":    "node",
+	".mjs":    "node",
+	".py":     "python3",
+	".sh":     "bash",
+	".rb":     "ruby",
+	".php":    "php",
+	".pl":     "perl",
+	".ts":     "bun",
+	".tsx":    "bun",
+	".coffee": "coffee",
+}
+
+// DetectInterpreter returns the interpreter PM2 would run script with, judged by its extension
+// (case-insensitive), or "none" when the script is to be executed directly.
+func DetectInterpreter(script string) string {
+	if i, ok := interpreters[strings.ToLower(filepath.Ext(script))]; ok {
+		return i
+	}
+	return "none"
+}
+
+// cronParser accepts five fields, an optional leading seconds field, and descriptors (@daily).
+var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom |
+	cron.Month | cron.Dow | cron.Descriptor)
+
+// ValidateCron reports whether expr is a cron expression that CronRestart accepts: five fields
+// with an optional leading seconds field, or a descriptor such as "@daily". "0" (disabled) and ""
+// are valid.
+func ValidateCron(expr string) error {
+	if expr == "" || expr == "0" {
+		return nil
+	}
+	if _, err := cronParser.Parse(expr); err != nil {
+		return fmt.Errorf("cron_restart %q: %w", expr, err)
+	}
+	return nil
+}
+
+// Validate checks an app for values the daemon cannot run with and returns all problems found,
+// joined. It does not fill defaults or touch the file system.
+func (a *App) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if strings.TrimSpace(a.Script) == "" {
+		bad("script is missing")
+	}
+	switch a.ExecMode {
+	case "", "fork", "cluster":
+	default:
+		bad("exec_mode %q: want \"fork\" or \"cluster\"", a.ExecMode)
+	}
+	for _, f := range []struct {
+		key string
+		v   int64
+	}{
+		{"instances", int64(a.Instances)},
+		{"max_restarts", int64(a.MaxRestarts)},
+		{"min_uptime", a.MinUptime},
+		{"restart_delay", a.RestartDelay},
+		{"exp_backoff_restart_delay", a.ExpBackoffRestartDelay},
+		{"kill_timeout", a.KillTimeout},
+		{"listen_timeout", a.ListenTimeout},
+		{"log_max_size", a.LogMaxSize},
+		{"log_max_files", int64(a.LogMaxFiles)},
+		{"watch_delay", a.WatchDelay},
+		{"max_memory_restart", a.MaxMemoryRestart},
+	} {
+		if f.v < 0 {
+			bad("%s %d: must not be negative", f.key, f.v)
+		}
+	}
+	for _, c := range a.StopExitCodes {
+		if c < 0 || c > 255 {
+			bad("stop_exit_codes: %d is not an exit code (0-255)", c)
+		}
+	}
+	if a.KillSignal != "" && unix.SignalNum(a.KillSignal) == 0 {
+		bad("kill_signal %q: not a signal name such as \"SIGTERM\"", a.KillSignal)
+	}
+	if err := ValidateCron(a.CronRestart); err != nil {
+		errs = append(errs, err)
+	}
+	switch a.LogType {
+	case "", "json":
+	default:
+		bad("log_type %q: want \"json\" or nothing", a.LogType)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,3 @@
+const app = require('./shared');
+
+module.exports = { apps: [app('one'), app('two')] };
