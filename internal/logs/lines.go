@@ -1,0 +1,287 @@
+package logs
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// DefaultMaxLine is the longest line a LineWriter holds back while waiting for its newline;
+// a longer run of bytes without one is written as a line of its own.
+const DefaultMaxLine = 64 << 10
+
+// DefaultSubscriberBuffer is how many lines a subscriber's channel holds before further lines
+// are dropped for that subscriber.
+const DefaultSubscriberBuffer = 256
+
+// Line is one line of a process's output, as delivered to subscribers.
+type Line struct {
+	App    string    // app name
+	ID     int       // process id in the process list (pm_id)
+	Stream string    // "out" or "err"
+	Text   string    // the line without its newline and without any prefix
+	Time   time.Time // when the line was read
+}
+
+// LineOptions configures a LineWriter.
+type LineOptions struct {
+	App    string // app name, for JSON lines and subscribers
+	ID     int    // pm_id, for JSON lines and subscribers
+	Stream string // "out" or "err"; empty means "out"
+
+	// DateFormat, if set, prefixes each line with the time in this dayjs format followed by
+	// ": " (PM2's log_date_format). With JSON it formats the timestamp field instead.
+	DateFormat string
+	// JSON writes each line as a JSON object (PM2's log_type "json"):
+	// {"message":..., "timestamp":..., "type":"out"|"err", "process_id":N, "app_name":...}.
+	// The timestamp is RFC 3339 in UTC with milliseconds unless DateFormat is set.
+	JSON bool
+
+	// Broadcaster receives every line. Share one between writers to follow several processes
+	// through one subscription; nil gives the writer its own, closed by Close.
+	Broadcaster *Broadcaster
+	// MaxLine bounds a line held back while waiting for its newline; 0 means DefaultMaxLine.
+	MaxLine int
+	// Clock returns the current time; nil means time.Now.
+	Clock func() time.Time
+	// OnError, if set, receives errors from writing to the destinations.
+	OnError func(error)
+}
+
+// LineWriter splits a byte stream (a process's stdout or stderr) into lines, writes each line
+// with its prefix to its destinations and publishes it to subscribers. It is safe for
+// concurrent use.
+//
+// Write never fails because a destination failed (that goes to OnError): it is meant to sit at
+// the end of a pipe, where a failed write would stop the copying and block the process.
+type LineWriter struct {
+	o     LineOptions
+	dsts  []io.Writer
+	bc    *Broadcaster
+	ownBC bool
+	date  dateFormat
+
+	mu      sync.Mutex
+	partial []byte
+	out     bytes.Buffer
+	closed  bool
+}
+
+// NewLineWriter returns a LineWriter writing to dsts (none is valid: lines then only go to
+// subscribers, as for disabled logs).
+func NewLineWriter(o LineOptions, dsts ...io.Writer) *LineWriter {
+	if o.Stream == "" {
+		o.Stream = "out"
+	}
+	if o.MaxLine <= 0 {
+		o.MaxLine = DefaultMaxLine
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	w := &LineWriter{o: o, dsts: dsts, bc: o.Broadcaster}
+	if w.bc == nil {
+		w.bc = NewBroadcaster(DefaultSubscriberBuffer)
+		w.ownBC = true
+	}
+	if o.DateFormat != "" {
+		w.date = compileDateFormat(o.DateFormat)
+	}
+	return w
+}
+
+// Write consumes p. Complete lines are written and published at once; a trailing partial line
+// waits for the rest of it (or for Close). It returns len(p), or os.ErrClosed after Close.
+func (w *LineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return 0, fmt.Errorf("write %s log of %s: %w", w.o.Stream, w.o.App, os.ErrClosed)
+	}
+	now := w.o.Clock()
+	data := p
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			w.partial = append(w.partial, data...)
+			// Emit over-long partial lines in MaxLine pieces.
+			for len(w.partial) >= w.o.MaxLine {
+				w.emit(w.partial[:w.o.MaxLine], now)
+				w.partial = append(w.partial[:0], w.partial[w.o.MaxLine:]...)
+			}
+			break
+		}
+		if len(w.partial) > 0 {
+			w.partial = append(w.partial, data[:i]...)
+			w.emit(w.partial, now)
+			w.partial = w.partial[:0]
+		} else {
+			w.emit(data[:i], now)
+		}
+		data = data[i+1:]
+	}
+	w.flushOut()
+	return len(p), nil
+}
+
+// emit formats one line into w.out and publishes it.
+func (w *LineWriter) emit(line []byte, now time.Time) {
+	if len(w.dsts) > 0 {
+		w.format(line, now)
+	}
+	w.bc.publish(w.o, line, now)
+}
+
+// jsonLine is the JSON form of a line, with PM2's field names and order.
+type jsonLine struct {
+	Message   string `json:"message"`
+	Timestamp string `json:"timestamp"`
+	Type      string `json:"type"`
+	ProcessID int    `json:"process_id"`
+	AppName   string `json:"app_name"`
+}
+
+func (w *LineWriter) format(line []byte, now time.Time) {
+	if w.o.JSON {
+		ts := now.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+		if w.date != nil {
+			ts = string(w.date.appendTo(nil, now))
+		}
+		enc := json.NewEncoder(&w.out)
+		enc.SetEscapeHTML(false)
+		// Encoding a struct of strings and ints cannot fail.
+		_ = enc.Encode(jsonLine{Message: string(line), Timestamp: ts, Type: w.o.Stream,
+			ProcessID: w.o.ID, AppName: w.o.App})
+		return
+	}
+	if w.date != nil {
+		w.out.Write(w.date.appendTo(w.out.AvailableBuffer(), now))
+		w.out.WriteString(": ")
+	}
+	w.out.Write(line)
+	w.out.WriteByte('\n')
+}
+
+// flushOut writes the formatted lines to every destination in one write each.
+func (w *LineWriter) flushOut() {
+	if w.out.Len() == 0 {
+		return
+	}
+	for _, d := range w.dsts {
+		if _, err := d.Write(w.out.Bytes()); err != nil && w.o.OnError != nil {
+			w.o.OnError(fmt.Errorf("write %s log of %s: %w", w.o.Stream, w.o.App, err))
+		}
+	}
+	w.out.Reset()
+}
+
+// Subscribe returns a channel receiving the lines written from now on, and a function that
+// ends the subscription and closes the channel. A subscriber that falls behind by more than
+// the channel's buffer loses lines; it never slows the writer. The channel is also closed
+// when the writer's own broadcaster is closed by Close.
+func (w *LineWriter) Subscribe() (<-chan Line, func()) { return w.bc.Subscribe() }
+
+// Close writes out a pending partial line, and closes the writer's broadcaster if it made its
+// own. It does not close the destinations. Closing twice is harmless.
+func (w *LineWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	if len(w.partial) > 0 {
+		w.emit(w.partial, w.o.Clock())
+		w.partial = nil
+		w.flushOut()
+	}
+	if w.ownBC {
+		w.bc.Close()
+	}
+	return nil
+}
+
+// Broadcaster fans lines out to subscribers through bounded channels. It is safe for
+// concurrent use.
+type Broadcaster struct {
+	buf    int
+	mu     sync.RWMutex
+	subs   map[chan Line]struct{}
+	closed bool
+}
+
+// NewBroadcaster returns a Broadcaster whose subscriber channels hold buf lines
+// (DefaultSubscriberBuffer if buf <= 0).
+func NewBroadcaster(buf int) *Broadcaster {
+	if buf <= 0 {
+		buf = DefaultSubscriberBuffer
+	}
+	return &Broadcaster{buf: buf, subs: map[chan Line]struct{}{}}
+}
+
+// Subscribe returns a channel receiving every line published from now on, and a function that
+// ends the subscription and closes the channel; calling it more than once is harmless. Lines
+// that do not fit in the channel's buffer are dropped for this subscriber. After Close the
+// channel is returned already closed.
+func (b *Broadcaster) Subscribe() (<-chan Line, func()) {
+	ch := make(chan Line, b.buf)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		close(ch)
+		return ch, func() {}
+	}
+	b.subs[ch] = struct{}{}
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			if _, ok := b.subs[ch]; ok {
+				delete(b.subs, ch)
+				close(ch)
+			}
+		})
+	}
+}
+
+// Publish delivers l to every subscriber that has room for it.
+func (b *Broadcaster) Publish(l Line) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for ch := range b.subs {
+		select {
+		case ch <- l:
+		default:
+		}
+	}
+}
+
+// publish is Publish for a raw line, converting it only when someone is listening.
+func (b *Broadcaster) publish(o LineOptions, text []byte, now time.Time) {
+	b.mu.RLock()
+	n := len(b.subs)
+	b.mu.RUnlock()
+	if n == 0 {
+		return
+	}
+	b.Publish(Line{App: o.App, ID: o.ID, Stream: o.Stream, Text: string(text), Time: now})
+}
+
+// Close closes every subscriber's channel; later subscriptions get a closed channel.
+func (b *Broadcaster) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	b.closed = true
+	for ch := range b.subs {
+		close(ch)
+		delete(b.subs, ch)
+	}
+}
