@@ -1,0 +1,121 @@
+// Package api defines the control protocol between the corral CLI and the
+// corral daemon: the Backend interface the daemon implements, an HTTP/JSON
+// server exposing a Backend on a Unix socket, and a Client that implements
+// Backend by talking to that socket.
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/corralhq/corral/internal/appspec"
+)
+
+// Backend is what the daemon serves over its control socket.
+//
+// Targets: "all", a numeric pm_id, an app name, a namespace; several are
+// allowed. An unknown target yields an error wrapping ErrUnknownTarget
+// ("process or namespace not found: foo") and nothing is changed.
+type Backend interface {
+	// Start starts new apps; an existing name restarts it (PM2 smart start).
+	Start(ctx context.Context, apps []appspec.App, opts StartOptions) ([]Proc, error)
+	// Stop stops the targeted instances.
+	Stop(ctx context.Context, targets []string) ([]Proc, error)
+	// Restart restarts the targeted instances.
+	Restart(ctx context.Context, targets []string, opts RestartOptions) ([]Proc, error)
+	// Reload restarts the targeted instances rolling, with zero downtime;
+	// fork apps without a shared socket are restarted and a note is added.
+	Reload(ctx context.Context, targets []string, opts RestartOptions) ([]Proc, error)
+	// Delete stops and forgets the targeted instances.
+	Delete(ctx context.Context, targets []string) ([]Proc, error)
+	// Scale changes the number of instances of the named app; spec is "N", "+N" or "-N".
+	Scale(ctx context.Context, name string, spec string) ([]Proc, error)
+	// List returns every known instance.
+	List(ctx context.Context) ([]Proc, error)
+	// Signal sends the named signal to the targeted instances.
+	Signal(ctx context.Context, sig string, targets []string) ([]Proc, error)
+	// Reset zeroes the restart counters of the targeted instances.
+	Reset(ctx context.Context, targets []string) ([]Proc, error)
+	// Flush empties the log files of the targeted instances.
+	Flush(ctx context.Context, targets []string) error
+	// ReloadLogs reopens every log file (after external rotation).
+	ReloadLogs(ctx context.Context) error
+	// Logs streams log lines of the targeted instances until ctx is done.
+	Logs(ctx context.Context, targets []string) (<-chan LogLine, error)
+	// Apps returns the current app definitions, for `save`.
+	Apps(ctx context.Context) ([]appspec.App, error)
+	// Shutdown stops every app gracefully (for `kill` and daemon exit).
+	Shutdown(ctx context.Context) error
+}
+
+// StartOptions modifies Backend.Start.
+type StartOptions struct {
+	// Force allows starting a script that is already running without a new
+	// name; without it such a duplicate start is an error.
+	Force bool
+}
+
+// RestartOptions modifies Backend.Restart and Backend.Reload.
+type RestartOptions struct {
+	// UpdateEnv replaces the frozen environment of the instances with Env.
+	UpdateEnv bool
+	// Env is the CLI's environment, used when UpdateEnv is set.
+	Env map[string]string
+	// Notes, when non-nil, collects human-readable remarks about the
+	// operation (e.g. a reload that fell back to a restart).
+	Notes *[]string
+}
+
+// Proc describes one instance: everything `ls`, `jlist` and `show` print.
+type Proc struct {
+	PMID      int
+	Name      string
+	Namespace string
+	PID       int
+	// Status is one of "launching", "online", "stopping", "stopped",
+	// "waiting restart", "errored".
+	Status string
+	// App is the app's definition (with Defaults applied, interpreter and
+	// exec_mode resolved).
+	App appspec.App
+	// Interpreter is the resolved interpreter, e.g. "node", "none".
+	Interpreter string
+	// ExecPath is the absolute script path (pm_exec_path).
+	ExecPath string
+	// Cwd is the working directory of the instance.
+	Cwd string
+	// Instance is the NODE_APP_INSTANCE value.
+	Instance int
+	// Restarts is the restart count (restart_time).
+	Restarts int
+	// UnstableRestarts counts restarts that happened before min_uptime.
+	UnstableRestarts int
+	// StartedAt is the time of the last (re)start (pm_uptime).
+	StartedAt time.Time
+	// CreatedAt is when the instance was first created.
+	CreatedAt time.Time
+	// ExitCode is the exit code of the last exit.
+	ExitCode int
+	// ExitSignal is the signal that ended the last run, if any.
+	ExitSignal string
+	// OutLog, ErrLog, CombinedLog and PidFile are file paths.
+	OutLog, ErrLog, CombinedLog, PidFile string
+	// CPU is the CPU usage in percent; 0 unless online.
+	CPU float64
+	// Memory is the resident memory in bytes; 0 unless online.
+	Memory uint64
+	// Env is the frozen environment the instance runs with.
+	Env map[string]string
+	// Notes holds remarks, e.g. "fork mode without a shared socket: reload
+	// fell back to restart".
+	Notes []string
+}
+
+// LogLine is one line of an instance's output.
+type LogLine struct {
+	PMID   int
+	Name   string
+	Stream string // "out" or "err"
+	Text   string
+	Time   time.Time
+}

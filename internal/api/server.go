@@ -1,0 +1,317 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+// maxRequestBytes bounds the size of a request body.
+const maxRequestBytes = 32 << 20
+
+// shutdownGrace bounds how long Serve waits for in-flight requests once its
+// context is done.
+const shutdownGrace = 5 * time.Second
+
+type peerKey struct{}
+
+// peer is what ConnContext learns about a connection's peer.
+type peer struct {
+	uid int
+	err error
+}
+
+// Serve serves b on ln (normally the Unix socket $CORRAL_HOME/corral.sock)
+// until ctx is done, then shuts the HTTP server down and returns nil. Each
+// Backend method is POST /v1/<method> with a JSON body; errors are JSON
+// ErrorBody values. Only peers running as the daemon's uid or as root are
+// served (SO_PEERCRED); everyone else gets 403.
+func Serve(ctx context.Context, ln net.Listener, b Backend) error {
+	srv := &http.Server{
+		Handler:           NewHandler(b),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			uid, err := peerUID(c)
+			return context.WithValue(ctx, peerKey{}, peer{uid: uid, err: err})
+		},
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve control socket: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve control socket: %w", err)
+	}
+	return nil
+}
+
+// NewHandler returns the HTTP handler that serves b, including the peer
+// credential check. Connections must come through a server whose ConnContext
+// records the peer (as Serve does); requests without a recorded, allowed peer
+// are refused.
+func NewHandler(b Backend) http.Handler {
+	h := &handler{b: b, uid: os.Getuid()}
+	mux := http.NewServeMux()
+	route := func(method string, f func(w http.ResponseWriter, r *http.Request) error) {
+		mux.HandleFunc("POST /v1/"+method, func(w http.ResponseWriter, r *http.Request) {
+			if err := f(w, r); err != nil {
+				writeError(w, err)
+			}
+		})
+	}
+	route(MethodStart, h.start)
+	route(MethodStop, h.targets(b.Stop))
+	route(MethodDelete, h.targets(b.Delete))
+	route(MethodReset, h.targets(b.Reset))
+	route(MethodRestart, h.restart(b.Restart))
+	route(MethodReload, h.restart(b.Reload))
+	route(MethodScale, h.scale)
+	route(MethodList, h.list)
+	route(MethodSignal, h.signal)
+	route(MethodFlush, h.flush)
+	route(MethodReloadLogs, h.reloadLogs)
+	route(MethodLogs, h.logs)
+	route(MethodApps, h.apps)
+	route(MethodShutdown, h.shutdown)
+	route(MethodPing, h.ping)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no such method: %s %s", r.Method, r.URL.Path), Code: CodeNotFound})
+	})
+	return h.guard(mux)
+}
+
+type handler struct {
+	b   Backend
+	uid int // the daemon's uid: the socket owner
+}
+
+// guard refuses peers that are neither the daemon's user nor root.
+func (h *handler) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := r.Context().Value(peerKey{}).(peer)
+		switch {
+		case !ok:
+			writeJSON(w, http.StatusForbidden, ErrorBody{Error: "permission denied: unknown peer", Code: CodeForbidden})
+		case p.err != nil:
+			writeJSON(w, http.StatusForbidden, ErrorBody{Error: "permission denied: " + p.err.Error(), Code: CodeForbidden})
+		case p.uid != h.uid && p.uid != 0:
+			writeJSON(w, http.StatusForbidden, ErrorBody{Error: ErrForbidden.Error(), Code: CodeForbidden})
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// badRequest marks an error as the client's fault.
+type badRequest struct{ err error }
+
+func (e badRequest) Error() string { return e.err.Error() }
+func (e badRequest) Unwrap() error { return e.err }
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxRequestBytes))
+	if err := dec.Decode(v); err != nil {
+		return badRequest{fmt.Errorf("decode %s request: %w", r.URL.Path, err)}
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var br badRequest
+	if errors.As(err, &br) {
+		writeJSON(w, http.StatusBadRequest, ErrorBody{Error: err.Error(), Code: CodeBadRequest})
+		return
+	}
+	code := codeOf(err)
+	status := http.StatusInternalServerError
+	switch code {
+	case CodeUnknownTarget:
+		status = http.StatusNotFound
+	case CodeForbidden:
+		status = http.StatusForbidden
+	}
+	writeJSON(w, status, ErrorBody{Error: err.Error(), Code: code})
+}
+
+func writeProcs(w http.ResponseWriter, procs []Proc, notes []string) {
+	if procs == nil {
+		procs = []Proc{}
+	}
+	writeJSON(w, http.StatusOK, ProcsResponse{Procs: procs, Notes: notes})
+}
+
+func (h *handler) start(w http.ResponseWriter, r *http.Request) error {
+	var req StartRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	procs, err := h.b.Start(r.Context(), req.Apps, StartOptions{Force: req.Force})
+	if err != nil {
+		return err
+	}
+	writeProcs(w, procs, nil)
+	return nil
+}
+
+func (h *handler) targets(f func(context.Context, []string) ([]Proc, error)) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var req TargetsRequest
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		procs, err := f(r.Context(), req.Targets)
+		if err != nil {
+			return err
+		}
+		writeProcs(w, procs, nil)
+		return nil
+	}
+}
+
+func (h *handler) restart(f func(context.Context, []string, RestartOptions) ([]Proc, error)) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var req RestartRequest
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		var notes []string
+		procs, err := f(r.Context(), req.Targets, RestartOptions{UpdateEnv: req.UpdateEnv, Env: req.Env, Notes: &notes})
+		if err != nil {
+			return err
+		}
+		writeProcs(w, procs, notes)
+		return nil
+	}
+}
+
+func (h *handler) scale(w http.ResponseWriter, r *http.Request) error {
+	var req ScaleRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	procs, err := h.b.Scale(r.Context(), req.Name, req.Spec)
+	if err != nil {
+		return err
+	}
+	writeProcs(w, procs, nil)
+	return nil
+}
+
+func (h *handler) list(w http.ResponseWriter, r *http.Request) error {
+	procs, err := h.b.List(r.Context())
+	if err != nil {
+		return err
+	}
+	writeProcs(w, procs, nil)
+	return nil
+}
+
+func (h *handler) signal(w http.ResponseWriter, r *http.Request) error {
+	var req SignalRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	procs, err := h.b.Signal(r.Context(), req.Signal, req.Targets)
+	if err != nil {
+		return err
+	}
+	writeProcs(w, procs, nil)
+	return nil
+}
+
+func (h *handler) flush(w http.ResponseWriter, r *http.Request) error {
+	var req TargetsRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := h.b.Flush(r.Context(), req.Targets); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
+}
+
+func (h *handler) reloadLogs(w http.ResponseWriter, r *http.Request) error {
+	if err := h.b.ReloadLogs(r.Context()); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
+}
+
+func (h *handler) apps(w http.ResponseWriter, r *http.Request) error {
+	apps, err := h.b.Apps(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, AppsResponse{Apps: apps})
+	return nil
+}
+
+func (h *handler) shutdown(w http.ResponseWriter, r *http.Request) error {
+	if err := h.b.Shutdown(r.Context()); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
+}
+
+func (h *handler) ping(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, PingResponse{Pong: true, PID: os.Getpid()})
+	return nil
+}
+
+// logs streams newline-delimited JSON LogLine values until the backend's
+// channel closes or the client goes away.
+func (h *handler) logs(w http.ResponseWriter, r *http.Request) error {
+	var req TargetsRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	ch, err := h.b.Logs(ctx, req.Targets)
+	if err != nil {
+		return err
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return nil // client gone; nothing more to say
+	}
+	enc := json.NewEncoder(w)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case line, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			if enc.Encode(line) != nil || rc.Flush() != nil {
+				return nil
+			}
+		}
+	}
+}

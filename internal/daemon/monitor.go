@@ -1,0 +1,119 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/corralhq/corral/internal/api"
+	"github.com/corralhq/corral/internal/procstat"
+)
+
+// sample refreshes CPU and memory of online instances every interval until Close, and applies
+// max_memory_restart. Each tick reads one small /proc file per process of an online instance's
+// tree (see procstat), outside the Manager's lock; nothing is read when nothing is online.
+func (m *Manager) sample(interval time.Duration) {
+	defer close(m.samplerDone)
+	var s procstat.Sampler
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	type target struct {
+		in  *instance
+		r   *run
+		pid int
+	}
+	var targets []target
+	known := map[int]bool{}
+	for {
+		select {
+		case <-m.stopSampler:
+			return
+		case <-t.C:
+		}
+		targets = targets[:0]
+		m.mu.Lock()
+		for _, in := range m.procs {
+			if in.st.Status == StatusOnline && in.run != nil {
+				targets = append(targets, target{in: in, r: in.run, pid: in.run.pid})
+			}
+		}
+		m.mu.Unlock()
+
+		seen := make(map[int]bool, len(targets))
+		results := make([]procstat.Sample, len(targets))
+		ok := make([]bool, len(targets))
+		for i, tg := range targets {
+			seen[tg.pid] = true
+			smp, err := s.Sample(tg.pid)
+			if err != nil {
+				if !errors.Is(err, os.ErrProcessDone) {
+					m.log.Debug("sample", "pid", tg.pid, "err", err)
+				}
+				continue
+			}
+			results[i], ok[i] = smp, true
+		}
+		for pid := range known {
+			if !seen[pid] {
+				s.Forget(pid)
+				delete(known, pid)
+			}
+		}
+		m.mu.Lock()
+		for i, tg := range targets {
+			known[tg.pid] = true
+			if !ok[i] || tg.in.run != tg.r {
+				continue
+			}
+			tg.in.cpu, tg.in.mem = results[i].CPU, results[i].Memory
+			limit := tg.in.app.spec.MaxMemoryRestart
+			if limit > 0 && int64(results[i].Memory) > limit && !tg.in.memRestart && !tg.in.deleted {
+				tg.in.memRestart = true
+				go m.memoryRestart(tg.in, results[i].Memory, limit)
+			}
+		}
+		if len(targets) > 0 {
+			m.changed.Broadcast()
+		}
+		m.mu.Unlock()
+	}
+}
+
+// memoryRestart replaces an instance that uses more memory than max_memory_restart: a reload
+// for cluster and listen apps (no downtime), a restart otherwise, as PM2 does.
+func (m *Manager) memoryRestart(in *instance, used uint64, limit int64) {
+	defer func() {
+		m.mu.Lock()
+		in.memRestart = false
+		m.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := in.lock(ctx); err != nil {
+		return
+	}
+	defer in.unlock()
+	m.mu.Lock()
+	if in.deleted || in.st.Status != StatusOnline || m.shuttingDown {
+		m.mu.Unlock()
+		return
+	}
+	note := fmt.Sprintf("memory %d bytes over max_memory_restart %d: restarted", used, limit)
+	m.log.Info("max_memory_restart", "pm_id", in.st.PMID, "name", in.st.Name, "memory", used, "limit", limit)
+	mode := in.app.res.mode
+	m.mu.Unlock()
+	var err error
+	if mode == modeFork {
+		err = m.restartOne(ctx, in, api.RestartOptions{})
+	} else {
+		err = m.reloadOne(ctx, in)
+	}
+	m.mu.Lock()
+	if err != nil {
+		note += " (" + err.Error() + ")"
+	}
+	in.st.Notes = appendNote(in.st.Notes, note)
+	m.mu.Unlock()
+}

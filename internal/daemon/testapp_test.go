@@ -1,0 +1,169 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/cluster"
+	"github.com/corralhq/corral/internal/activation"
+)
+
+// testAppEnv selects what the test binary does when the daemon runs it as an app.
+const testAppEnv = "CORRAL_DAEMON_TESTAPP"
+
+// TestMain lets the test binary double as the apps the tests manage (and as the `__activate`
+// shim), so that the tests run real processes without building anything.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == activation.ShimCommand {
+		err := activation.Exec(os.Args[2:])
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(127)
+	}
+	if mode := os.Getenv(testAppEnv); mode != "" {
+		os.Exit(testApp(mode))
+	}
+	os.Exit(m.Run())
+}
+
+// testApp runs one of the test apps and returns its exit code.
+//
+//	sleep   prints "started <pid>" and waits for SIGINT/SIGTERM (exit 0); IGNORE_SIGINT=1 ignores them
+//	crash   prints "crash <pid>" on stdout and "oops" on stderr, exits EXIT_CODE (default 3)
+//	        after CRASH_AFTER_MS (default 0)
+//	child   starts a grandchild (sleep mode, ignoring SIGINT) in its process group, writes its pid to
+//	        GRANDCHILD_PID_FILE, then sleeps like "sleep"
+//	http    serves HTTP on the LISTEN_FDS socket: "/" answers with its pid, "/crash" exits 1;
+//	        stops gracefully on SIGINT/SIGTERM; exits 1 at once if FAIL_FILE exists
+//	hog     holds 64 MiB of touched memory, then sleeps like "sleep"
+//	cluster-http  a cluster worker (corral's cluster package) serving HTTP on 127.0.0.1:$PORT
+func testApp(mode string) int {
+	switch mode {
+	case "sleep":
+		return sleepApp()
+	case "crash":
+		fmt.Printf("crash %d\n", os.Getpid())
+		fmt.Fprintln(os.Stderr, "oops")
+		d, _ := strconv.Atoi(os.Getenv("CRASH_AFTER_MS"))
+		time.Sleep(time.Duration(d) * time.Millisecond)
+		code := 3
+		if c, err := strconv.Atoi(os.Getenv("EXIT_CODE")); err == nil {
+			code = c
+		}
+		return code
+	case "child":
+		exe, _ := os.Executable()
+		cmd := exec.Command(exe)
+		cmd.Env = append(os.Environ(), testAppEnv+"=sleep", "IGNORE_SIGINT=1")
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if err := os.WriteFile(os.Getenv("GRANDCHILD_PID_FILE"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return sleepApp()
+	case "http":
+		return httpApp()
+	case "hog":
+		hog = make([]byte, 64<<20)
+		for i := 0; i < len(hog); i += 4096 {
+			hog[i] = 1
+		}
+		return sleepApp()
+	case "cluster-http":
+		return clusterHTTPApp()
+	}
+	fmt.Fprintf(os.Stderr, "unknown test app %q\n", mode)
+	return 2
+}
+
+// hog keeps the "hog" app's memory reachable.
+var hog []byte
+
+func sleepApp() int {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	fmt.Printf("started %d\n", os.Getpid())
+	for range ch {
+		if os.Getenv("IGNORE_SIGINT") != "1" {
+			fmt.Println("bye")
+			return 0
+		}
+	}
+	return 0
+}
+
+func httpApp() int {
+	if f := os.Getenv("FAIL_FILE"); f != "" {
+		if _, err := os.Stat(f); err == nil {
+			fmt.Fprintln(os.Stderr, "FAIL_FILE exists")
+			return 1
+		}
+	}
+	ls, err := activation.Listeners()
+	if err != nil || len(ls) != 1 {
+		fmt.Fprintf(os.Stderr, "listeners: %v (%d)\n", err, len(ls))
+		return 1
+	}
+	pid := strconv.Itoa(os.Getpid())
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Pid", pid)
+		fmt.Fprint(w, "hello from "+pid)
+	})
+	mux.HandleFunc("/crash", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println("crashing")
+		os.Exit(1)
+	})
+	srv := &http.Server{Handler: mux}
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-ch
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	fmt.Printf("http %s serving on %s\n", pid, ls[0].Addr())
+	if err := srv.Serve(ls[0]); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func clusterHTTPApp() int {
+	pid := strconv.Itoa(os.Getpid())
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Pid", pid)
+		fmt.Fprint(w, "hello from "+pid)
+	})}
+	if err := cluster.ServeHTTP(srv, "tcp", "127.0.0.1:"+os.Getenv("PORT")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,452 @@
+// Package daemonproc manages the corral daemon as an operating-system process:
+// the state directory, the pid file, starting the daemon in the background
+// with a readiness pingback, detecting and cleaning up after a crashed daemon,
+// and waiting for a daemon to exit.
+package daemonproc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/corralhq/corral/internal/api"
+	"golang.org/x/sys/unix"
+)
+
+// EnvHome names the state directory; it defaults to ~/.corral.
+const EnvHome = "CORRAL_HOME"
+
+// EnvReadyFD tells a daemon started by Spawn which inherited file descriptor
+// to write its readiness byte to.
+const EnvReadyFD = "CORRAL_READY_FD"
+
+// Paths are the files of one corral home.
+type Paths struct {
+	Home      string // the state directory
+	Socket    string // corral.sock: the control socket
+	PidFile   string // corral.pid: the daemon's pid
+	LogFile   string // corral.log: the daemon's own log
+	SpawnLock string // corral.lock: serialises concurrent daemon start-ups
+}
+
+// DefaultHome returns $CORRAL_HOME, or ~/.corral when it is unset, as an
+// absolute path.
+func DefaultHome() (string, error) {
+	home := os.Getenv(EnvHome)
+	if home == "" {
+		u, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("find the corral home: %w (set %s)", err, EnvHome)
+		}
+		home = filepath.Join(u, ".corral")
+	}
+	abs, err := filepath.Abs(home)
+	if err != nil {
+		return "", fmt.Errorf("corral home %s: %w", home, err)
+	}
+	return abs, nil
+}
+
+// PathsFor returns the file layout of the corral home dir.
+func PathsFor(home string) Paths {
+	return Paths{
+		Home:      home,
+		Socket:    filepath.Join(home, "corral.sock"),
+		PidFile:   filepath.Join(home, "corral.pid"),
+		LogFile:   filepath.Join(home, "corral.log"),
+		SpawnLock: filepath.Join(home, "corral.lock"),
+	}
+}
+
+// EnsureHome creates the state directory with mode 0700, and tightens its
+// mode to 0700 if it exists with looser permissions.
+func EnsureHome(home string) error {
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return fmt.Errorf("create corral home: %w", err)
+	}
+	st, err := os.Stat(home)
+	if err != nil {
+		return fmt.Errorf("corral home: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("corral home %s is not a directory", home)
+	}
+	if st.Mode().Perm() != 0o700 {
+		if err := os.Chmod(home, 0o700); err != nil {
+			return fmt.Errorf("restrict corral home %s to 0700: %w", home, err)
+		}
+	}
+	return nil
+}
+
+// ReadPid returns the pid stored in the pid file at path.
+func ReadPid(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("pid file %s: bad content %q", path, bytes.TrimSpace(data))
+	}
+	return pid, nil
+}
+
+// WritePid writes pid to path atomically (temporary file, then rename), mode 0600.
+func WritePid(path string, pid int) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".corral.pid.*")
+	if err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := fmt.Fprintf(tmp, "%d\n", pid); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	return nil
+}
+
+// Alive reports whether a process with this pid exists and is not a zombie.
+func Alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	if err := unix.Kill(pid, 0); err != nil && !errors.Is(err, unix.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	// state is the field after the parenthesised command name
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z' && stat[i+2] != 'X'
+	}
+	return true
+}
+
+// isDaemon reports whether pid runs `corral daemon` (judged by its command
+// line), to tell a live daemon from a recycled pid.
+func isDaemon(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
+	for _, a := range args[1:] {
+		if a == "daemon" {
+			return true
+		}
+	}
+	return false
+}
+
+// ping reports whether a daemon answers on the socket.
+func ping(ctx context.Context, socket string) (api.PingResponse, error) {
+	c := api.NewClient(socket)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return c.Ping(ctx)
+}
+
+// CleanStale removes the socket and pid file left by a daemon that is gone.
+// It fails if a daemon answers on the socket, or if the pid file names a live
+// `corral daemon` process that does not answer (a hung daemon, which needs
+// to be killed by hand).
+func CleanStale(ctx context.Context, p Paths) error {
+	if pong, err := ping(ctx, p.Socket); err == nil {
+		return fmt.Errorf("a corral daemon (pid %d) is already running on %s", pong.PID, p.Socket)
+	} else if !api.IsUnreachable(err) {
+		return err
+	}
+	if pid, err := ReadPid(p.PidFile); err == nil && Alive(pid) && isDaemon(pid) && pid != os.Getpid() {
+		return fmt.Errorf("the corral daemon (pid %d, from %s) does not answer on %s; kill it and retry", pid, p.PidFile, p.Socket)
+	}
+	for _, f := range []string{p.Socket, p.PidFile} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove stale %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// Listen cleans up after a dead daemon and listens on the control socket,
+// mode 0600. It fails if another daemon is running.
+func Listen(ctx context.Context, p Paths) (net.Listener, error) {
+	if err := CleanStale(ctx, p); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", p.Socket)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", p.Socket, err)
+	}
+	if err := os.Chmod(p.Socket, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("restrict %s to 0600: %w", p.Socket, err)
+	}
+	return ln, nil
+}
+
+// Ensure returns a client for the running daemon, starting one first (Spawn)
+// when none answers. Concurrent callers are serialised by a lock file, so at
+// most one daemon is started. env is the environment the daemon inherits
+// (PM2 freezes the environment of the command that spawned its daemon).
+func Ensure(ctx context.Context, p Paths, self string, env []string) (*api.Client, error) {
+	if _, err := ping(ctx, p.Socket); err == nil {
+		return api.NewClient(p.Socket), nil
+	} else if !api.IsUnreachable(err) {
+		return nil, err
+	}
+	if err := EnsureHome(p.Home); err != nil {
+		return nil, err
+	}
+	unlock, err := lock(p.SpawnLock)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if _, err := ping(ctx, p.Socket); err == nil { // started while we waited for the lock
+		return api.NewClient(p.Socket), nil
+	}
+	if err := CleanStale(ctx, p); err != nil {
+		return nil, err
+	}
+	if err := Spawn(ctx, p, self, env); err != nil {
+		return nil, err
+	}
+	return api.NewClient(p.Socket), nil
+}
+
+// lock takes an exclusive flock on path and returns its release.
+func lock(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// spawnTimeout bounds how long Spawn waits for the daemon to become ready.
+const spawnTimeout = 20 * time.Second
+
+// Spawn starts `self daemon` detached (new session, stdio on corral.log,
+// working directory the corral home) and waits until it reports readiness by
+// writing a byte on an inherited pipe, which it does once it listens on the
+// socket. If the daemon exits first, Spawn returns the end of its log.
+func Spawn(ctx context.Context, p Paths, self string, env []string) error {
+	logf, err := os.OpenFile(p.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open daemon log: %w", err)
+	}
+	defer logf.Close()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	defer devnull.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("start daemon: readiness pipe: %w", err)
+	}
+	defer r.Close()
+
+	var logStart int64
+	if st, err := logf.Stat(); err == nil {
+		logStart = st.Size()
+	}
+	cmd := exec.Command(self, "daemon")
+	cmd.Dir = p.Home
+	cmd.Env = append(withoutVars(env, EnvHome, EnvReadyFD), EnvHome+"="+p.Home, EnvReadyFD+"=3")
+	cmd.Stdin = devnull
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.ExtraFiles = []*os.File{w} // fd 3
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	w.Close() // only the daemon holds the write end now
+	if err != nil {
+		return fmt.Errorf("start daemon %s: %w", self, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	deadline := time.Now().Add(spawnTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	budget := time.Until(deadline).Round(time.Millisecond)
+	_ = r.SetReadDeadline(deadline)
+	stopOnCancel := context.AfterFunc(ctx, func() { _ = r.SetReadDeadline(time.Now()) })
+	defer stopOnCancel()
+	buf := make([]byte, 1)
+	n, rerr := r.Read(buf)
+	if n == 1 {
+		return nil // the daemon listens; it lives on after we exit
+	}
+	if rerr == io.EOF { // the daemon closed the pipe without a word: it died
+		werr := <-exited
+		return fmt.Errorf("the corral daemon failed to start (%v): %s", werr, logTail(p.LogFile, logStart))
+	}
+	_ = cmd.Process.Kill()
+	return fmt.Errorf("the corral daemon did not become ready within %s (see %s): %w", budget, p.LogFile, rerr)
+}
+
+// TakeReadyFD returns the readiness descriptor a daemon started by Spawn
+// inherited (-1 when there is none), marks it close-on-exec so that processes
+// the daemon starts never hold it, and unsets $CORRAL_READY_FD so that they
+// do not inherit the variable either. Call it first thing in the daemon.
+func TakeReadyFD() int {
+	v, ok := os.LookupEnv(EnvReadyFD)
+	if !ok {
+		return -1
+	}
+	os.Unsetenv(EnvReadyFD)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return -1
+	}
+	unix.CloseOnExec(fd)
+	return fd
+}
+
+// SignalReady tells the process that spawned this daemon that it is ready,
+// by writing a byte to fd (from TakeReadyFD) and closing it. It does nothing
+// when fd is negative.
+func SignalReady(fd int) error {
+	if fd < 0 {
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), "ready-pipe")
+	defer f.Close()
+	if _, err := f.Write([]byte{'1'}); err != nil {
+		return fmt.Errorf("signal readiness: %w", err)
+	}
+	return nil
+}
+
+// WaitExit waits until the process pid has exited (or ctx is done), using a
+// pidfd so no polling is involved.
+func WaitExit(ctx context.Context, pid int) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("wait for pid %d: pidfd_open: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	for {
+		timeout := -1
+		if d, ok := ctx.Deadline(); ok {
+			timeout = int(time.Until(d).Milliseconds())
+			if timeout <= 0 {
+				return fmt.Errorf("wait for pid %d to exit: %w", pid, context.DeadlineExceeded)
+			}
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("wait for pid %d to exit: %w", pid, ctx.Err())
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, timeout)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("wait for pid %d: poll: %w", pid, err)
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+}
+
+// Kill stops the daemon whose pid is given: SIGTERM, wait for it to exit
+// (SIGKILL after grace), then remove the socket and pid file.
+func Kill(ctx context.Context, p Paths, pid int, grace time.Duration) error {
+	if pid > 0 && Alive(pid) {
+		if err := unix.Kill(pid, unix.SIGTERM); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("signal daemon %d: %w", pid, err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, grace)
+		err := WaitExit(wctx, pid)
+		cancel()
+		if err != nil {
+			_ = unix.Kill(pid, unix.SIGKILL)
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if err := WaitExit(wctx, pid); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range []string{p.Socket, p.PidFile} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// withoutVars returns env without the named variables.
+func withoutVars(env []string, names ...string) []string {
+	out := make([]string, 0, len(env))
+next:
+	for _, kv := range env {
+		for _, n := range names {
+			if strings.HasPrefix(kv, n+"=") {
+				continue next
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// logTail returns the daemon log written since offset (at most the last
+// few lines), for error messages.
+func logTail(path string, offset int64) string {
+	data, err := os.ReadFile(path)
+	if err != nil || int64(len(data)) < offset {
+		return "see " + path
+	}
+	lines := strings.Split(strings.TrimSpace(string(data[offset:])), "\n")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	s := strings.TrimSpace(strings.Join(lines, " | "))
+	if s == "" {
+		return "no output; see " + path
+	}
+	return s
+}
