@@ -299,10 +299,8 @@ func (s *processState) onNewConn(m *wireMsg, fd int) {
 	s.mu.Lock()
 	ln := s.servers[m.Key]
 	s.mu.Unlock()
-	accepted := fd >= 0 && ln != nil && !ln.isClosed()
-	ack := m.Seq
-	s.sendCluster(&wireMsg{Ack: &ack, Accepted: &accepted}, false)
-	if !accepted {
+	if fd < 0 || ln == nil {
+		replyAccepted(m.Seq, false)
 		if fd >= 0 {
 			unix.Close(fd)
 		}
@@ -313,9 +311,17 @@ func (s *processState) onNewConn(m *wireMsg, fd int) {
 	f.Close()
 	if err != nil {
 		s.log.Warn("cluster: received connection unusable", "err", err)
+		replyAccepted(m.Seq, false)
 		return
 	}
-	ln.deliver(c)
+	ln.deliver(c, m.Seq)
+}
+
+// replyAccepted answers a newconn. A connection is accepted only once the server took it from Accept;
+// one still queued when its listener closes is refused, and the primary gives it to another worker.
+func replyAccepted(seq int64, accepted bool) {
+	ack := seq
+	self.sendCluster(&wireMsg{Ack: &ack, Accepted: &accepted}, false)
 }
 
 func (s *processState) closeServers() {
@@ -584,32 +590,32 @@ type rrListener struct {
 	addr                net.Addr
 
 	mu     sync.Mutex
-	q      []net.Conn
+	q      []pendingConn
 	closed bool
 	ready  chan struct{} // a connection was queued
 	done   chan struct{}
 	once   sync.Once
 }
 
-func (l *rrListener) deliver(c net.Conn) {
+type pendingConn struct {
+	c   net.Conn
+	seq int64 // the newconn to answer when the server takes it
+}
+
+func (l *rrListener) deliver(c net.Conn, seq int64) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		c.Close()
+		replyAccepted(seq, false)
 		return
 	}
-	l.q = append(l.q, c)
+	l.q = append(l.q, pendingConn{c, seq})
 	l.mu.Unlock()
 	select {
 	case l.ready <- struct{}{}:
 	default:
 	}
-}
-
-func (l *rrListener) isClosed() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.closed
 }
 
 // Accept waits for the next connection the primary hands over.
@@ -621,8 +627,8 @@ func (l *rrListener) Accept() (net.Conn, error) {
 			return nil, &net.OpError{Op: "accept", Net: l.network, Addr: l.addr, Err: net.ErrClosed}
 		}
 		if len(l.q) > 0 {
-			c := l.q[0]
-			l.q[0] = nil
+			pc := l.q[0]
+			l.q[0] = pendingConn{}
 			l.q = l.q[1:]
 			more := len(l.q) > 0
 			l.mu.Unlock()
@@ -632,7 +638,8 @@ func (l *rrListener) Accept() (net.Conn, error) {
 				default:
 				}
 			}
-			return c, nil
+			replyAccepted(pc.seq, true)
+			return pc.c, nil
 		}
 		l.mu.Unlock()
 		select {
@@ -651,8 +658,9 @@ func (l *rrListener) Close() error {
 		l.q = nil
 		l.mu.Unlock()
 		close(l.done)
-		for _, c := range q {
-			c.Close()
+		for _, pc := range q { // not taken by the server: the primary re-routes them
+			pc.c.Close()
+			replyAccepted(pc.seq, false)
 		}
 		self.release(l.key, l.tuple, l.index)
 	})

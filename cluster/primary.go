@@ -27,7 +27,10 @@ type Settings struct {
 	// Args are the worker's arguments after the executable, e.g. {"server.js"} when Exec is node.
 	// When Exec is empty and Args nil, this program's own arguments are used, as Node does.
 	Args []string
-	// Env is added to the primary's own environment for every worker.
+	// Environ is the workers' base environment; nil means the primary's own (os.Environ()), as in
+	// Node. A supervisor that gives each app exactly its own environment sets it.
+	Environ []string
+	// Env is added to the base environment for every worker.
 	Env []string
 	// Dir is the workers' working directory; empty means the primary's.
 	Dir string
@@ -205,7 +208,11 @@ func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 	cmd := exec.Command(path, args...)
 	cmd.Dir = s.Dir
 	cmd.SysProcAttr = s.SysProcAttr
-	env := append(os.Environ(), s.Env...)
+	base := s.Environ
+	if base == nil {
+		base = os.Environ()
+	}
+	env := append(append([]string(nil), base...), s.Env...)
 	keys := make([]string, 0, len(o.Env))
 	for k := range o.Env {
 		keys = append(keys, k)

@@ -288,6 +288,7 @@ func (m *Manager) primaryFor(a *app) *cluster.Primary {
 		Dir:           a.res.cwd,
 		SysProcAttr:   &syscall.SysProcAttr{Setpgid: true, Credential: a.res.cred},
 		HoldListeners: true,
+		Environ:       []string{}, // each worker gets exactly its instance env (ForkOptions.Env), not the daemon's
 		Logger:        m.log.With("app", a.spec.Name),
 	})
 	ws := a.workers
