@@ -1,24 +1,31 @@
 // Command corral runs and supervises apps: a drop-in replacement for PM2's
-// CLI and daemon, with Node's cluster protocol built in.
+// CLI and daemon, with Node's cluster protocol built in. Invoked as
+// corral-runtime (argv[0], e.g. through a symbolic link) it is PM2's
+// pm2-runtime: `corral runtime start ...`.
 //
-// The process manager (internal/daemon) is wired in here so that internal/cli
-// stays independent of it. (A `corral-runtime` personality, chosen by argv[0]
-// like pm2-runtime, is to come.)
+// The process manager (internal/daemon) and the container runtime
+// (internal/runtime) are wired in here so that internal/cli stays independent
+// of them.
 package main
 
 import (
+	"context"
+	"maps"
 	"os"
 
 	"github.com/corralhq/corral/internal/activation"
 	"github.com/corralhq/corral/internal/api"
+	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/cli"
 	"github.com/corralhq/corral/internal/daemon"
+	"github.com/corralhq/corral/internal/runtime"
 )
 
 func main() {
-	os.Exit(cli.Main(os.Args, cli.Options{
+	os.Exit(cli.Main(cli.RuntimeArgs(os.Args), cli.Options{
 		NewBackend: newBackend,
 		Activate:   activation.Exec,
+		Runtime:    runRuntime,
 	}))
 }
 
@@ -30,4 +37,21 @@ func newBackend(cfg cli.DaemonConfig) (api.Backend, func(), error) {
 		return nil, nil, err
 	}
 	return m, func() { m.Close() }, nil
+}
+
+// runRuntime is container mode: the first process becomes the reaping,
+// signal-forwarding init (runtime.Init) and its child runs the apps.
+func runRuntime(ctx context.Context, apps []appspec.App, cfg cli.RuntimeConfig) int {
+	if code, ok := runtime.Init(); ok {
+		return code
+	}
+	for i := range apps { // the init/child marker is not the apps' business
+		apps[i].Env = maps.Clone(apps[i].Env)
+		delete(apps[i].Env, runtime.ChildEnv)
+	}
+	return runtime.Run(ctx, apps, runtime.Options{
+		Home: cfg.Home, Self: cfg.Self, ProbeAddr: cfg.ProbeAddr,
+		Raw: cfg.Raw, JSON: cfg.JSON, NoAutoExit: cfg.NoAutoExit,
+		Stdout: cfg.Stdout, Stderr: cfg.Stderr, Ready: cfg.Ready,
+	})
 }

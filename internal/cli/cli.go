@@ -47,6 +47,9 @@ type Options struct {
 	// Activate is the `corral __activate` shim (activation.Exec); it returns
 	// only on error.
 	Activate func(args []string) error
+	// Runtime runs `corral runtime` (container mode); without it that command
+	// fails.
+	Runtime RuntimeFunc
 }
 
 // Main runs the command line args (os.Args) with the real process
@@ -241,6 +244,12 @@ func (a *app) rootCommand() *cobra.Command {
 		a.initCommand(),
 		a.daemonCommand(),
 		a.activateCommand(),
+		a.saveCommand(),
+		a.resurrectCommand(),
+		a.cleardumpCommand(),
+		a.startupCommand(),
+		a.unstartupCommand(),
+		a.runtimeCommand(),
 	)
 	return root
 }

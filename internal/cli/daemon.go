@@ -22,24 +22,26 @@ import (
 const shutdownTimeout = 60 * time.Second
 
 func (a *app) daemonCommand() *cobra.Command {
-	var foreground, noDaemon bool
+	var foreground, noDaemon, resurrect bool
 	cmd := &cobra.Command{
 		Use:    "daemon",
 		Short:  "run the corral daemon (started automatically by the other commands)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.runDaemon(cmd.Context(), foreground || noDaemon)
+			return a.runDaemon(cmd.Context(), foreground || noDaemon, resurrect)
 		},
 	}
 	cmd.Flags().BoolVar(&foreground, "foreground", false, "stay attached (for systemd; notifies READY=1 when $NOTIFY_SOCKET is set)")
 	cmd.Flags().BoolVar(&noDaemon, "no-daemon", false, "alias of --foreground")
+	cmd.Flags().BoolVar(&resurrect, "resurrect", false, "start the saved process list before reporting ready")
 	return cmd
 }
 
 // runDaemon is `corral daemon`: listen on the control socket, serve the
-// Backend until SIGTERM/SIGINT, then stop every app and exit.
-func (a *app) runDaemon(ctx context.Context, foreground bool) error {
+// Backend until SIGTERM/SIGINT, then stop every app and exit. With resurrect
+// the saved process list is started before readiness is reported.
+func (a *app) runDaemon(ctx context.Context, foreground, resurrect bool) error {
 	readyFD := daemonproc.TakeReadyFD()
 	if a.opts.NewBackend == nil {
 		return errors.New("daemon: this binary has no process manager built in")
@@ -93,6 +95,9 @@ func (a *app) runDaemon(ctx context.Context, foreground bool) error {
 
 	served := make(chan error, 1)
 	go func() { served <- api.Serve(ctx, ln, b) }()
+	if resurrect {
+		daemonResurrect(ctx, b, p.Home, log)
+	}
 	log.Info("corral daemon ready", "pid", os.Getpid(), "socket", p.Socket, "version", Version)
 	if err := daemonproc.SignalReady(readyFD); err != nil {
 		log.Warn("readiness pingback", "err", err)
