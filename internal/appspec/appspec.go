@@ -23,7 +23,15 @@ type App struct {
 	// socket-activation protocol (LISTEN_FDS), for programs that do not speak Node's cluster protocol.
 	Listen []string `json:"listen,omitempty"`
 
-	Env map[string]string `json:"env,omitempty"` // the environment the app runs with, merged and frozen at start
+	// Env is the app's own environment: what its start flags or ecosystem env blocks set. When
+	// ShellEnv is nil, Env is instead the whole environment the app runs with (the shell's
+	// environment with the app's own variables merged over it).
+	Env map[string]string `json:"env,omitempty"`
+	// ShellEnv is the environment of the shell (CLI) that started the app, kept apart from Env so
+	// that `restart --update-env` can replace it with a new shell's environment — variables removed
+	// from the shell disappear — while the app's own variables (Env) still win over it, as in PM2.
+	// nil means "not separated" (see Env); a non-nil empty map is an empty shell environment.
+	ShellEnv map[string]string `json:"shell_env,omitempty"`
 	// EnvSets holds the env_<name> blocks of an ecosystem file, keyed by <name>, applied with --env <name>.
 	EnvSets map[string]map[string]string `json:"-"`
 
@@ -111,3 +119,15 @@ func (a *App) AutorestartOn() bool { return a.Autorestart == nil || *a.Autoresta
 
 // AutostartOn reports whether the app starts when it is loaded.
 func (a *App) AutostartOn() bool { return a.Autostart == nil || *a.Autostart }
+
+// RunEnv returns the environment the app runs with, as a new map: ShellEnv with Env over it.
+func (a *App) RunEnv() map[string]string {
+	env := make(map[string]string, len(a.ShellEnv)+len(a.Env))
+	for k, v := range a.ShellEnv {
+		env[k] = v
+	}
+	for k, v := range a.Env {
+		env[k] = v
+	}
+	return env
+}

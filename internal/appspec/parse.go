@@ -122,13 +122,21 @@ var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | 
 // with an optional leading seconds field, or a descriptor such as "@daily". "0" (disabled) and ""
 // are valid.
 func ValidateCron(expr string) error {
+	_, err := ParseCron(expr)
+	return err
+}
+
+// ParseCron parses a CronRestart expression (see ValidateCron). It returns a nil schedule and no
+// error for "" and "0", which disable cron restarts.
+func ParseCron(expr string) (cron.Schedule, error) {
 	if expr == "" || expr == "0" {
-		return nil
+		return nil, nil
 	}
-	if _, err := cronParser.Parse(expr); err != nil {
-		return fmt.Errorf("cron_restart %q: %w", expr, err)
+	s, err := cronParser.Parse(expr)
+	if err != nil {
+		return nil, fmt.Errorf("cron_restart %q: %w", expr, err)
 	}
-	return nil
+	return s, nil
 }
 
 // Validate checks an app for values the daemon cannot run with and returns all problems found,

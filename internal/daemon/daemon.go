@@ -41,6 +41,33 @@
 // channel) or kill_signal (SIGINT by default) to the whole process group, then SIGKILL to the
 // group after kill_timeout, and waits until the leader is reaped and the group is empty. Members
 // of the group left behind by a crash are killed too.
+//
+// Automatic restarts. cron_restart (five cron fields with an optional leading seconds field, or a
+// descriptor such as @daily; "0" disables it) and watch restart every instance of the app that
+// the user did not stop, one at a time: online instances of cluster and listen apps are reloaded
+// without downtime, the others (fork apps, instances that are not online) restarted; each gets a
+// note saying why. Both run while the app has an instance the user did not stop: Stop (of every
+// instance) and Delete remove them, a start or restart brings them back, and a new definition
+// (start --force, ecosystem) replaces them. An instance that exited on its own (autorestart off,
+// stop_exit_codes) is still restarted by them, which is how a periodic job is run. A cron
+// activation that comes while the previous automatic restart is still running is skipped.
+//
+// watch lists paths relative to the app's cwd ("." is the cwd itself); directories are watched
+// recursively (new subdirectories included), files through their directory. A restart happens
+// once no change was seen for watch_delay (500ms when unset). Changes below a watch path under
+// node_modules, logs or any name starting with a dot are ignored, and so are those matching
+// ignore_watch: globs (*, ?, [...], ** across directories) or plain names, matched against the
+// path relative to the cwd, each leading part of it, and — for patterns without '/' — each path
+// component (see ignoreRule).
+//
+// Environment. An app's own variables (App.Env) win over the shell environment it was started
+// from (App.ShellEnv); restart or reload with --update-env replaces ShellEnv with the new shell's
+// environment, so variables removed from the shell disappear. Apps without ShellEnv keep the
+// older rule: Env is the whole environment and --update-env merges the new shell over it.
+//
+// Orphans. With Config.Subreaper the daemon is the parent of whatever its apps orphan; on every
+// SIGCHLD (and every 10 s) it reaps the zombies among its children that it did not start itself
+// and that are outside its own process group.
 package daemon
 
 import (
@@ -72,8 +99,11 @@ type Config struct {
 	// sockets to apps that use Listen. Listen apps are refused when it is empty.
 	Self string
 	// Subreaper makes this process the child subreaper (Linux), so that processes orphaned by an
-	// app are re-parented to the daemon and reaped when their process group is cleared. It is
-	// process-wide: set it in the daemon, not in a library user.
+	// app are re-parented to the daemon, and reaps them: on SIGCHLD, every zombie child of the
+	// process that the Manager did not start and that is outside the process's own process group
+	// is collected. It is process-wide: set it in the daemon, not in a library user. Other code in
+	// the same process must start its children in the process's own process group (os/exec's
+	// default), or they may be reaped before their Wait.
 	Subreaper bool
 	// SampleInterval is how often CPU and memory of online instances are sampled; 0 means one
 	// second, a negative value disables sampling.
@@ -99,6 +129,11 @@ type Manager struct {
 
 	stopSampler chan struct{}
 	samplerDone chan struct{}
+
+	kids       children      // processes started by the Manager, for the orphan reaper
+	stopReaper chan struct{} // nil without Config.Subreaper
+	reaperDone chan struct{}
+	bg         sync.WaitGroup // watchers and automatic restarts; Add only under mu and before closed
 }
 
 var _ api.Backend = (*Manager)(nil)
@@ -112,6 +147,9 @@ type app struct {
 	listeners []*os.File // listen mode; open until the app is deleted
 	instances []*instance
 	notes     []string
+	cron      *cronJob // cron_restart schedule while armed, else nil
+	watch     *watcher // file watcher while armed, else nil
+	autoBusy  bool     // a cron or watch restart of the app is running
 }
 
 // instance is one process slot of an app, with a stable pm_id.
@@ -126,6 +164,9 @@ type instance struct {
 	deleted  bool
 	cpu      float64
 	mem      uint64
+	// userStopped is set by Stop (and for autostart off) and cleared by the next launch: the
+	// instance is left alone by cron_restart and watch meanwhile.
+	userStopped bool
 	// memRestart is set while max_memory_restart replaces the instance.
 	memRestart bool
 }
@@ -189,6 +230,11 @@ func New(cfg Config) (*Manager, error) {
 		m.samplerDone = make(chan struct{})
 		go m.sample(interval)
 	}
+	if cfg.Subreaper {
+		m.stopReaper = make(chan struct{})
+		m.reaperDone = make(chan struct{})
+		go m.reapLoop()
+	}
 	return m, nil
 }
 
@@ -214,6 +260,7 @@ func (m *Manager) Close() {
 	}
 	m.mu.Lock()
 	for _, name := range m.appOrder {
+		m.stopAutomation(m.apps[name])
 		m.releaseApp(m.apps[name])
 	}
 	m.apps = map[string]*app{}
@@ -225,6 +272,11 @@ func (m *Manager) Close() {
 	}
 	m.procs = map[int]*instance{}
 	m.mu.Unlock()
+	m.bg.Wait()
+	if m.stopReaper != nil {
+		close(m.stopReaper)
+		<-m.reaperDone
+	}
 	m.bc.Close()
 }
 
@@ -293,6 +345,7 @@ func (m *Manager) proc(in *instance) api.Proc {
 	a := in.app
 	spec := a.spec
 	spec.Env = cloneMap(a.spec.Env)
+	spec.ShellEnv = cloneMap(a.spec.ShellEnv)
 	p := api.Proc{
 		PMID: in.st.PMID, Name: in.st.Name, Namespace: in.st.Namespace, PID: in.st.PID,
 		Status:      string(in.st.Status),

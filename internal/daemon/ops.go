@@ -64,6 +64,7 @@ func freeIndex(a *app) int {
 // holds m.mu.
 func (m *Manager) startInstance(in *instance) error {
 	if !in.app.spec.AutostartOn() {
+		in.userStopped = true // not started: cron_restart and watch wait for a start too
 		m.setStatus(in, StatusStopped)
 		return nil
 	}
@@ -213,6 +214,8 @@ func (m *Manager) create(spec appspec.App, res resolved) ([]*instance, error) {
 	}
 	if len(a.instances) == 0 {
 		m.dropApp(a)
+	} else {
+		m.syncAutomation(a)
 	}
 	return ins, errors.Join(errs...)
 }
@@ -288,6 +291,7 @@ func (m *Manager) redefine(ctx context.Context, a *app, spec appspec.App, res re
 			errs = append(errs, err)
 		}
 	}
+	m.syncAutomation(a) // a new cron_restart or watch definition replaces the old one
 	return ins, errors.Join(errs...)
 }
 
@@ -389,8 +393,29 @@ func (m *Manager) Stop(ctx context.Context, targets []string) ([]api.Proc, error
 	if err != nil {
 		return nil, err
 	}
-	err = m.eachLocked(ctx, ins, func(in *instance) error { return m.stopOne(ctx, in) })
+	// Stopped by the user: cron_restart and watch leave the instances alone (and stop when no
+	// instance of the app is left running) until they are started again. The flag is set again
+	// under the operation lock, after an automatic restart in progress has launched them.
+	m.markUserStopped(ins)
+	err = m.eachLocked(ctx, ins, func(in *instance) error {
+		m.markUserStopped([]*instance{in})
+		return m.stopOne(ctx, in)
+	})
 	return m.list(ins), err
+}
+
+// markUserStopped flags instances as stopped by the user and updates their apps' automation.
+func (m *Manager) markUserStopped(ins []*instance) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	apps := map[*app]bool{}
+	for _, in := range ins {
+		in.userStopped = true
+		apps[in.app] = true
+	}
+	for a := range apps {
+		m.syncAutomation(a)
+	}
 }
 
 // list describes instances for the API.
@@ -400,18 +425,29 @@ func (m *Manager) list(ins []*instance) []api.Proc {
 	return m.procList(ins)
 }
 
-// updateEnv rebuilds an app's environment from the CLI's env (which wins over the stored one)
-// and refreezes the instance's environment. The caller holds m.mu.
+// updateEnv takes the CLI's environment (restart/reload --update-env) and refreezes the
+// instance's environment. When the app keeps the shell's environment apart (App.ShellEnv set),
+// cliEnv replaces it — variables gone from the shell disappear — and the app's own variables
+// (App.Env) still win over it, as in PM2. Otherwise (an app whose Env holds everything) cliEnv
+// is merged over App.Env. The caller holds m.mu.
 func (m *Manager) updateEnv(in *instance, cliEnv map[string]string) {
 	a := in.app
-	env := cloneMap(a.spec.Env)
-	if env == nil {
-		env = map[string]string{}
+	if a.spec.ShellEnv != nil {
+		shell := cloneMap(cliEnv)
+		if shell == nil {
+			shell = map[string]string{}
+		}
+		a.spec.ShellEnv = shell
+	} else {
+		env := cloneMap(a.spec.Env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		for k, v := range cliEnv {
+			env[k] = v
+		}
+		a.spec.Env = env
 	}
-	for k, v := range cliEnv {
-		env[k] = v
-	}
-	a.spec.Env = env
 	in.st.Env = instanceEnv(a.spec, a.res, m.cfg.Home, in.st.PMID, in.st.Instance, in.st.UniqueID)
 }
 
@@ -457,7 +493,8 @@ func (m *Manager) restartAll(ctx context.Context, ins []*instance, opts api.Rest
 }
 
 // Restart stops and starts the targeted instances, one at a time. With opts.UpdateEnv the
-// CLI's environment (opts.Env) is merged over the app's and frozen again.
+// CLI's environment (opts.Env) becomes the app's shell environment, under the app's own
+// variables, and is frozen again (see updateEnv).
 func (m *Manager) Restart(ctx context.Context, targets []string, opts api.RestartOptions) ([]api.Proc, error) {
 	ins, err := m.targets(targets)
 	if err != nil {
@@ -493,6 +530,8 @@ func (m *Manager) remove(in *instance) {
 	a.instances = slices.DeleteFunc(a.instances, func(x *instance) bool { return x == in })
 	if len(a.instances) == 0 {
 		m.dropApp(a)
+	} else {
+		m.syncAutomation(a)
 	}
 	if len(m.procs) == 0 {
 		m.nextID = 0
@@ -502,6 +541,7 @@ func (m *Manager) remove(in *instance) {
 
 // dropApp forgets an app without instances and releases its sockets. The caller holds m.mu.
 func (m *Manager) dropApp(a *app) {
+	m.stopAutomation(a)
 	m.releaseApp(a)
 	if m.apps[a.spec.Name] == a {
 		delete(m.apps, a.spec.Name)
@@ -574,6 +614,7 @@ func (m *Manager) Scale(ctx context.Context, name string, spec string) ([]api.Pr
 				errs = append(errs, err)
 			}
 		}
+		m.syncAutomation(a)
 	} else if want < cur {
 		victims = slices.Clone(a.instances)
 		sort.Slice(victims, func(i, j int) bool { return victims[i].st.Instance > victims[j].st.Instance })
@@ -781,6 +822,7 @@ func (m *Manager) Apps(ctx context.Context) ([]appspec.App, error) {
 		a := m.apps[name]
 		spec := a.spec
 		spec.Env = cloneMap(a.spec.Env)
+		spec.ShellEnv = cloneMap(a.spec.ShellEnv)
 		spec.Instances = len(a.instances)
 		out = append(out, spec)
 	}

@@ -174,6 +174,9 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 		}
 	}()
 
+	// The orphan reaper must not take the new process for an orphan before it is registered.
+	m.kids.mu.Lock()
+	defer m.kids.mu.Unlock()
 	switch a.res.mode {
 	case modeCluster:
 		w, err := m.primaryFor(a).ForkWith(cluster.ForkOptions{Env: in.st.Env, Stdout: outW, Stderr: errW})
@@ -182,9 +185,11 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 		}
 		r.worker = w
 		r.pid = w.Process.Pid
+		m.kids.add(r)
 		r.sig = a.workers.get(w)
 		go func() {
 			<-w.Done()
+			m.kids.forget(r)
 			r.exitCode = w.ExitCode()
 			if s, ok := w.ExitSignal().(syscall.Signal); ok {
 				r.exitSig = s
@@ -226,6 +231,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 		}
 		r.cmd = cmd
 		r.pid = cmd.Process.Pid
+		m.kids.add(r)
 		r.sig.markOnline()
 		if parent != nil {
 			r.ipcFD = fdOf(parent)
@@ -244,6 +250,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 		}
 		go func() {
 			_ = cmd.Wait() // the status below says everything; Wait's error is the same
+			m.kids.forget(r)
 			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
 				switch {
 				case ws.Signaled():
@@ -587,6 +594,10 @@ func (m *Manager) launch(in *instance) error {
 	in.cancelTimer()
 	if !m.setStatus(in, StatusLaunching) {
 		return fmt.Errorf("pm_id %d: cannot launch from status %q", in.st.PMID, in.st.Status)
+	}
+	if in.userStopped {
+		in.userStopped = false
+		m.syncAutomation(in.app)
 	}
 	r, err := m.spawn(in, false)
 	if err != nil {

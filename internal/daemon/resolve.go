@@ -103,7 +103,7 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 		base := filepath.Base(strings.Fields(spec.Script)[0])
 		spec.Name = strings.TrimSuffix(base, filepath.Ext(base))
 	}
-	pathEnv, ok := spec.Env["PATH"]
+	pathEnv, ok := spec.RunEnv()["PATH"]
 	if !ok {
 		pathEnv = os.Getenv("PATH")
 	}
@@ -126,6 +126,9 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 	}
 	spec.Cwd = cwd
 	r.cwd = cwd
+	if _, err := compileIgnore(spec.IgnoreWatch, cwd); err != nil {
+		return spec, r, fmt.Errorf("app %s: %w", spec.Name, err)
+	}
 
 	// Script: a file relative to cwd, a program on PATH, or a command string run by bash -c.
 	script := spec.Script
@@ -311,10 +314,7 @@ var protocolVars = []string{
 // variables PM2 injects (pm_id, name, namespace, the instance variable, the increment variable,
 // PM2_HOME, unique_id) and CORRAL_HOME.
 func instanceEnv(spec appspec.App, r resolved, home string, pmID, instance int, uniqueID string) map[string]string {
-	env := make(map[string]string, len(spec.Env)+10)
-	for k, v := range spec.Env {
-		env[k] = v
-	}
+	env := spec.RunEnv()
 	for _, k := range protocolVars {
 		delete(env, k)
 	}

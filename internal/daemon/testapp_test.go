@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -44,7 +45,13 @@ func TestMain(m *testing.M) {
 //	        GRANDCHILD_PID_FILE, then sleeps like "sleep"
 //	http    serves HTTP on the LISTEN_FDS socket: "/" answers with its pid, "/crash" exits 1;
 //	        stops gracefully on SIGINT/SIGTERM; exits 1 at once if FAIL_FILE exists
-//	hog     holds 64 MiB of touched memory, then sleeps like "sleep"
+//	hog     holds HOG_MB (default 64) MiB of touched memory, prints "hogging <pid>", then sleeps
+//	        like "sleep"
+//	spew    prints SPEW_LINES lines of 100 characters, then "spew done", and exits 0
+//	orphaner  starts an intermediate process in a new session that starts a grandchild ("sleep")
+//	        and exits, so that the grandchild is orphaned; writes the grandchild's pid to
+//	        GRANDCHILD_PID_FILE, prints "orphaned <pid>" and sleeps like "sleep"
+//	spawn-grandchild  the intermediate of "orphaner"
 //	cluster-http  a cluster worker (corral's cluster package) serving HTTP on 127.0.0.1:$PORT
 func testApp(mode string) int {
 	switch mode {
@@ -77,11 +84,54 @@ func testApp(mode string) int {
 	case "http":
 		return httpApp()
 	case "hog":
-		hog = make([]byte, 64<<20)
+		mb := 64
+		if n, err := strconv.Atoi(os.Getenv("HOG_MB")); err == nil {
+			mb = n
+		}
+		hog = make([]byte, mb<<20)
 		for i := 0; i < len(hog); i += 4096 {
 			hog[i] = 1
 		}
+		fmt.Printf("hogging %d\n", os.Getpid())
 		return sleepApp()
+	case "spew":
+		n, _ := strconv.Atoi(os.Getenv("SPEW_LINES"))
+		line := strings.Repeat("x", 90)
+		for i := 0; i < n; i++ {
+			fmt.Printf("%08d %s\n", i, line)
+		}
+		fmt.Println("spew done")
+		return 0
+	case "orphaner":
+		exe, _ := os.Executable()
+		cmd := exec.Command(exe)
+		cmd.Env = append(os.Environ(), testAppEnv+"=spawn-grandchild")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "intermediate:", err)
+			return 1
+		}
+		b, err := os.ReadFile(os.Getenv("GRANDCHILD_PID_FILE"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Printf("orphaned %s\n", b)
+		return sleepApp()
+	case "spawn-grandchild":
+		exe, _ := os.Executable()
+		cmd := exec.Command(exe) // stdio on /dev/null: it must not hold the app's pipes
+		cmd.Env = append(os.Environ(), testAppEnv+"=sleep")
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if err := os.WriteFile(os.Getenv("GRANDCHILD_PID_FILE"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0 // without waiting: the grandchild is orphaned
 	case "cluster-http":
 		return clusterHTTPApp()
 	}
