@@ -41,6 +41,7 @@ type processState struct {
 	stopping []func()          // called on the primary's disconnect request
 	msgs     chan json.RawMessage
 	left     bool // a disconnect was requested: channel EOF is expected
+	stopped  bool // runStop ran: handlers registered later run at once
 }
 
 type wireReply struct {
@@ -179,10 +180,15 @@ func (s *processState) subscribeLocked(fn func(json.RawMessage)) {
 	s.backlog = nil
 }
 
-// onShutdown registers fn to run when the parent asks this worker to disconnect or sends "shutdown".
-// It returns a function that unregisters fn.
+// onStop registers fn to run when the parent asks this worker to disconnect or sends "shutdown";
+// if that already happened, fn runs now.
 func (s *processState) onStop(fn func()) {
 	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		fn()
+		return
+	}
 	s.stopping = append(s.stopping, fn)
 	s.mu.Unlock()
 }
@@ -253,6 +259,7 @@ func isShutdown(raw json.RawMessage) bool {
 
 func (s *processState) runStop() {
 	s.mu.Lock()
+	s.stopped = true
 	fns := s.stopping
 	s.stopping = nil
 	s.mu.Unlock()
@@ -378,17 +385,19 @@ func Listen(network, address string) (net.Listener, error) {
 			return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 		}
 		sl := &sharedListener{Listener: ln, key: rep.m.Key, tuple: tuple, index: *req.Index}
-		self.mu.Lock()
-		self.shared[rep.m.Key] = func() { sl.Close() }
-		self.mu.Unlock()
+		if !self.register(rep.m.Key, func() { sl.Close() }, nil) {
+			sl.Close()
+			return nil, &net.OpError{Op: "listen", Net: network, Err: errDisconnecting}
+		}
 		self.announce(req)
 		return sl, nil
 	}
 	l := &rrListener{key: rep.m.Key, tuple: tuple, index: *req.Index, network: network, ready: make(chan struct{}, 1), done: make(chan struct{})}
 	l.addr = rrAddr(network, address, rep.m.Sockname)
-	self.mu.Lock()
-	self.servers[l.key] = l
-	self.mu.Unlock()
+	if !self.register(l.key, nil, l) {
+		self.release(l.key, tuple, *req.Index)
+		return nil, &net.OpError{Op: "listen", Net: network, Err: errDisconnecting}
+	}
 	self.announce(req)
 	return l, nil
 }
@@ -423,11 +432,40 @@ func ListenPacket(network, address string) (net.PacketConn, error) {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
 	sp := &sharedPacketConn{PacketConn: pc, key: rep.m.Key, tuple: tuple, index: *req.Index}
-	self.mu.Lock()
-	self.shared[rep.m.Key] = func() { sp.Close() }
-	self.mu.Unlock()
+	if !self.register(rep.m.Key, func() { sp.Close() }, nil) {
+		sp.Close()
+		return nil, &net.OpError{Op: "listen", Net: network, Err: errDisconnecting}
+	}
 	self.announce(req)
 	return sp, nil
+}
+
+var errDisconnecting = errors.New("worker is disconnecting")
+
+// leaving turns err into errDisconnecting when the primary asked this worker to leave.
+func (s *processState) leaving(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.left {
+		return errDisconnecting
+	}
+	return err
+}
+
+// register records a new server under key, unless a disconnect already closed this worker's servers
+// (it raced with the listen request): then it reports false and the caller closes the server.
+func (s *processState) register(key string, closeShared func(), rr *rrListener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.left {
+		return false
+	}
+	if rr != nil {
+		s.servers[key] = rr
+	} else {
+		s.shared[key] = closeShared
+	}
+	return true
 }
 
 // queryFor builds the queryServer request Node's net.js would send for the same listen call.
@@ -529,12 +567,12 @@ func (s *processState) query(req *wireMsg, tuple string) (*wireReply, error) {
 	ch, err := s.sendCluster(req, true)
 	if err != nil {
 		s.release("", tuple, idx)
-		return nil, err
+		return nil, s.leaving(err)
 	}
 	rep, ok := <-ch
 	if !ok {
 		s.release("", tuple, idx)
-		return nil, errors.New("IPC channel closed")
+		return nil, s.leaving(errors.New("IPC channel closed"))
 	}
 	if n, ok := rawInt64(rep.m.Errno); ok && n != 0 {
 		if rep.fd >= 0 {

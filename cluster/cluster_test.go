@@ -408,3 +408,25 @@ func TestRollingReplaceLosesNothing(t *testing.T) {
 	}
 	t.Logf("%d requests, 0 failed, over 6 worker replacements", ok.Load())
 }
+
+// A worker told to disconnect while it is still starting (before or during its listen request) exits
+// 0 instead of serving a listener nobody will close.
+func TestDisconnectWhileStarting(t *testing.T) {
+	port := freePort(t)
+	p := newPrimary(t, cluster.Settings{}, "http", fmt.Sprintf("ADDR=127.0.0.1:%d", port))
+	p.OnOnline(func(w *cluster.Worker) { w.Disconnect() })
+	var ws []*cluster.Worker
+	for i := 0; i < 10; i++ {
+		w, err := p.Fork(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	for _, w := range ws {
+		wait(t, w.Done(), fmt.Sprintf("exit of worker %d", w.ID))
+		if w.ExitCode() != 0 {
+			t.Errorf("worker %d exited %d", w.ID, w.ExitCode())
+		}
+	}
+}

@@ -26,7 +26,7 @@ type handle interface {
 	remove(w *Worker) bool
 	// holdable reports whether the handle may outlive its workers (Settings.HoldListeners).
 	holdable() bool
-	// close releases the socket; called without p.mu, after the handle left p.handles.
+	// close releases the socket; called with p.mu held, as the handle leaves p.handles.
 	close()
 	setData(json.RawMessage)
 }
@@ -477,11 +477,16 @@ func (h *rrHandle) remove(w *Worker) bool {
 }
 
 func (h *rrHandle) close() {
-	h.p.mu.Lock()
 	h.closed = true
 	q := h.queue
 	h.queue = nil
-	h.p.mu.Unlock()
+	// Stop listening now: closing the duplicate used by the accept goroutine takes effect only once
+	// that goroutine returns, and until then a worker asking for the same port would get EADDRINUSE.
+	if sc, ok := h.ln.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
+		}
+	}
 	h.file.Close()
 	h.ln.Close()
 	for _, fd := range q {

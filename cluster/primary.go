@@ -327,9 +327,8 @@ func (p *Primary) wait(w *Worker) {
 func (p *Primary) onChannelClosed(w *Worker) {
 	p.mu.Lock()
 	w.connected = false
-	hs := p.removeWorkerLocked(w)
+	p.removeWorkerLocked(w)
 	p.mu.Unlock()
-	p.closeIdle(hs)
 	p.emit(func(h *handlers) {
 		for _, f := range h.disconnect {
 			f(w)
@@ -337,20 +336,18 @@ func (p *Primary) onChannelClosed(w *Worker) {
 	})
 }
 
-// removeWorkerLocked drops w from every handle and returns the handles left without workers.
-func (p *Primary) removeWorkerLocked(w *Worker) []handle {
-	var empty []handle
-	for key, h := range p.handles {
-		if h.remove(w) && !(p.settings.HoldListeners && h.holdable()) {
-			delete(p.handles, key)
-			empty = append(empty, h)
-		}
+// removeWorkerLocked drops w from every handle and closes the handles left without workers, at
+// once, so that a worker asking for the same address next binds it again without EADDRINUSE.
+func (p *Primary) removeWorkerLocked(w *Worker) {
+	for key := range p.handles {
+		p.removeFromHandleLocked(key, w)
 	}
-	return empty
 }
 
-func (p *Primary) closeIdle(hs []handle) {
-	for _, h := range hs {
+func (p *Primary) removeFromHandleLocked(key string, w *Worker) {
+	h, ok := p.handles[key]
+	if ok && h.remove(w) && !(p.settings.HoldListeners && h.holdable()) {
+		delete(p.handles, key)
 		h.close()
 	}
 }
@@ -359,14 +356,12 @@ func (p *Primary) closeIdle(hs []handle) {
 // It does not stop the workers: Disconnect or Kill them.
 func (p *Primary) Close() error {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.closed = true
-	hs := make([]handle, 0, len(p.handles))
 	for k, h := range p.handles {
-		hs = append(hs, h)
 		delete(p.handles, k)
+		h.close()
 	}
-	p.mu.Unlock()
-	p.closeIdle(hs)
 	return nil
 }
 
@@ -441,13 +436,8 @@ func (p *Primary) onInternal(w *Worker, m *wireMsg, fd int) {
 		})
 	case "close":
 		p.mu.Lock()
-		var empty []handle
-		if h, ok := p.handles[m.Key]; ok && h.remove(w) && !(p.settings.HoldListeners && h.holdable()) {
-			delete(p.handles, m.Key)
-			empty = append(empty, h)
-		}
+		p.removeFromHandleLocked(m.Key, w)
 		p.mu.Unlock()
-		p.closeIdle(empty)
 	case "exitedAfterDisconnect":
 		p.mu.Lock()
 		w.exitedAfterDisconnect = true

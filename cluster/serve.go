@@ -23,6 +23,9 @@ const DrainIdle = time.Second
 // process to stop, then drains gracefully and returns nil; see Serve.
 func ServeHTTP(srv *http.Server, network, address string) error {
 	ln, err := Listen(network, address)
+	if errors.Is(err, errDisconnecting) {
+		return nil // told to leave before it listened: nothing to drain
+	}
 	if err != nil {
 		return err
 	}

@@ -70,9 +70,8 @@ func (w *Worker) Disconnect() error {
 		return errors.New("cluster: worker is not connected")
 	}
 	w.exitedAfterDisconnect = true
-	hs := p.removeWorkerLocked(w)
+	p.removeWorkerLocked(w)
 	p.mu.Unlock()
-	p.closeIdle(hs)
 	return p.sendCluster(w, &wireMsg{Act: "disconnect"}, nil)
 }
 

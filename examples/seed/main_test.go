@@ -74,7 +74,7 @@ func TestSeed(t *testing.T) {
 	getOK := func() {
 		t.Helper()
 		for deadline := time.Now().Add(20 * time.Second); ; {
-			res, err := http.Get(url)
+			res, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
 			if err == nil {
 				b, _ := io.ReadAll(res.Body)
 				res.Body.Close()
@@ -102,8 +102,15 @@ func TestSeed(t *testing.T) {
 	}
 	getOK()
 	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("primary exit: %v", err)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("primary exit: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("primary did not exit within 30s of SIGTERM")
 	}
 	for _, pid := range pids[1:] {
 		if syscall.Kill(pid, 0) == nil {
