@@ -78,3 +78,38 @@ func rawInt64(raw json.RawMessage) (int64, bool) {
 	}
 	return n, true
 }
+
+// parseAcceptedReply recognises a worker's answer to a newconn exactly as Node writes it,
+// {"cmd":"NODE_CLUSTER","ack":N,"accepted":true|false,"seq":M}; anything else reports false and is
+// left to encoding/json.
+func parseAcceptedReply(b []byte) (ack int64, accepted bool, seq int64, ok bool) {
+	rest, found := bytes.CutPrefix(b, []byte(`{"cmd":"NODE_CLUSTER","ack":`))
+	if !found {
+		return
+	}
+	if ack, rest, found = cutInt(rest); !found {
+		return
+	}
+	switch {
+	case bytes.HasPrefix(rest, []byte(`,"accepted":true,"seq":`)):
+		accepted, rest = true, rest[len(`,"accepted":true,"seq":`):]
+	case bytes.HasPrefix(rest, []byte(`,"accepted":false,"seq":`)):
+		rest = rest[len(`,"accepted":false,"seq":`):]
+	default:
+		return
+	}
+	if seq, rest, found = cutInt(rest); !found || string(rest) != "}" {
+		return
+	}
+	return ack, accepted, seq, true
+}
+
+// cutInt reads a non-negative decimal integer of at most 15 digits.
+func cutInt(b []byte) (int64, []byte, bool) {
+	var n int64
+	i := 0
+	for ; i < len(b) && i < 15 && b[i] >= '0' && b[i] <= '9'; i++ {
+		n = n*10 + int64(b[i]-'0')
+	}
+	return n, b[i:], i > 0
+}

@@ -146,7 +146,9 @@ func (w *Worker) onMessage(m ipc.Message) {
 			return
 		}
 		var cm wireMsg
-		if err := json.Unmarshal(m.Raw, &cm); err != nil {
+		if ack, accepted, seq, ok := parseAcceptedReply(m.Raw); ok { // every hand-off: skip reflection
+			cm = wireMsg{Cmd: "NODE_CLUSTER", Ack: &ack, Accepted: &accepted, Seq: seq}
+		} else if err := json.Unmarshal(m.Raw, &cm); err != nil {
 			p.log.Warn("cluster: malformed NODE_CLUSTER message from worker; ignored", "worker", w.ID, "err", err)
 			if m.FD >= 0 {
 				unix.Close(m.FD)

@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -73,6 +74,8 @@ type outMsg struct {
 	fd      int    // -1: none
 	onReply func(error)
 	written chan error // SendWait: told once the message is on the wire
+	// rawBytes: line is the unsent tail of a message, newline included, whose fd (if any) is gone.
+	rawBytes bool
 }
 
 // Channel is one end of a Node IPC channel. Its methods are safe for concurrent use.
@@ -89,6 +92,8 @@ type Channel struct {
 	closed   bool
 	closeErr error
 	flushing bool // CloseAfterFlush: close once everything queued is written
+	writing  bool // a write is in progress (writer goroutine or a sender's fast path)
+	raw      syscall.RawConn
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -142,6 +147,7 @@ func New(conn *net.UnixConn, opts Options) *Channel {
 	}
 	c := &Channel{conn: conn, opts: opts, log: lg, done: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
+	c.raw, _ = conn.SyscallConn()
 	go c.writeLoop()
 	go c.readLoop()
 	return c
@@ -205,13 +211,70 @@ func (c *Channel) SendHandle(msg any, handleType string, fd int, onReply func(er
 
 func (c *Channel) enqueue(m outMsg) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return ErrClosed
 	}
-	c.queue = append(c.queue, m)
+	if c.writing || c.awaiting != nil || len(c.queue) > 0 || len(c.ctrl) > 0 || c.raw == nil || m.written != nil {
+		c.queue = append(c.queue, m)
+		c.cond.Signal()
+		c.mu.Unlock()
+		return nil
+	}
+	// Fast path: nothing ahead of m, so try one non-blocking write on the caller's goroutine, which
+	// saves waking the writer (the round-robin hand-off path). Whatever does not fit goes to the writer.
+	c.writing = true
+	if m.fd >= 0 {
+		c.awaiting = &m
+	}
+	c.mu.Unlock()
+	n, err := c.tryWrite(m)
+	c.mu.Lock()
+	c.writing = false
+	switch {
+	case err != nil:
+	case n == 0: // nothing went out (EAGAIN): the writer sends the whole message, fd included
+		if c.awaiting == &m {
+			c.awaiting = nil
+		}
+		c.queue = append([]outMsg{m}, c.queue...)
+	case n < len(m.line)+1: // the fd went with the first byte; the rest follows without it
+		full := append(append(make([]byte, 0, len(m.line)+1), m.line...), '\n')
+		c.queue = append([]outMsg{{line: full[n:], fd: -1, rawBytes: true}}, c.queue...)
+	}
 	c.cond.Signal()
+	c.mu.Unlock()
+	if err != nil {
+		c.shutdown(fmt.Errorf("ipc: write: %w", err))
+	}
 	return nil
+}
+
+// tryWrite makes one non-blocking attempt to write m (its fd with the first byte) and reports how
+// many bytes went out; EAGAIN is not an error.
+func (c *Channel) tryWrite(m outMsg) (int, error) {
+	line := make([]byte, 0, len(m.line)+1)
+	line = append(append(line, m.line...), '\n')
+	var oob []byte
+	if m.fd >= 0 {
+		oob = unix.UnixRights(m.fd)
+	}
+	var n int
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		n, werr = unix.SendmsgN(int(fd), line, oob, nil, unix.MSG_NOSIGNAL)
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	if werr == unix.EAGAIN || werr == unix.EINTR {
+		return 0, nil
+	}
+	if werr != nil {
+		return 0, werr
+	}
+	return n, nil
 }
 
 func (c *Channel) sendCtrl(line string) {
@@ -275,8 +338,8 @@ func (c *Channel) writeLoop() {
 	var batch []outMsg
 	for {
 		c.mu.Lock()
-		for !c.closed && len(c.ctrl) == 0 && (c.awaiting != nil || len(c.queue) == 0) {
-			if c.flushing && c.awaiting == nil && len(c.queue) == 0 {
+		for !c.closed && (c.writing || len(c.ctrl) == 0 && (c.queue0Gated() || len(c.queue) == 0)) {
+			if c.flushing && !c.writing && c.awaiting == nil && len(c.queue) == 0 {
 				c.mu.Unlock()
 				c.shutdown(nil)
 				return
@@ -294,6 +357,10 @@ func (c *Channel) writeLoop() {
 		}
 		c.ctrl = c.ctrl[:0]
 		var handle *outMsg
+		if len(c.queue) > 0 && c.queue[0].rawBytes { // the tail of a fast-path write goes first
+			buf = append(buf, c.queue[0].line...)
+			c.queue = c.queue[1:]
+		}
 		if c.awaiting == nil {
 			n := 0
 			for n < len(c.queue) && len(buf) < 64<<10 {
@@ -314,6 +381,7 @@ func (c *Channel) writeLoop() {
 			}
 			c.queue = c.queue[n:]
 		}
+		c.writing = true
 		c.mu.Unlock()
 
 		var err error
@@ -322,6 +390,9 @@ func (c *Channel) writeLoop() {
 		} else if len(buf) > 0 {
 			_, err = c.conn.Write(buf)
 		}
+		c.mu.Lock()
+		c.writing = false
+		c.mu.Unlock()
 		for _, m := range batch {
 			m.written <- err
 		}
@@ -330,6 +401,12 @@ func (c *Channel) writeLoop() {
 			return
 		}
 	}
+}
+
+// queue0Gated reports whether the queue's head must wait for a handle acknowledgement. A fast-path
+// tail never waits: it belongs to the message already on the wire.
+func (c *Channel) queue0Gated() bool {
+	return c.awaiting != nil && !(len(c.queue) > 0 && c.queue[0].rawBytes)
 }
 
 func (c *Channel) writeHandle(m *outMsg) error {
@@ -421,6 +498,11 @@ func (c *Channel) appendFDs(fds []int, oob []byte) []int {
 	return fds
 }
 
+var (
+	ackLine       = []byte(`{"cmd":"NODE_HANDLE_ACK"}`)
+	clusterPrefix = []byte(`{"cmd":"NODE_CLUSTER",`)
+)
+
 // envelope is the part of a message this package looks at.
 type envelope struct {
 	Cmd  json.RawMessage `json:"cmd"`
@@ -466,12 +548,19 @@ func (c *Channel) dispatch(line []byte, fds []int) []int {
 		return fds
 	}
 	var e envelope
-	if line[0] == '{' {
+	switch {
+	case bytes.Equal(line, ackLine): // the hot path of every hand-off: skip the JSON decoder
+		e.Cmd = json.RawMessage(`"NODE_HANDLE_ACK"`)
+	case bytes.HasPrefix(line, clusterPrefix) && json.Valid(line):
+		// A NODE_CLUSTER message (cmd is Node's first key): its receiver decodes it in full anyway.
+		c.deliver(Message{Raw: append(json.RawMessage(nil), line...), Internal: true, Cmd: "NODE_CLUSTER", FD: -1})
+		return fds
+	case line[0] == '{':
 		if err := json.Unmarshal(line, &e); err != nil {
 			c.log.Warn("ipc: malformed message from peer; ignored", "err", err, "bytes", len(line))
 			return fds
 		}
-	} else if !json.Valid(line) {
+	case !json.Valid(line):
 		c.log.Warn("ipc: malformed message from peer; ignored", "bytes", len(line))
 		return fds
 	}

@@ -239,3 +239,24 @@ func FuzzChannel(f *testing.F) {
 		}
 	})
 }
+
+// A message larger than the socket buffer is written partly at once and the rest by the writer,
+// intact and in order, with the messages queued after it.
+func TestLargeMessagesStayWhole(t *testing.T) {
+	got := make(chan Message, 4)
+	c, peer := pair(t, Options{})
+	_ = got
+	big := strings.Repeat("x", 4<<20)
+	if err := c.Send(big); err != nil {
+		t.Fatal(err)
+	}
+	c.Send("after")
+	r := New(peer, Options{OnMessage: func(m Message) { got <- m }})
+	defer r.Close()
+	if m := within(t, got); len(m.Raw) != len(big)+2 || string(m.Raw[1:11]) != "xxxxxxxxxx" {
+		t.Fatalf("big message: %d bytes", len(m.Raw))
+	}
+	if m := within(t, got); string(m.Raw) != `"after"` {
+		t.Fatalf("then %s", m.Raw)
+	}
+}

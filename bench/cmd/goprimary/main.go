@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"time"
@@ -41,7 +42,17 @@ func run() error {
 	policy := flag.String("policy", "rr", "scheduling policy: rr (round-robin) or none (shared socket)")
 	readyTimeout := flag.Duration("ready-timeout", 30*time.Second, "how long to wait for every worker to listen")
 	stopTimeout := flag.Duration("stop-timeout", 5*time.Second, "how long to wait for workers after SIGTERM before SIGKILL")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the primary to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if *workers < 1 {
 		return fmt.Errorf("-workers %d: need at least 1", *workers)
 	}
