@@ -31,6 +31,7 @@ OUT=${OUT:-$REPO/bench/results/pm2-$(date +%Y%m%d-%H%M%S)}
 APP=$REPO/examples/node/app.js
 GRACEFUL=$REPO/examples/node/graceful.js
 LOADGEN=$BENCH_TMP/loadgen
+GOWORKER=$BENCH_TMP/goworker
 
 [ -n "$NODE" ] && [ -x "$NODE" ] || die "node not found (set NODE)"
 # The tools' daemons run node from PATH; put NODE's directory first.
@@ -132,7 +133,7 @@ result() {
 # reload_run TOOL MODE PORT measures failed requests over RELOADS reloads with loadgen in MODE.
 reload_run() {
 	local tool=$1 mode=$2 port=$3 flags=() lpid i t0 t1 line
-	[ "$mode" = close ] && flags=(-close)
+	case $mode in *close) flags=(-close) ;; esac
 	"$LOADGEN" -url "http://127.0.0.1:$port/" -rate "$RATE" -duration 300s "${flags[@]}" >"$OUT/$tool-reload-$mode.txt" 2>&1 &
 	lpid=$!
 	sleep 1
@@ -184,6 +185,19 @@ bench_tool() {
 	reload_run "$tool" close "$port"
 	cli "$tool" delete all >/dev/null
 
+	if [ "$tool" = corral ]; then
+		# Go workers built with the cluster package (cluster.ServeHTTP drains): PM2 cannot run these in
+		# cluster mode at all.
+		log "$tool: $RELOADS reloads of a $RELOAD_INSTANCES-instance Go cluster app under $RATE req/s"
+		port=$((PORT_BASE + 35))
+		PORT=$port cli "$tool" start "$GOWORKER" -i "$RELOAD_INSTANCES" --exec-mode cluster --name reload-app >/dev/null
+		wait_online "$tool" "$RELOAD_INSTANCES" 30 || die "$tool: Go reload-app did not come online"
+		wait_http "$port" 10
+		reload_run "$tool" go-keepalive "$port"
+		reload_run "$tool" go-close "$port"
+		cli "$tool" delete all >/dev/null
+	fi
+
 	log "$tool: crash to serving, $CRASH_ROUNDS rounds"
 	port=$((PORT_BASE + 40))
 	PORT=$port cli "$tool" start "$APP" -i 1 --name crash-app >/dev/null
@@ -209,6 +223,7 @@ bench_tool() {
 
 log "building bench/cmd/loadgen"
 (cd "$REPO" && go build -o "$LOADGEN" ./bench/cmd/loadgen) || die "go build ./bench/cmd/loadgen failed"
+(cd "$REPO" && go build -o "$GOWORKER" ./bench/cmd/goworker) || die "go build ./bench/cmd/goworker failed"
 tools=()
 for tool in $TOOLS; do
 	case $tool in
@@ -249,7 +264,7 @@ value() { awk -v t="$1" -v k="$2" '$1 == t && $2 == k { print $3 }' "$OUT/result
 	echo "pm2 vs corral: node $("$NODE" --version), $(nproc) cores, $RATE req/s during reloads"
 	printf '%-28s %14s %14s %10s\n' measurement pm2 corral corral/pm2
 	for key in ls_ms rss_idle_kib rss_loaded_kib reload_failed_keepalive reload_failed_close reload_secs_keepalive \
-		reload_secs_close crash_to_serving_ms_median crash_to_serving_ms_max; do
+		reload_secs_close reload_failed_go-keepalive reload_failed_go-close crash_to_serving_ms_median crash_to_serving_ms_max; do
 		a=$(value pm2 "$key")
 		b=$(value corral "$key")
 		printf '%-28s %14s %14s %10s\n' "$key" "${a:--}" "${b:--}" "$(ratio "${b%%/*}" "${a%%/*}")"

@@ -97,7 +97,9 @@ func TestRuntimeAsEntrypoint(t *testing.T) {
 	}
 	probe := strings.TrimPrefix(waitLine(func(l string) bool { return strings.HasPrefix(l, "PROBE ") }, "probe"), "PROBE ")
 	// Output is prefixed with the app name.
-	waitLine(func(l string) bool { return strings.Contains(l, "|web | graceful.js") && strings.Contains(l, "listening") }, "web listening")
+	waitLine(func(l string) bool {
+		return strings.Contains(l, "|web | graceful.js") && strings.Contains(l, "listening")
+	}, "web listening")
 	waitLine(func(l string) bool { return strings.HasSuffix(l, "|orphaner | orphan.sh started") }, "orphaner")
 
 	get := func(path string) (int, string) {
