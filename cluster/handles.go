@@ -304,7 +304,7 @@ func (h *rrHandle) acceptLoop() {
 	var fatal error
 	err = rc.Read(func(lfd uintptr) bool {
 		for {
-			nfd, _, err := unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			nfd, err := accept4(int(lfd))
 			switch err {
 			case nil:
 				h.distribute(nfd)
@@ -326,6 +326,17 @@ func (h *rrHandle) acceptLoop() {
 		h.p.log.Error("cluster: accept failed; listener stopped", "key", h.key, "err", fatal)
 	}
 	_ = err // net.ErrClosed once close() ran
+}
+
+// accept4 accepts a connection, non-blocking and close-on-exec, without asking for the peer's address
+// (unix.Accept4 decodes it, which costs a getsockopt per connection). The socket is non-blocking, so
+// the raw system call never blocks the thread.
+func accept4(lfd int) (int, error) {
+	fd, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(fd), nil
 }
 
 func (h *rrHandle) isClosed() bool {
