@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -363,40 +364,38 @@ func Listen(network, address string) (net.Listener, error) {
 	default:
 		return nil, fmt.Errorf("cluster: listen %s %s: unsupported network", network, address)
 	}
-	req, tuple, err := queryFor(network, address)
+	listenErr := func(err error) error { return &net.OpError{Op: "listen", Net: network, Err: err} }
+	req, tuple, rep, err := ask(network, address)
 	if err != nil {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+		return nil, listenErr(err)
 	}
-	rep, err := self.query(req, tuple)
-	if err != nil {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
-	}
+	ref := &shareRef{key: rep.m.Key, tuple: tuple, index: *req.Index}
 	if rep.fd >= 0 { // shared handle: the socket is ours to listen on
 		if err := syscall.Listen(rep.fd, 511); err != nil && !errors.Is(err, syscall.EINVAL) {
 			unix.Close(rep.fd)
-			self.release(rep.m.Key, tuple, *req.Index)
-			return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+			self.release(ref.key, tuple, ref.index)
+			return nil, listenErr(err)
 		}
 		f := os.NewFile(uintptr(rep.fd), "listener")
 		ln, err := net.FileListener(f)
 		f.Close()
 		if err != nil {
-			self.release(rep.m.Key, tuple, *req.Index)
-			return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+			self.release(ref.key, tuple, ref.index)
+			return nil, listenErr(err)
 		}
-		sl := &sharedListener{Listener: ln, key: rep.m.Key, tuple: tuple, index: *req.Index}
-		if !self.register(rep.m.Key, func() { sl.Close() }, nil) {
+		sl := &sharedListener{Listener: ln, ref: ref}
+		if !self.register(ref.key, func() { sl.Close() }, nil) {
 			sl.Close()
-			return nil, &net.OpError{Op: "listen", Net: network, Err: errDisconnecting}
+			return nil, listenErr(errDisconnecting)
 		}
 		self.announce(req)
 		return sl, nil
 	}
-	l := &rrListener{key: rep.m.Key, tuple: tuple, index: *req.Index, network: network, ready: make(chan struct{}, 1), done: make(chan struct{})}
+	l := &rrListener{key: ref.key, tuple: tuple, index: ref.index, network: network, ready: make(chan struct{}, 1), done: make(chan struct{})}
 	l.addr = rrAddr(network, address, rep.m.Sockname)
 	if !self.register(l.key, nil, l) {
-		self.release(l.key, tuple, *req.Index)
-		return nil, &net.OpError{Op: "listen", Net: network, Err: errDisconnecting}
+		self.release(l.key, tuple, ref.index)
+		return nil, listenErr(errDisconnecting)
 	}
 	self.announce(req)
 	return l, nil
@@ -412,32 +411,44 @@ func ListenPacket(network, address string) (net.PacketConn, error) {
 	if network != "udp4" && network != "udp6" && network != "udp" {
 		return nil, fmt.Errorf("cluster: listen packet %s %s: unsupported network", network, address)
 	}
-	req, tuple, err := queryFor(network, address)
+	listenErr := func(err error) error { return &net.OpError{Op: "listen", Net: network, Err: err} }
+	req, tuple, rep, err := ask(network, address)
 	if err != nil {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+		return nil, listenErr(err)
 	}
-	rep, err := self.query(req, tuple)
-	if err != nil {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
-	}
+	ref := &shareRef{key: rep.m.Key, tuple: tuple, index: *req.Index}
 	if rep.fd < 0 {
-		self.release(rep.m.Key, tuple, *req.Index)
-		return nil, &net.OpError{Op: "listen", Net: network, Err: errors.New("primary sent no socket")}
+		self.release(ref.key, tuple, ref.index)
+		return nil, listenErr(errors.New("primary sent no socket"))
 	}
 	f := os.NewFile(uintptr(rep.fd), "udp")
 	pc, err := net.FilePacketConn(f)
 	f.Close()
 	if err != nil {
-		self.release(rep.m.Key, tuple, *req.Index)
-		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+		self.release(ref.key, tuple, ref.index)
+		return nil, listenErr(err)
 	}
-	sp := &sharedPacketConn{PacketConn: pc, key: rep.m.Key, tuple: tuple, index: *req.Index}
-	if !self.register(rep.m.Key, func() { sp.Close() }, nil) {
+	sp := &sharedPacketConn{PacketConn: pc, ref: ref}
+	if !self.register(ref.key, func() { sp.Close() }, nil) {
 		sp.Close()
-		return nil, &net.OpError{Op: "listen", Net: network, Err: errDisconnecting}
+		return nil, listenErr(errDisconnecting)
 	}
 	self.announce(req)
 	return sp, nil
+}
+
+// ask sends the queryServer request Node's net.js would send for the same listen call and waits for
+// the primary's reply.
+func ask(network, address string) (*wireMsg, string, *wireReply, error) {
+	req, tuple, err := queryFor(network, address)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	rep, err := self.query(req, tuple)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return req, tuple, rep, nil
 }
 
 var errDisconnecting = errors.New("worker is disconnecting")
@@ -708,34 +719,32 @@ func (l *rrListener) Close() error {
 // Addr returns the primary's listening address.
 func (l *rrListener) Addr() net.Addr { return l.addr }
 
-type sharedListener struct {
-	net.Listener
+// shareRef is a shared socket's registration; closing the socket releases it once.
+type shareRef struct {
 	key, tuple string
 	index      int
 	once       sync.Once
 }
 
-func (l *sharedListener) Close() error {
+func (r *shareRef) close(c io.Closer) error {
 	var err error
-	l.once.Do(func() {
-		err = l.Listener.Close()
-		self.release(l.key, l.tuple, l.index)
+	r.once.Do(func() {
+		err = c.Close()
+		self.release(r.key, r.tuple, r.index)
 	})
 	return err
 }
+
+type sharedListener struct {
+	net.Listener
+	ref *shareRef
+}
+
+func (l *sharedListener) Close() error { return l.ref.close(l.Listener) }
 
 type sharedPacketConn struct {
 	net.PacketConn
-	key, tuple string
-	index      int
-	once       sync.Once
+	ref *shareRef
 }
 
-func (c *sharedPacketConn) Close() error {
-	var err error
-	c.once.Do(func() {
-		err = c.PacketConn.Close()
-		self.release(c.key, c.tuple, c.index)
-	})
-	return err
-}
+func (c *sharedPacketConn) Close() error { return c.ref.close(c.PacketConn) }

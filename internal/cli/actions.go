@@ -93,12 +93,7 @@ func (a *app) targetsCommand(use, short string, aliases []string, verb string, f
 		Use:     use + " <id|name|namespace|all|/regex/|ecosystem file>...",
 		Aliases: aliases,
 		Short:   short,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			b, err := a.backend(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
 			targets, err := a.resolveTargets(ctx, b, args, only)
 			if err != nil {
 				return err
@@ -109,7 +104,7 @@ func (a *app) targetsCommand(use, short string, aliases []string, verb string, f
 			}
 			fmt.Fprintf(a.stdout, "[corral] %s %s\n", verb, strings.Join(targets, " "))
 			return a.report(ctx, b, verb, procs, nil)
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&only, "only", "", "with an ecosystem file: only these apps (a,b)")
 	cmd.Flags().Bool("watch", false, "accepted for PM2 compatibility")
@@ -139,12 +134,7 @@ func (a *app) restartCommand(name string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   name + " <id|name|namespace|all|/regex/|ecosystem file>...",
 		Short: short,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			b, err := a.backend(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
 			op := b.Restart
 			if name == "reload" {
 				op = b.Reload
@@ -176,7 +166,7 @@ func (a *app) restartCommand(name string) *cobra.Command {
 				procs = append(procs, ps...)
 			}
 			return a.report(ctx, b, name, procs, notes)
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&updateEnv, "update-env", "a", false, "refresh the environment from this shell")
 	cmd.Flags().StringVar(&envName, "env", "", "with an ecosystem file: apply env_<name>")
@@ -289,20 +279,17 @@ func (a *app) startOrCommand(name string) *cobra.Command {
 			if !isConfigArg(args[0]) {
 				return fmt.Errorf("%s: %s is not an ecosystem file (.config.js, .json, .yaml)", name, args[0])
 			}
-			ctx := cmd.Context()
-			b, err := a.backend(ctx)
-			if err != nil {
-				return err
-			}
-			mode := "restart"
-			if name != "startOrRestart" {
-				mode = "reload"
-			}
-			procs, err := a.applyEcosystem(ctx, b, args[0], only, envName, updateEnv, mode, true)
-			if err != nil {
-				return err
-			}
-			return a.report(ctx, b, name, procs, nil)
+			return a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
+				mode := "restart"
+				if name != "startOrRestart" {
+					mode = "reload"
+				}
+				procs, err := a.applyEcosystem(ctx, b, args[0], only, envName, updateEnv, mode, true)
+				if err != nil {
+					return err
+				}
+				return a.report(ctx, b, name, procs, nil)
+			})(cmd, args)
 		},
 	}
 	cmd.Flags().BoolVarP(&updateEnv, "update-env", "a", false, "refresh the environment from this shell")
@@ -327,17 +314,14 @@ func (a *app) scaleCommand() *cobra.Command {
 			if _, err := strconv.Atoi(strings.TrimPrefix(spec, "+")); err != nil {
 				return fmt.Errorf("scale: %q is not a count (N, +N or -N)", spec)
 			}
-			ctx := cmd.Context()
-			b, err := a.backend(ctx)
-			if err != nil {
-				return err
-			}
-			procs, err := b.Scale(ctx, args[0], spec)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "[corral] Scaling %s to %s\n", args[0], spec)
-			return a.report(ctx, b, "scale", procs, nil)
+			return a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
+				procs, err := b.Scale(ctx, args[0], spec)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "[corral] Scaling %s to %s\n", args[0], spec)
+				return a.report(ctx, b, "scale", procs, nil)
+			})(cmd, args)
 		},
 	}
 }
@@ -347,12 +331,7 @@ func (a *app) sendSignalCommand() *cobra.Command {
 		Use:   "sendSignal <signal> <id|name|namespace|all>...",
 		Short: "send a signal to processes",
 		Args:  cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			b, err := a.backend(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
 			targets, err := a.resolveTargets(ctx, b, args[1:], "")
 			if err != nil {
 				return err
@@ -365,7 +344,7 @@ func (a *app) sendSignalCommand() *cobra.Command {
 				fmt.Fprintf(a.stdout, "[corral] successfully sent signal %s to process %s (%d)\n", args[0], p.Name, p.PMID)
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -373,12 +352,7 @@ func (a *app) flushCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "flush [id|name|namespace|all]...",
 		Short: "empty log files",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			b, err := a.backend(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
 			if len(args) == 0 {
 				args = []string{"all"}
 			}
@@ -391,7 +365,7 @@ func (a *app) flushCommand() *cobra.Command {
 			}
 			fmt.Fprintf(a.stdout, "[corral] Logs flushed (%s)\n", strings.Join(targets, " "))
 			return nil
-		},
+		}),
 	}
 }
 
@@ -400,19 +374,14 @@ func (a *app) reloadLogsCommand() *cobra.Command {
 		Use:   "reloadLogs",
 		Short: "reopen all log files (after external rotation)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			b, err := a.backend(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
 			fmt.Fprintln(a.stdout, "[corral] Reloading all logs...")
 			if err := b.ReloadLogs(ctx); err != nil {
 				return err
 			}
 			fmt.Fprintln(a.stdout, "[corral] All logs reloaded")
 			return nil
-		},
+		}),
 	}
 }
 
@@ -421,16 +390,7 @@ func (a *app) pidCommand() *cobra.Command {
 		Use:   "pid [name|id]",
 		Short: "print process ids",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			b, err := a.backend(ctx)
-			if err != nil {
-				return err
-			}
-			procs, err := b.List(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.withProcs(func(procs []api.Proc, args []string) error {
 			if len(args) == 1 {
 				procs = matchProcs(procs, args[0])
 				if len(procs) == 0 {
@@ -441,7 +401,7 @@ func (a *app) pidCommand() *cobra.Command {
 				fmt.Fprintln(a.stdout, p.PID)
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -468,12 +428,7 @@ func (a *app) pingCommand() *cobra.Command {
 		Use:   "ping",
 		Short: "start the daemon if needed and check that it answers",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			b, err := a.backend(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
 			if c, ok := b.(*api.Client); ok {
 				if _, err := c.Ping(ctx); err != nil {
 					return err
@@ -483,7 +438,7 @@ func (a *app) pingCommand() *cobra.Command {
 			}
 			fmt.Fprintln(a.stdout, "pong")
 			return nil
-		},
+		}),
 	}
 }
 

@@ -201,6 +201,31 @@ func (a *app) backend(ctx context.Context) (api.Backend, error) {
 	return c, nil
 }
 
+// withBackend returns a cobra RunE that connects to the backend (starting
+// the daemon if needed) and then runs f with the command's context.
+func (a *app) withBackend(f func(ctx context.Context, b api.Backend, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		b, err := a.backend(ctx)
+		if err != nil {
+			return err
+		}
+		return f(ctx, b, args)
+	}
+}
+
+// withProcs returns a cobra RunE that lists the processes of the backend and
+// then runs f with them.
+func (a *app) withProcs(f func(procs []api.Proc, args []string) error) func(*cobra.Command, []string) error {
+	return a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
+		procs, err := b.List(ctx)
+		if err != nil {
+			return err
+		}
+		return f(procs, args)
+	})
+}
+
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "corral",

@@ -20,22 +20,13 @@ func (a *app) listCommand() *cobra.Command {
 		Aliases: []string{"ls", "l", "ps", "status"},
 		Short:   "list processes",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			b, err := a.backend(ctx)
-			if err != nil {
-				return err
-			}
-			procs, err := b.List(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.withProcs(func(procs []api.Proc, args []string) error {
 			if err := sortProcs(procs, sortBy); err != nil {
 				return err
 			}
 			writeList(a.stdout, procs, time.Now())
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&sortBy, "sort", "", "sort by field[:asc|desc] (id, name, pid, uptime, restarts, status, cpu, memory)")
 	return cmd
@@ -84,23 +75,14 @@ func (a *app) jlistCommand() *cobra.Command {
 		Use:   "jlist",
 		Short: "list processes as PM2's JSON (one line)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			b, err := a.backend(ctx)
-			if err != nil {
-				return err
-			}
-			procs, err := b.List(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.withProcs(func(procs []api.Proc, args []string) error {
 			out, err := pm2json.JList(procs)
 			if err != nil {
 				return fmt.Errorf("jlist: %w", err)
 			}
 			_, err = a.stdout.Write(out)
 			return err
-		},
+		}),
 	}
 }
 
@@ -109,19 +91,10 @@ func (a *app) prettylistCommand() *cobra.Command {
 		Use:   "prettylist",
 		Short: "list processes as PM2's prettylist (Node util.inspect layout)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			b, err := a.backend(ctx)
-			if err != nil {
-				return err
-			}
-			procs, err := b.List(ctx)
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprint(a.stdout, pm2json.PrettyList(procs))
+		RunE: a.withProcs(func(procs []api.Proc, args []string) error {
+			_, err := fmt.Fprint(a.stdout, pm2json.PrettyList(procs))
 			return err
-		},
+		}),
 	}
 }
 
@@ -135,16 +108,7 @@ func (a *app) showCommand() *cobra.Command {
 			"with the values of names that look secret (SECRET, TOKEN, PASSWORD, KEY, ...) masked;\n" +
 			"--env prints the whole environment unmasked.",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			b, err := a.backend(ctx)
-			if err != nil {
-				return err
-			}
-			procs, err := b.List(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.withProcs(func(procs []api.Proc, args []string) error {
 			var match []api.Proc
 			for _, p := range procs {
 				if p.Name == args[0] || strconv.Itoa(p.PMID) == args[0] {
@@ -159,7 +123,7 @@ func (a *app) showCommand() *cobra.Command {
 				a.describe(p, now, showEnv)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&showEnv, "env", false, "print the whole environment, unmasked")
 	return cmd

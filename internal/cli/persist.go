@@ -42,12 +42,7 @@ func (a *app) saveCommand() *cobra.Command {
 		Aliases: []string{"dump"},
 		Short:   "save the process list, to be restored by resurrect (and at boot)",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			b, err := a.backend(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
 			path, err := a.dumpPath()
 			if err != nil {
 				return err
@@ -68,7 +63,7 @@ func (a *app) saveCommand() *cobra.Command {
 			}
 			fmt.Fprintf(a.stdout, "[corral] Successfully saved %d app%s in %s\n", len(apps), plural(len(apps)), path)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "save even an empty list over a non-empty dump")
 	return cmd
@@ -176,13 +171,8 @@ func (a *app) resurrectCommand() *cobra.Command {
 		Use:   "resurrect",
 		Short: "start the apps of the saved process list",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
+		RunE: a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
 			path, err := a.dumpPath()
-			if err != nil {
-				return err
-			}
-			b, err := a.backend(ctx)
 			if err != nil {
 				return err
 			}
@@ -208,7 +198,7 @@ func (a *app) resurrectCommand() *cobra.Command {
 				return err
 			}
 			return res.err()
-		},
+		}),
 	}
 }
 

@@ -305,31 +305,25 @@ func (a *app) appFromFlags(fs *pflag.FlagSet, f *startFlags, script, cwd string,
 			app.ExecMode = "cluster" // PM2: -i with a Node script means cluster mode
 		}
 	}
-	ms := func(flag, v string, dst *int64) {
-		if !fs.Changed(flag) {
-			return
+	// parsed sets *dst from a flag given on the command line, parsed by parse.
+	parsed := func(parse func(string) (int64, error)) func(flag, v string, dst *int64) {
+		return func(flag, v string, dst *int64) {
+			if !fs.Changed(flag) {
+				return
+			}
+			n, err := parse(v)
+			if err != nil {
+				bad(flag, err)
+			}
+			*dst = n
 		}
-		n, err := appspec.ParseDuration(v)
-		if err != nil {
-			bad(flag, err)
-		}
-		*dst = n
 	}
+	ms, size := parsed(appspec.ParseDuration), parsed(appspec.ParseMemory)
 	ms("listen-timeout", f.listenTimeout, &app.ListenTimeout)
 	ms("kill-timeout", f.killTimeout, &app.KillTimeout)
 	ms("min-uptime", f.minUptime, &app.MinUptime)
 	ms("restart-delay", f.restartDelay, &app.RestartDelay)
 	ms("exp-backoff-restart-delay", f.expBackoff, &app.ExpBackoffRestartDelay)
-	size := func(flag, v string, dst *int64) {
-		if !fs.Changed(flag) {
-			return
-		}
-		n, err := appspec.ParseMemory(v)
-		if err != nil {
-			bad(flag, err)
-		}
-		*dst = n
-	}
 	size("max-memory-restart", f.maxMemory, &app.MaxMemoryRestart)
 	size("log-max-size", f.logMaxSize, &app.LogMaxSize)
 	if fs.Changed("cron") {
