@@ -280,19 +280,29 @@ func (m *Manager) redefine(ctx context.Context, a *app, spec appspec.App, res re
 			errs = append(errs, err)
 		}
 	}
-	for len(a.instances) < spec.Instances {
+	added, err := m.grow(a, spec.Instances)
+	ins = append(ins, added...)
+	errs = append(errs, err)
+	m.syncAutomation(a) // a new cron_restart or watch definition replaces the old one
+	return ins, errors.Join(errs...)
+}
+
+// grow adds and starts instances of a, in free instance slots, until it has n. The caller holds m.mu.
+func (m *Manager) grow(a *app, n int) ([]*instance, error) {
+	var added []*instance
+	var errs []error
+	for len(a.instances) < n {
 		in, err := m.newInstance(a, freeIndex(a))
 		if err != nil {
 			errs = append(errs, err)
 			break
 		}
-		ins = append(ins, in)
+		added = append(added, in)
 		if err := m.startInstance(in); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	m.syncAutomation(a) // a new cron_restart or watch definition replaces the old one
-	return ins, errors.Join(errs...)
+	return added, errors.Join(errs...)
 }
 
 // waitStarted waits (bounded by listen_timeout) until none of ins is launching any more.
@@ -603,17 +613,9 @@ func (m *Manager) Scale(ctx context.Context, name string, spec string) ([]api.Pr
 	var added, victims []*instance
 	var errs []error
 	if want > cur {
-		for len(a.instances) < want {
-			in, err := m.newInstance(a, freeIndex(a))
-			if err != nil {
-				errs = append(errs, err)
-				break
-			}
-			added = append(added, in)
-			if err := m.startInstance(in); err != nil {
-				errs = append(errs, err)
-			}
-		}
+		var err error
+		added, err = m.grow(a, want)
+		errs = append(errs, err)
 		m.syncAutomation(a)
 	} else if want < cur {
 		victims = slices.Clone(a.instances)
