@@ -47,6 +47,7 @@ const (
 	None
 )
 
+// String returns "rr", "none" or "default", the names NODE_CLUSTER_SCHED_POLICY uses.
 func (p Policy) String() string {
 	switch p {
 	case RoundRobin:
@@ -127,6 +128,7 @@ type Address struct {
 	AddressType AddressType // 4, 6, -1, "udp4", "udp6"
 }
 
+// String returns host:port, [ipv6]:port, or the socket path.
 func (a Address) String() string {
 	if a.AddressType == Unix {
 		return a.Address
