@@ -48,6 +48,8 @@ func runRuntime(ctx context.Context, apps []appspec.App, cfg cli.RuntimeConfig) 
 	for i := range apps { // the init/child marker is not the apps' business
 		apps[i].Env = maps.Clone(apps[i].Env)
 		delete(apps[i].Env, runtime.ChildEnv)
+		apps[i].ShellEnv = maps.Clone(apps[i].ShellEnv)
+		delete(apps[i].ShellEnv, runtime.ChildEnv)
 	}
 	return runtime.Run(ctx, apps, runtime.Options{
 		Home: cfg.Home, Self: cfg.Self, ProbeAddr: cfg.ProbeAddr,

@@ -61,6 +61,10 @@ type RestartOptions struct {
 	UpdateEnv bool
 	// Env is the CLI's environment, used when UpdateEnv is set.
 	Env map[string]string
+	// AppEnv, when non-nil, replaces the app's own environment (appspec.App.Env): the env
+	// blocks of an ecosystem file read again on restart or reload. It applies with or
+	// without UpdateEnv; a non-nil empty map clears the app's own variables.
+	AppEnv map[string]string
 	// Notes, when non-nil, collects human-readable remarks about the
 	// operation (e.g. a reload that fell back to a restart).
 	Notes *[]string

@@ -132,7 +132,7 @@ func (c *Client) Reload(ctx context.Context, targets []string, opts RestartOptio
 
 func (c *Client) restart(ctx context.Context, method string, targets []string, opts RestartOptions) ([]Proc, error) {
 	var resp ProcsResponse
-	err := c.call(ctx, method, RestartRequest{Targets: targets, UpdateEnv: opts.UpdateEnv, Env: opts.Env}, &resp)
+	err := c.call(ctx, method, RestartRequest{Targets: targets, UpdateEnv: opts.UpdateEnv, Env: opts.Env, AppEnv: opts.AppEnv}, &resp)
 	if err != nil {
 		return nil, err
 	}

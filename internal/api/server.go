@@ -195,7 +195,7 @@ func (h *handler) restart(f func(context.Context, []string, RestartOptions) ([]P
 			return err
 		}
 		var notes []string
-		procs, err := f(r.Context(), req.Targets, RestartOptions{UpdateEnv: req.UpdateEnv, Env: req.Env, Notes: &notes})
+		procs, err := f(r.Context(), req.Targets, RestartOptions{UpdateEnv: req.UpdateEnv, Env: req.Env, AppEnv: req.AppEnv, Notes: &notes})
 		if err != nil {
 			return err
 		}

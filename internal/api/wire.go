@@ -20,6 +20,8 @@ type RestartRequest struct {
 	Targets   []string          `json:"targets"`
 	UpdateEnv bool              `json:"update_env,omitempty"`
 	Env       map[string]string `json:"env,omitempty"`
+	// AppEnv is RestartOptions.AppEnv. It has no omitempty: null (nil) and {} (clear) differ.
+	AppEnv map[string]string `json:"app_env"`
 }
 
 // ScaleRequest is the body of POST /v1/scale.

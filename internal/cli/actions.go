@@ -179,9 +179,10 @@ func (a *app) restartCommand(name string) *cobra.Command {
 
 // applyEcosystem applies an ecosystem file to the apps that exist: mode
 // "start" starts them again with the file's (possibly changed) definition,
-// "restart" and "reload" restart or reload them. Either way the file's env is
-// applied over the env each app runs with (over this shell's env with
-// --update-env), PM2's rule. With startMissing the apps that do not exist are
+// "restart" and "reload" restart or reload them. Either way the app's own
+// variables become the file's env read again (with env_<envName>), over the
+// shell environment the app was started from — or over this shell's with
+// --update-env — PM2's rule. With startMissing the apps that do not exist are
 // started; otherwise they are an unknown-target error.
 func (a *app) applyEcosystem(ctx context.Context, b api.Backend, path, only, envName string, updateEnv bool,
 	mode string, startMissing bool) ([]api.Proc, error) {
@@ -201,14 +202,18 @@ func (a *app) applyEcosystem(ctx context.Context, b api.Backend, path, only, env
 			missing = append(missing, app)
 			continue
 		}
-		// app.Env is this shell's env with the file's env over it.
+		// Without --update-env the app keeps the shell environment it has; an app
+		// saved in the older merged form (no ShellEnv) keeps its whole environment
+		// as its shell environment, under the file's env.
 		if !updateEnv {
-			env := maps.Clone(current[i].Env)
-			if env == nil {
-				env = map[string]string{}
+			shell := current[i].App.ShellEnv
+			if shell == nil {
+				shell = current[i].App.Env
 			}
-			maps.Copy(env, a.fileEnv(path, envName, app.Name))
-			app.Env = env
+			app.ShellEnv = maps.Clone(shell)
+			if app.ShellEnv == nil {
+				app.ShellEnv = map[string]string{}
+			}
 		}
 		existing = append(existing, app)
 	}
@@ -234,7 +239,11 @@ func (a *app) applyEcosystem(ctx context.Context, b api.Backend, path, only, env
 		}
 		for _, app := range existing {
 			var notes []string
-			ps, err := op(ctx, []string{app.Name}, api.RestartOptions{UpdateEnv: true, Env: app.Env, Notes: &notes})
+			opts := api.RestartOptions{AppEnv: app.Env, Notes: &notes}
+			if updateEnv {
+				opts.UpdateEnv, opts.Env = true, app.ShellEnv
+			}
+			ps, err := op(ctx, []string{app.Name}, opts)
 			if err != nil {
 				return nil, err
 			}
@@ -252,20 +261,6 @@ func (a *app) applyEcosystem(ctx context.Context, b api.Backend, path, only, env
 		out = append(out, ps...)
 	}
 	return out, nil
-}
-
-// fileEnv returns the env block the ecosystem file gives the app name
-// (without this shell's environment), with envName applied.
-func (a *app) fileEnv(path, envName, name string) map[string]string {
-	file, err := ecosystem.Load(a.abs(path))
-	if err != nil {
-		return nil
-	}
-	apps, err := file.Select([]string{name}, envName)
-	if err != nil || len(apps) == 0 {
-		return nil
-	}
-	return apps[0].Env
 }
 
 func (a *app) startOrCommand(name string) *cobra.Command {

@@ -53,7 +53,7 @@ func TestStartFlagsBuildTheApp(t *testing.T) {
 		Name: "api", Namespace: "ns", Script: filepath.Join(dir, "app.js"), Args: []string{"a", "--b"}, Cwd: dir,
 		Interpreter: "node", InterpreterArgs: []string{"--harmony", "--x"},
 		Instances: runtime.NumCPU(), ExecMode: "cluster", Listen: []string{":3000", ":3001"},
-		Env:         map[string]string{"A": "1", "PATH": os.Getenv("PATH")},
+		ShellEnv:    map[string]string{"A": "1", "PATH": os.Getenv("PATH")},
 		Autorestart: &no, MaxRestarts: 3, MinUptime: 10000, RestartDelay: 250, ExpBackoffRestartDelay: 100,
 		StopExitCodes: []int{0, 3}, KillTimeout: 3000, KillSignal: "SIGTERM", ListenTimeout: 5000,
 		WaitReady: true, ShutdownWithMessage: true,

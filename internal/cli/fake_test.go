@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -70,7 +71,7 @@ func (f *fakeBackend) Start(_ context.Context, apps []appspec.App, opts api.Star
 		for i := range a.Instances {
 			p := api.Proc{PMID: f.nextID, Name: a.Name, Namespace: a.Namespace, PID: 100000 + f.nextID,
 				Status: "online", App: a, Interpreter: "node", ExecPath: a.Script, Cwd: a.Cwd, Instance: i,
-				StartedAt: now, CreatedAt: now, Env: a.Env, Memory: 1 << 20}
+				StartedAt: now, CreatedAt: now, Env: a.RunEnv(), Memory: 1 << 20}
 			f.nextID++
 			f.procs = append(f.procs, p)
 			out = append(out, p)
@@ -101,8 +102,16 @@ func (f *fakeBackend) Restart(_ context.Context, t []string, o api.RestartOption
 		p.Status, p.PID = "online", 100000+p.PMID
 		p.Restarts++
 		p.StartedAt = time.Now()
+		// As the daemon: AppEnv replaces the app's own variables, --update-env the
+		// shell's, and the app's own still win.
+		if o.AppEnv != nil {
+			p.App.Env = maps.Clone(o.AppEnv)
+		}
 		if o.UpdateEnv {
-			p.Env = o.Env
+			p.App.ShellEnv = maps.Clone(o.Env)
+		}
+		if o.AppEnv != nil || o.UpdateEnv {
+			p.Env = p.App.RunEnv()
 		}
 	})
 }

@@ -72,7 +72,7 @@ func TestRuntimeCommandScript(t *testing.T) {
 	}
 	a := call.apps[0]
 	if a.Name != "web" || a.Instances != 2 || a.ExecMode != "cluster" || a.KillTimeout != 3000 ||
-		a.Script != filepath.Join(dir, "app.js") || !slices.Equal(a.Args, []string{"x", "y"}) || a.Env["FOO"] != "bar" {
+		a.Script != filepath.Join(dir, "app.js") || !slices.Equal(a.Args, []string{"x", "y"}) || a.RunEnv()["FOO"] != "bar" {
 		t.Errorf("app: %+v", a)
 	}
 	c := call.cfg
@@ -110,7 +110,7 @@ func TestRuntimeCommandEcosystem(t *testing.T) {
 	if rc != 0 || call == nil {
 		t.Fatalf("exit %d: %s", rc, out)
 	}
-	if len(call.apps) != 1 || call.apps[0].Name != "a" || call.apps[0].Env["X"] != "2" || call.apps[0].Env["FOO"] != "bar" ||
+	if len(call.apps) != 1 || call.apps[0].Name != "a" || call.apps[0].Env["X"] != "2" || call.apps[0].ShellEnv["FOO"] != "bar" ||
 		call.apps[0].Script != filepath.Join(dir, "a.js") || call.cfg.ProbeAddr != "127.0.0.1:9000" {
 		t.Errorf("apps %+v config %+v", call.apps, call.cfg)
 	}

@@ -396,7 +396,9 @@ func (a *app) appFromFlags(fs *pflag.FlagSet, f *startFlags, script, cwd string,
 	}
 	app.LogMaxFiles = f.logMaxFiles
 	app.UID, app.GID = f.uid, f.gid
-	app.Env = a.envMap()
+	// The shell's environment is kept apart from the app's own variables (none from flags),
+	// so that restart --update-env can replace it (see appspec.App.ShellEnv).
+	app.ShellEnv = a.envMap()
 	if err := errors.Join(errs...); err != nil {
 		return app, err
 	}
@@ -430,7 +432,8 @@ func defaultName(script string) string {
 }
 
 // loadEcosystem loads an ecosystem file and returns its selected apps with
-// paths resolved and the CLI environment merged under each app's env.
+// paths resolved: each app's Env is the file's env (with env_<envName> over
+// it) and its ShellEnv the CLI's environment.
 func (a *app) loadEcosystem(path string, only, envName string) ([]appspec.App, error) {
 	abs := a.abs(path)
 	if _, err := os.Stat(abs); err != nil {
@@ -462,9 +465,10 @@ func (a *app) loadEcosystem(path string, only, envName string) ([]appspec.App, e
 				app.Script = cand
 			}
 		}
-		env := maps.Clone(base)
-		maps.Copy(env, app.Env)
-		app.Env = env
+		if app.Env == nil {
+			app.Env = map[string]string{}
+		}
+		app.ShellEnv = maps.Clone(base)
 		app.OutFile = a.logPath(app.OutFile, app.Cwd)
 		app.ErrorFile = a.logPath(app.ErrorFile, app.Cwd)
 		app.LogFile = a.logPath(app.LogFile, app.Cwd)

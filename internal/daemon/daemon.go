@@ -62,8 +62,9 @@
 //
 // Environment. An app's own variables (App.Env) win over the shell environment it was started
 // from (App.ShellEnv); restart or reload with --update-env replaces ShellEnv with the new shell's
-// environment, so variables removed from the shell disappear. Apps without ShellEnv keep the
-// older rule: Env is the whole environment and --update-env merges the new shell over it.
+// environment, so variables removed from the shell disappear; restart or reload of an ecosystem
+// file replaces Env with the file's env read again (RestartOptions.AppEnv). Apps without ShellEnv
+// keep the older rule: Env is the whole environment and --update-env merges the new shell over it.
 //
 // Orphans. With Config.Subreaper the daemon is the parent of whatever its apps orphan; on every
 // SIGCHLD (and every 10 s) it reaps the zombies among its children that it did not start itself

@@ -435,28 +435,43 @@ func (m *Manager) list(ins []*instance) []api.Proc {
 	return m.procList(ins)
 }
 
-// updateEnv takes the CLI's environment (restart/reload --update-env) and refreezes the
-// instance's environment. When the app keeps the shell's environment apart (App.ShellEnv set),
-// cliEnv replaces it — variables gone from the shell disappear — and the app's own variables
-// (App.Env) still win over it, as in PM2. Otherwise (an app whose Env holds everything) cliEnv
-// is merged over App.Env. The caller holds m.mu.
-func (m *Manager) updateEnv(in *instance, cliEnv map[string]string) {
+// updateEnv applies the environment options of restart/reload to the instance's app and
+// refreezes the instance's environment. opts.AppEnv, when non-nil, replaces the app's own
+// variables (App.Env: an ecosystem file's env read again). With opts.UpdateEnv the CLI's
+// environment (opts.Env) is taken: when the app keeps the shell's environment apart
+// (App.ShellEnv set) it replaces it — variables gone from the shell disappear — and the app's
+// own variables still win over it, as in PM2. Otherwise (an app whose Env holds everything)
+// opts.Env is merged over App.Env. An app of that older form given opts.AppEnv is split first:
+// its whole environment becomes its shell environment. The caller holds m.mu.
+func (m *Manager) updateEnv(in *instance, opts api.RestartOptions) {
 	a := in.app
-	if a.spec.ShellEnv != nil {
-		shell := cloneMap(cliEnv)
-		if shell == nil {
-			shell = map[string]string{}
+	if opts.AppEnv != nil {
+		if a.spec.ShellEnv == nil {
+			shell := cloneMap(a.spec.Env)
+			if shell == nil {
+				shell = map[string]string{}
+			}
+			a.spec.ShellEnv = shell
 		}
-		a.spec.ShellEnv = shell
-	} else {
-		env := cloneMap(a.spec.Env)
-		if env == nil {
-			env = map[string]string{}
+		a.spec.Env = cloneMap(opts.AppEnv)
+	}
+	if opts.UpdateEnv {
+		if a.spec.ShellEnv != nil {
+			shell := cloneMap(opts.Env)
+			if shell == nil {
+				shell = map[string]string{}
+			}
+			a.spec.ShellEnv = shell
+		} else {
+			env := cloneMap(a.spec.Env)
+			if env == nil {
+				env = map[string]string{}
+			}
+			for k, v := range opts.Env {
+				env[k] = v
+			}
+			a.spec.Env = env
 		}
-		for k, v := range cliEnv {
-			env[k] = v
-		}
-		a.spec.Env = env
 	}
 	in.st.Env = instanceEnv(a.spec, a.res, m.cfg.Home, in.st.PMID, in.st.Instance, in.st.UniqueID)
 }
@@ -475,8 +490,8 @@ func (m *Manager) restartOne(ctx context.Context, in *instance, opts api.Restart
 	if m.shuttingDown {
 		return ErrShuttingDown
 	}
-	if opts.UpdateEnv {
-		m.updateEnv(in, opts.Env)
+	if opts.UpdateEnv || opts.AppEnv != nil {
+		m.updateEnv(in, opts)
 	}
 	in.st.Restarts++
 	in.st.UnstableRestarts, in.st.PrevRestartDelay = 0, 0
@@ -504,7 +519,8 @@ func (m *Manager) restartAll(ctx context.Context, ins []*instance, opts api.Rest
 
 // Restart stops and starts the targeted instances, one at a time. With opts.UpdateEnv the
 // CLI's environment (opts.Env) becomes the app's shell environment, under the app's own
-// variables, and is frozen again (see updateEnv).
+// variables; a non-nil opts.AppEnv replaces the app's own variables; either way the
+// environment is frozen again (see updateEnv).
 func (m *Manager) Restart(ctx context.Context, targets []string, opts api.RestartOptions) ([]api.Proc, error) {
 	ins, err := m.targets(targets)
 	if err != nil {

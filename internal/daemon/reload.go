@@ -34,8 +34,8 @@ func (m *Manager) Reload(ctx context.Context, targets []string, opts api.Restart
 		m.mu.Lock()
 		a := in.app
 		mode, status, deleted := a.res.mode, in.st.Status, in.deleted
-		if opts.UpdateEnv && !deleted {
-			m.updateEnv(in, opts.Env)
+		if (opts.UpdateEnv || opts.AppEnv != nil) && !deleted {
+			m.updateEnv(in, opts)
 		}
 		m.mu.Unlock()
 		switch {
