@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -176,38 +174,13 @@ func TestEmptyAndNilSnapshot(t *testing.T) {
 	}
 }
 
-func TestGlobalRegistryUntouched(t *testing.T) {
-	_ = Handler(func() []Proc { return []Proc{{Name: "x", Status: "online"}} })
-	fams, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range fams {
-		if strings.HasPrefix(mf.GetName(), "corral_") {
-			t.Errorf("global registry has %s", mf.GetName())
-		}
-	}
-	// Two handlers can coexist: each has its own registry.
-	_ = Handler(nil)
-}
-
-func TestCollectorWithRegistry(t *testing.T) {
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(NewCollector(func() []Proc {
-		return []Proc{{Name: "w", ID: 7, Status: "online", CPU: 3}}
-	})); err != nil {
-		t.Fatal(err)
-	}
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, mf := range fams {
-		names = append(names, mf.GetName())
-	}
-	want := "[corral_process_cpu_percent corral_process_memory_bytes corral_process_restarts_total corral_process_status corral_process_up corral_process_uptime_seconds]"
-	if got := fmt.Sprint(names); got != want {
-		t.Errorf("families %s, want %s", got, want)
+func TestLabelEscaping(t *testing.T) {
+	srv := httptest.NewServer(Handler(func() []Proc {
+		return []Proc{{Name: "a\"b\\c\nd", ID: 3, Status: "online"}}
+	}))
+	t.Cleanup(srv.Close)
+	fams := scrape(t, srv.URL)
+	if got, n := value(t, fams, "corral_process_up", map[string]string{"name": "a\"b\\c\nd", "id": "3"}); n != 1 || got != 1 {
+		t.Fatalf("escaped name: up %v (%d samples)", got, n)
 	}
 }
