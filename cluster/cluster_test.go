@@ -428,3 +428,24 @@ func TestDisconnectWhileStarting(t *testing.T) {
 		}
 	}
 }
+
+// A handed-off connection arrives non-blocking: a blocking fd would freeze a Node worker's event loop.
+func TestHandedOffConnectionIsNonBlocking(t *testing.T) {
+	port := freePort(t)
+	p := rawPrimary(t, "nonblock", fmt.Sprintf("PORT=%d", port))
+	msgs := make(chan string, 1)
+	p.OnMessage(func(w *cluster.Worker, m json.RawMessage) { msgs <- string(m) })
+	w, err := p.Fork(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, w.Listening(), "listening")
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := wait(t, msgs, "fd flags"); got != `{"nonblock":true}` {
+		t.Fatalf("worker saw %s", got)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/corralhq/corral/cluster"
 	"github.com/corralhq/corral/internal/ipc"
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as every worker the tests need: a worker runs the helper named by
@@ -119,6 +120,29 @@ func helperRaw() {
 		write(`"after-garbage"` + "\n")
 		write(`{"cmd":"NODE_CLUSTER","act":"queryServer","ind`) // and hang up mid-message
 		os.Exit(7)
+	case "nonblock":
+		// Listens, then reports whether the first connection's fd arrived non-blocking.
+		write(`{"cmd":"NODE_CLUSTER","act":"online","seq":0}` + "\n")
+		write(`{"cmd":"NODE_CLUSTER","act":"queryServer","index":0,"data":null,"address":"127.0.0.1","port":` + os.Getenv("PORT") + `,"addressType":4,"flags":0,"backlog":511,"seq":1}` + "\n")
+		buf := make([]byte, 4096)
+		oob := make([]byte, 64)
+		uc.Read(buf)
+		write(`{"cmd":"NODE_CLUSTER","act":"listening","index":0,"data":null,"address":"127.0.0.1","port":` + os.Getenv("PORT") + `,"addressType":4,"flags":0,"backlog":511,"seq":2}` + "\n")
+		for {
+			_, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+			if err != nil {
+				os.Exit(8)
+			}
+			if oobn == 0 {
+				continue
+			}
+			msgs, _ := syscall.ParseSocketControlMessage(oob[:oobn])
+			fds, _ := syscall.ParseUnixRights(&msgs[0])
+			fl, _ := unix.FcntlInt(uintptr(fds[0]), unix.F_GETFL, 0)
+			write(`{"cmd":"NODE_HANDLE_ACK"}` + "\n")
+			write(fmt.Sprintf(`{"nonblock":%v}`, fl&unix.O_NONBLOCK != 0) + "\n")
+			select {}
+		}
 	case "blackhole":
 		// Comes online and listens, then dies on the first connection without acknowledging it.
 		write(`{"cmd":"NODE_CLUSTER","act":"online","seq":0}` + "\n")
