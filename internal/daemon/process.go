@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -181,7 +182,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	case modeCluster:
 		w, err := m.primaryFor(a).ForkWith(cluster.ForkOptions{Env: in.st.Env, Stdout: outW, Stderr: errW})
 		if err != nil {
-			return nil, fmt.Errorf("start %s (pm_id %d): %w", in.st.Name, in.st.PMID, err)
+			return nil, fmt.Errorf("start %s (pm_id %d): %w%s", in.st.Name, in.st.PMID, err, permissionHint(err, a.res))
 		}
 		r.worker = w
 		r.pid = w.Process.Pid
@@ -227,7 +228,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 			if parent != nil {
 				parent.Close()
 			}
-			return nil, fmt.Errorf("start %s (pm_id %d): %w", in.st.Name, in.st.PMID, err)
+			return nil, fmt.Errorf("start %s (pm_id %d): %w%s", in.st.Name, in.st.PMID, err, permissionHint(err, a.res))
 		}
 		r.cmd = cmd
 		r.pid = cmd.Process.Pid
@@ -645,4 +646,13 @@ func appendNote(notes []string, note string) []string {
 		notes = append([]string(nil), notes[len(notes)-keep:]...)
 	}
 	return notes
+}
+
+// permissionHint explains EACCES for an app run as another user: exec reports the program, but the
+// cause is as often the working directory or the script the user cannot reach.
+func permissionHint(err error, res resolved) string {
+	if res.cred == nil || !errors.Is(err, fs.ErrPermission) {
+		return ""
+	}
+	return fmt.Sprintf(" (as uid %d: that user must be able to enter %s and read the script and interpreter)", res.cred.Uid, res.cwd)
 }
