@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"github.com/corralhq/corral/internal/daemonproc"
 	"github.com/corralhq/corral/internal/ecosystem"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // resolveTargets expands the targets of stop/restart/...: ecosystem files
@@ -123,58 +125,179 @@ func (a *app) resetCommand() *cobra.Command {
 	return a.targetsCommand("reset", "reset restart counters", nil, "Resetting meta for", func(b api.Backend) func(context.Context, []string) ([]api.Proc, error) { return b.Reset })
 }
 
-// restartCommand builds restart and reload.
+// restartCommand builds restart and reload. Besides --update-env, --env and
+// --only they take every option flag of start except --name (PM2's rule: a
+// new option value replaces the app's and sticks); see restartWithOptions.
 func (a *app) restartCommand(name string) *cobra.Command {
-	var updateEnv bool
-	var envName, only string
+	f := &startFlags{}
 	short := "restart processes (stop then start)"
 	if name == "reload" {
 		short = "reload processes with zero downtime (rolling)"
 	}
 	cmd := &cobra.Command{
-		Use:   name + " <id|name|namespace|all|/regex/|ecosystem file>...",
+		Use:   name + " <id|name|namespace|all|/regex/|ecosystem file>... [option flags of start]",
 		Short: short,
-		RunE: a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
-			op := b.Restart
-			if name == "reload" {
-				op = b.Reload
-			}
-			// Ecosystem files: restart each app with the file's env over its frozen one.
-			var rest []string
-			var procs []api.Proc
-			var notes []string
-			for _, t := range args {
-				if !isConfigArg(t) {
-					rest = append(rest, t)
-					continue
-				}
-				ps, err := a.applyEcosystem(ctx, b, t, only, envName, updateEnv, name, false)
-				if err != nil {
-					return err
-				}
-				procs = append(procs, ps...)
-			}
-			if len(rest) > 0 || len(args) == 0 {
-				targets, err := a.resolveTargets(ctx, b, rest, only)
-				if err != nil {
-					return err
-				}
-				ps, err := op(ctx, targets, api.RestartOptions{UpdateEnv: updateEnv, Env: a.envMapIf(updateEnv), Notes: &notes})
-				if err != nil {
-					return err
-				}
-				procs = append(procs, ps...)
-			}
-			return a.report(ctx, b, name, procs, notes)
-		}),
 	}
-	cmd.Flags().BoolVarP(&updateEnv, "update-env", "a", false, "refresh the environment from this shell")
-	cmd.Flags().StringVar(&envName, "env", "", "with an ecosystem file: apply env_<name>")
-	cmd.Flags().StringVar(&only, "only", "", "with an ecosystem file: only these apps (a,b)")
-	cmd.Flags().BoolP("force", "f", false, "accepted for PM2 compatibility")
-	cmd.Flags().Bool("watch", false, "accepted for PM2 compatibility")
-	cmd.Flags().Int("parallel", 0, "accepted for PM2 compatibility")
+	cmd.RunE = a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
+		if opts := changedOptions(cmd.Flags()); len(opts) > 0 {
+			return a.restartWithOptions(ctx, b, cmd.Flags(), f, name, args, opts)
+		}
+		op := b.Restart
+		if name == "reload" {
+			op = b.Reload
+		}
+		// Ecosystem files: restart each app with the file's env over its frozen one.
+		var rest []string
+		var procs []api.Proc
+		var notes []string
+		for _, t := range args {
+			if !isConfigArg(t) {
+				rest = append(rest, t)
+				continue
+			}
+			ps, err := a.applyEcosystem(ctx, b, t, f.only, f.env, f.updateEnv, name, false)
+			if err != nil {
+				return err
+			}
+			procs = append(procs, ps...)
+		}
+		if len(rest) > 0 || len(args) == 0 {
+			targets, err := a.resolveTargets(ctx, b, rest, f.only)
+			if err != nil {
+				return err
+			}
+			ps, err := op(ctx, targets, api.RestartOptions{UpdateEnv: f.updateEnv, Env: a.envMapIf(f.updateEnv), Notes: &notes})
+			if err != nil {
+				return err
+			}
+			procs = append(procs, ps...)
+		}
+		return a.report(ctx, b, name, procs, notes)
+	})
+	fs := cmd.Flags()
+	a.addStartFlags(fs, f)
+	fs.Lookup("name").Hidden = true // an app cannot be renamed by restart
+	fs.Lookup("force").Usage = "accepted for PM2 compatibility"
+	fs.Lookup("update-env").Usage = "refresh the environment from this shell"
+	fs.Lookup("env").Usage = "with an ecosystem file: apply env_<name>"
+	fs.Lookup("only").Usage = "with an ecosystem file: only these apps (a,b)"
+	fs.Int("parallel", 0, "accepted for PM2 compatibility")
 	return cmd
+}
+
+// notOptions are the restart/reload flags that do not change an app's definition.
+var notOptions = map[string]bool{"force": true, "update-env": true, "env": true, "only": true, "parallel": true, "help": true}
+
+// changedOptions returns the (canonical) names of the option flags set on the
+// command line of restart or reload.
+func changedOptions(fs *pflag.FlagSet) []string {
+	var out []string
+	fs.Visit(func(fl *pflag.Flag) {
+		if !notOptions[fl.Name] {
+			out = append(out, fl.Name)
+		}
+	})
+	return out
+}
+
+// restartWithOptions is restart/reload with option flags: every app the
+// targets name gets its current definition with the changed options applied,
+// and is started again with it (a redefinition, which restarts even on
+// reload). Every app is checked before any is touched.
+func (a *app) restartWithOptions(ctx context.Context, b api.Backend, fs *pflag.FlagSet, f *startFlags, verb string, args, opts []string) error {
+	if slices.Contains(opts, "name") {
+		return fmt.Errorf("%s: --name cannot be changed by %s (delete the app and start it again)", verb, verb)
+	}
+	for _, t := range args {
+		if isConfigArg(t) {
+			return fmt.Errorf("%s %s: option flags (--%s) do not apply to an ecosystem file; edit the file instead", verb, t, opts[0])
+		}
+	}
+	targets, err := a.resolveTargets(ctx, b, args, f.only)
+	if err != nil {
+		return err
+	}
+	procs, err := b.List(ctx)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, t := range targets {
+		ps := matchProcs(procs, t)
+		if len(ps) == 0 {
+			return api.UnknownTargetError(t)
+		}
+		for _, p := range ps {
+			if !slices.Contains(names, p.Name) {
+				names = append(names, p.Name)
+			}
+		}
+	}
+	current, err := b.Apps(ctx)
+	if err != nil {
+		return err
+	}
+	var apps []appspec.App
+	var errs []error
+	for _, n := range names {
+		i := slices.IndexFunc(current, func(app appspec.App) bool { return app.Name == n })
+		if i < 0 {
+			return api.UnknownTargetError(n)
+		}
+		app := current[i]
+		if fs.Changed("cwd") {
+			app.Cwd = a.abs(f.cwd)
+			if st, err := os.Stat(app.Cwd); err != nil || !st.IsDir() {
+				errs = append(errs, fmt.Errorf("--cwd %s: not a directory", f.cwd))
+				continue
+			}
+		}
+		if app.Script == app.Name {
+			// The daemon takes a bare name as "restart as defined"; name the program by its path.
+			if p, err := exec.LookPath(app.Script); err == nil {
+				app.Script = p
+			}
+		}
+		if e := a.applyOptionFlags(fs, f, &app); len(e) > 0 {
+			errs = append(errs, e...)
+			continue
+		}
+		if f.updateEnv {
+			app.ShellEnv = a.envMap()
+		}
+		if err := app.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("app %s: %w", app.Name, err))
+			continue
+		}
+		apps = append(apps, app)
+	}
+	if err := errors.Join(dedupErrors(errs)...); err != nil {
+		return err
+	}
+	var notes []string
+	if verb == "reload" {
+		notes = append(notes, "reload with changed options restarts "+strings.Join(names, ", ")+" (a new definition cannot be reloaded with zero downtime)")
+	}
+	started, err := b.Start(ctx, apps, api.StartOptions{Force: true})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "[corral] Applying action restartProcessId on app [%s] with new options: --%s\n", strings.Join(names, ", "), strings.Join(opts, " --"))
+	return a.report(ctx, b, verb, started, notes)
+}
+
+// dedupErrors drops errors whose text repeats an earlier one (the same bad
+// flag reported for each app).
+func dedupErrors(errs []error) []error {
+	seen := map[string]bool{}
+	var out []error
+	for _, e := range errs {
+		if !seen[e.Error()] {
+			seen[e.Error()] = true
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // applyEcosystem applies an ecosystem file to the apps that exist: mode

@@ -277,38 +277,64 @@ func (a *app) appFromFlags(fs *pflag.FlagSet, f *startFlags, script, cwd string,
 		app.Name = defaultName(app.Script)
 	}
 	app.Args = extra
-	app.Namespace = f.namespace
-	app.Interpreter = f.interpreter
-	if f.nodeArgs != "" {
-		app.InterpreterArgs = strings.Fields(f.nodeArgs)
+	errs := a.applyOptionFlags(fs, f, &app)
+	// The shell's environment is kept apart from the app's own variables (none from flags),
+	// so that restart --update-env can replace it (see appspec.App.ShellEnv).
+	app.ShellEnv = a.envMap()
+	if err := errors.Join(errs...); err != nil {
+		return app, err
 	}
+	if err := app.Validate(); err != nil {
+		return app, fmt.Errorf("app %s: %w", app.Name, err)
+	}
+	return app, nil
+}
+
+// applyOptionFlags sets on app the options the user gave on the command line
+// (fs.Changed) and leaves every other field as it is, so that `start` builds
+// a new app with it and `restart` changes an existing one. Relative log paths
+// are taken relative to app.Cwd. It returns one error per bad flag value.
+func (a *app) applyOptionFlags(fs *pflag.FlagSet, f *startFlags, app *appspec.App) []error {
 	var errs []error
 	bad := func(flag string, err error) { errs = append(errs, fmt.Errorf("--%s: %w", flag, err)) }
+	changed := fs.Changed
 
+	if changed("namespace") {
+		app.Namespace = f.namespace
+	}
+	if changed("interpreter") {
+		app.Interpreter = f.interpreter
+	}
+	if changed("node-args") {
+		app.InterpreterArgs = nil
+		if f.nodeArgs != "" {
+			app.InterpreterArgs = strings.Fields(f.nodeArgs)
+		}
+	}
 	switch {
-	case f.forkX:
+	case changed("execute-command") && f.forkX:
 		app.ExecMode = "fork"
-	case f.execMode != "":
+	case changed("exec-mode"):
 		m := strings.TrimSuffix(f.execMode, "_mode")
 		if m != "fork" && m != "cluster" {
 			bad("exec-mode", fmt.Errorf("%q: want fork or cluster", f.execMode))
 		}
 		app.ExecMode = m
 	}
-	if fs.Changed("instances") {
+	if changed("instances") {
 		n, err := appspec.ParseInstances(f.instances, runtime.NumCPU())
 		if err != nil {
 			bad("instances", err)
 		}
 		app.Instances = n
-		if app.ExecMode == "" && isNode(app) {
+		if app.ExecMode == "" && isNode(*app) {
 			app.ExecMode = "cluster" // PM2: -i with a Node script means cluster mode
 		}
 	}
 	// parsed sets *dst from a flag given on the command line, parsed by parse.
 	parsed := func(parse func(string) (int64, error)) func(flag, v string, dst *int64) {
 		return func(flag, v string, dst *int64) {
-			if !fs.Changed(flag) {
+			if !changed(flag) {
 				return
 			}
 			n, err := parse(v)
@@ -326,55 +352,88 @@ func (a *app) appFromFlags(fs *pflag.FlagSet, f *startFlags, script, cwd string,
 	ms("exp-backoff-restart-delay", f.expBackoff, &app.ExpBackoffRestartDelay)
 	size("max-memory-restart", f.maxMemory, &app.MaxMemoryRestart)
 	size("log-max-size", f.logMaxSize, &app.LogMaxSize)
-	if fs.Changed("cron") {
+	if changed("cron") {
 		if err := appspec.ValidateCron(f.cron); err != nil {
 			bad("cron", err)
 		}
+		app.CronRestart = ""
 		if f.cron != "0" {
 			app.CronRestart = f.cron
 		}
 	}
-	for _, c := range f.stopExitCodes {
-		n, err := strconv.Atoi(strings.TrimSpace(c))
-		if err != nil {
-			bad("stop-exit-codes", fmt.Errorf("%q is not an exit code", c))
-			continue
+	if changed("stop-exit-codes") {
+		app.StopExitCodes = nil
+		for _, c := range f.stopExitCodes {
+			n, err := strconv.Atoi(strings.TrimSpace(c))
+			if err != nil {
+				bad("stop-exit-codes", fmt.Errorf("%q is not an exit code", c))
+				continue
+			}
+			app.StopExitCodes = append(app.StopExitCodes, n)
 		}
-		app.StopExitCodes = append(app.StopExitCodes, n)
 	}
-	if f.killSignal != "" {
+	if changed("kill-signal") {
 		sig := strings.ToUpper(f.killSignal)
-		if !strings.HasPrefix(sig, "SIG") {
+		if sig != "" && !strings.HasPrefix(sig, "SIG") {
 			sig = "SIG" + sig
 		}
 		app.KillSignal = sig
 	}
-	app.WaitReady = f.waitReady
-	app.ShutdownWithMessage = f.shutdownWithMessage
-	if f.noAutorestart {
-		no := false
-		app.Autorestart = &no
+	if changed("wait-ready") {
+		app.WaitReady = f.waitReady
 	}
-	if f.noAutostart {
-		no := false
-		app.Autostart = &no
+	if changed("shutdown-with-message") {
+		app.ShutdownWithMessage = f.shutdownWithMessage
 	}
-	if fs.Changed("max-restarts") {
+	if changed("no-autorestart") {
+		app.Autorestart = nil
+		if f.noAutorestart {
+			no := false
+			app.Autorestart = &no
+		}
+	}
+	if changed("no-autostart") {
+		app.Autostart = nil
+		if f.noAutostart {
+			no := false
+			app.Autostart = &no
+		}
+	}
+	if changed("max-restarts") {
 		if f.maxRestarts < 0 {
 			bad("max-restarts", fmt.Errorf("%d: must not be negative", f.maxRestarts))
 		}
 		app.MaxRestarts = f.maxRestarts
 	}
-	app.MergeLogs = f.mergeLogs
-	app.Time = f.timeLog
-	app.LogDateFormat = f.logDateFormat
-	app.OutFile = a.logPath(f.out, cwd)
-	app.ErrorFile = a.logPath(f.errFile, cwd)
-	app.LogFile = a.logPath(f.log, cwd)
-	app.InstanceVar = f.instanceVar
-	app.IncrementVar = f.incrementVar
-	app.Listen = f.listen
-	if fs.Changed("watch") {
+	if changed("merge-logs") {
+		app.MergeLogs = f.mergeLogs
+	}
+	if changed("time") {
+		app.Time = f.timeLog
+	}
+	if changed("log-date-format") {
+		app.LogDateFormat = f.logDateFormat
+	}
+	if changed("output") {
+		app.OutFile = a.logPath(f.out, app.Cwd)
+	}
+	if changed("error") {
+		app.ErrorFile = a.logPath(f.errFile, app.Cwd)
+	}
+	if changed("log") {
+		app.LogFile = a.logPath(f.log, app.Cwd)
+	}
+	if changed("instance-var") {
+		app.InstanceVar = f.instanceVar
+	}
+	if changed("increment-var") {
+		app.IncrementVar = f.incrementVar
+	}
+	if changed("listen") {
+		app.Listen = f.listen
+	}
+	if changed("watch") {
+		app.Watch = nil
 		for _, w := range f.watch {
 			if w == "true" {
 				w = "."
@@ -384,28 +443,30 @@ func (a *app) appFromFlags(fs *pflag.FlagSet, f *startFlags, script, cwd string,
 			}
 		}
 	}
-	app.IgnoreWatch = f.ignoreWatch
-	switch f.logType {
-	case "", "json":
-		app.LogType = f.logType
-	default:
-		bad("log-type", fmt.Errorf("%q: want json", f.logType))
+	if changed("ignore-watch") {
+		app.IgnoreWatch = f.ignoreWatch
 	}
-	if f.logMaxFiles < 0 {
-		bad("log-max-files", fmt.Errorf("%d: must not be negative", f.logMaxFiles))
+	if changed("log-type") {
+		switch f.logType {
+		case "", "json":
+			app.LogType = f.logType
+		default:
+			bad("log-type", fmt.Errorf("%q: want json", f.logType))
+		}
 	}
-	app.LogMaxFiles = f.logMaxFiles
-	app.UID, app.GID = f.uid, f.gid
-	// The shell's environment is kept apart from the app's own variables (none from flags),
-	// so that restart --update-env can replace it (see appspec.App.ShellEnv).
-	app.ShellEnv = a.envMap()
-	if err := errors.Join(errs...); err != nil {
-		return app, err
+	if changed("log-max-files") {
+		if f.logMaxFiles < 0 {
+			bad("log-max-files", fmt.Errorf("%d: must not be negative", f.logMaxFiles))
+		}
+		app.LogMaxFiles = f.logMaxFiles
 	}
-	if err := app.Validate(); err != nil {
-		return app, fmt.Errorf("app %s: %w", app.Name, err)
+	if changed("uid") {
+		app.UID = f.uid
 	}
-	return app, nil
+	if changed("gid") {
+		app.GID = f.gid
+	}
+	return errs
 }
 
 // logPath makes a log path absolute (relative to the app's cwd), keeping
