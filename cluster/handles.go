@@ -245,6 +245,9 @@ type rrHandle struct {
 	key      string
 	ln       net.Listener
 	file     *os.File // a duplicate of ln's socket: net's listeners offer no raw Read to accept with
+	fd       int      // file's descriptor
+	rc       syscall.RawConn
+	entry    *pollEntry
 	sockname *sockname
 	data     json.RawMessage
 
@@ -273,8 +276,13 @@ func newRRHandle(p *Primary, key, network, address string) (*rrHandle, error) {
 		ln.Close()
 		return nil, err
 	}
-	h := &rrHandle{p: p, key: key, ln: ln, file: os.NewFile(uintptr(fd), "listener"),
+	h := &rrHandle{p: p, key: key, ln: ln, file: os.NewFile(uintptr(fd), "listener"), fd: fd,
 		all: make(map[*Worker]struct{}), busy: make(map[*Worker]*handoff)}
+	if h.rc, err = h.file.SyscallConn(); err != nil {
+		h.file.Close()
+		ln.Close()
+		return nil, err
+	}
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
 		fam := "IPv4"
 		if ta.IP.To4() == nil {
@@ -283,8 +291,41 @@ func newRRHandle(p *Primary, key, network, address string) (*rrHandle, error) {
 		ip := ta.IP.String()
 		h.sockname = &sockname{Address: ip, Family: rawString(fam), Port: ta.Port}
 	}
-	go h.acceptLoop()
+	if p.loop != nil {
+		if h.entry, err = p.loop.add(fd, h.acceptOne); err != nil {
+			h.file.Close()
+			ln.Close()
+			return nil, err
+		}
+	} else {
+		go h.acceptLoop()
+	}
 	return h, nil
+}
+
+// acceptOne accepts one connection; the poll loop calls it while the socket is readable.
+func (h *rrHandle) acceptOne() {
+	var nfd int
+	var aerr error
+	if err := h.rc.Read(func(lfd uintptr) bool {
+		nfd, aerr = accept4(int(lfd))
+		return true
+	}); err != nil {
+		return // closed
+	}
+	switch aerr {
+	case nil:
+		h.distribute(nfd)
+	case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED, unix.EPROTO:
+	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+		h.p.log.Warn("cluster: accept: out of resources; backing off", "key", h.key, "err", aerr)
+		time.Sleep(10 * time.Millisecond) // level-triggered: the socket stays readable
+	default:
+		if !h.isClosed() {
+			h.p.log.Error("cluster: accept failed; listener stopped", "key", h.key, "err", aerr)
+			h.p.loop.remove(h.fd, h.entry)
+		}
+	}
 }
 
 func (h *rrHandle) setData(d json.RawMessage) {
@@ -296,13 +337,8 @@ func (h *rrHandle) setData(d json.RawMessage) {
 func (h *rrHandle) holdable() bool { return true }
 
 func (h *rrHandle) acceptLoop() {
-	rc, err := h.file.SyscallConn()
-	if err != nil {
-		h.p.log.Error("cluster: listener", "key", h.key, "err", err)
-		return
-	}
 	var fatal error
-	err = rc.Read(func(lfd uintptr) bool {
+	err := h.rc.Read(func(lfd uintptr) bool {
 		for {
 			nfd, err := accept4(int(lfd))
 			switch err {
@@ -497,6 +533,9 @@ func (h *rrHandle) close() {
 		if rc, err := sc.SyscallConn(); err == nil {
 			rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
 		}
+	}
+	if h.p.loop != nil {
+		h.p.loop.remove(h.fd, h.entry)
 	}
 	h.file.Close()
 	h.ln.Close()

@@ -74,6 +74,8 @@ type Primary struct {
 	workers map[int]*Worker
 	handles map[string]handle
 	closed  bool
+	loop    *pollLoop // accept and channel reads; see poll.go
+	noLoop  bool
 
 	hmu      sync.Mutex
 	handlers handlers
@@ -262,11 +264,25 @@ func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 	p.workers[id] = w
 	w.connected = true
 	p.mu.Unlock()
+	loop := p.pollLoop()
 	w.ch = ipc.New(parent, ipc.Options{
-		OnMessage: w.onMessage,
-		OnClose:   func(error) { p.onChannelClosed(w) },
-		Logger:    p.log.With("worker", id),
+		OnMessage:    w.onMessage,
+		OnClose:      func(error) { p.onChannelClosed(w) },
+		Logger:       p.log.With("worker", id),
+		ExternalRead: loop != nil,
 	})
+	if loop != nil {
+		e, err := loop.add(w.ch.FD(), func() { w.ch.ReadOnce() })
+		if err != nil {
+			w.ch.Close()
+			cmd.Process.Kill()
+			cmd.Wait()
+			return nil, fmt.Errorf("cluster: fork worker %d: watch channel: %w", id, err)
+		}
+		p.mu.Lock()
+		w.pollEntry = e
+		p.mu.Unlock()
+	}
 	go p.wait(w)
 	p.emit(func(h *handlers) {
 		for _, f := range h.fork {
@@ -328,7 +344,11 @@ func (p *Primary) onChannelClosed(w *Worker) {
 	p.mu.Lock()
 	w.connected = false
 	p.removeWorkerLocked(w)
+	e, loop := w.pollEntry, p.loop
 	p.mu.Unlock()
+	if loop != nil {
+		loop.remove(w.ch.FD(), e)
+	}
 	p.emit(func(h *handlers) {
 		for _, f := range h.disconnect {
 			f(w)
@@ -356,13 +376,34 @@ func (p *Primary) removeFromHandleLocked(key string, w *Worker) {
 // It does not stop the workers: Disconnect or Kill them.
 func (p *Primary) Close() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.closed = true
 	for k, h := range p.handles {
 		delete(p.handles, k)
 		h.close()
 	}
+	loop := p.loop
+	p.mu.Unlock()
+	if loop != nil {
+		loop.stop() // now, or once the last worker's channel has closed
+	}
 	return nil
+}
+
+// pollLoop returns the Primary's poll loop, starting it on first use; nil if epoll is unavailable,
+// in which case channels read on goroutines of their own.
+func (p *Primary) pollLoop() *pollLoop {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.loop == nil && !p.noLoop {
+		l, err := newPollLoop()
+		if err != nil {
+			p.log.Warn("cluster: epoll unavailable; reading channels on goroutines", "err", err)
+			p.noLoop = true
+			return nil
+		}
+		p.loop = l
+	}
+	return p.loop
 }
 
 func (p *Primary) nextSeq() int64 { return p.seq.Add(1) - 1 }

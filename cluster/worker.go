@@ -42,6 +42,7 @@ type Worker struct {
 	exitedAfterDisconnect bool
 	exitCode              int
 	exitSig               os.Signal
+	pollEntry             *pollEntry
 
 	cbmu      sync.Mutex
 	callbacks map[int64]func(*wireMsg)

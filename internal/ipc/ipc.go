@@ -67,6 +67,9 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxLine caps a message line in bytes; 0 means DefaultMaxLine.
 	MaxLine int
+	// ExternalRead leaves reading to the caller, who polls FD and calls ReadOnce when it is
+	// readable, instead of a goroutine per channel.
+	ExternalRead bool
 }
 
 type outMsg struct {
@@ -94,6 +97,8 @@ type Channel struct {
 	flushing bool // CloseAfterFlush: close once everything queued is written
 	writing  bool // a write is in progress (writer goroutine or a sender's fast path)
 	raw      syscall.RawConn
+	fd       int
+	rd       *reader // ExternalRead
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -148,8 +153,16 @@ func New(conn *net.UnixConn, opts Options) *Channel {
 	c := &Channel{conn: conn, opts: opts, log: lg, done: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
 	c.raw, _ = conn.SyscallConn()
+	c.fd = -1
+	if c.raw != nil {
+		c.raw.Control(func(fd uintptr) { c.fd = int(fd) })
+	}
 	go c.writeLoop()
-	go c.readLoop()
+	if opts.ExternalRead {
+		c.rd = newReader()
+	} else {
+		go c.readLoop()
+	}
 	return c
 }
 
@@ -242,7 +255,7 @@ func (c *Channel) enqueue(m outMsg) error {
 		full := append(append(make([]byte, 0, len(m.line)+1), m.line...), '\n')
 		c.queue = append([]outMsg{{line: full[n:], fd: -1, rawBytes: true}}, c.queue...)
 	}
-	c.cond.Signal()
+	c.kickLocked()
 	c.mu.Unlock()
 	if err != nil {
 		c.shutdown(fmt.Errorf("ipc: write: %w", err))
@@ -284,6 +297,14 @@ func (c *Channel) sendCtrl(line string) {
 		c.cond.Signal()
 	}
 	c.mu.Unlock()
+}
+
+// kickLocked wakes the writer when it has something to do: waking it for nothing costs a futex
+// round trip on every hand-off.
+func (c *Channel) kickLocked() {
+	if len(c.queue) > 0 || len(c.ctrl) > 0 || c.flushing {
+		c.cond.Signal()
+	}
 }
 
 // CloseAfterFlush closes the channel once every message queued so far has been written (and a handle
@@ -421,58 +442,108 @@ func (c *Channel) writeHandle(m *outMsg) error {
 	return err
 }
 
+// reader is the receive state of a channel: bytes of an unfinished line and fds not yet claimed.
+type reader struct {
+	buf, oob, pending []byte
+	fds               []int
+}
+
+func newReader() *reader {
+	return &reader{buf: make([]byte, 64<<10), oob: make([]byte, unix.CmsgSpace(maxQueuedFDs*4))}
+}
+
+func (r *reader) closeFDs() {
+	for _, fd := range r.fds {
+		unix.Close(fd)
+	}
+	r.fds = nil
+}
+
 func (c *Channel) readLoop() {
-	buf := make([]byte, 64<<10)
-	oob := make([]byte, unix.CmsgSpace(maxQueuedFDs*4))
-	var pending []byte
-	var fds []int
-	defer func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}()
+	r := newReader()
+	defer r.closeFDs()
 	for {
-		n, oobn, _, _, err := c.conn.ReadMsgUnix(buf, oob)
-		if oobn > 0 {
-			fds = c.appendFDs(fds, oob[:oobn])
-		}
-		if n > 0 {
-			data := buf[:n]
-			for {
-				i := bytes.IndexByte(data, '\n')
-				if i < 0 {
-					break
-				}
-				var line []byte
-				if len(pending) > 0 {
-					line = append(pending, data[:i]...)
-					pending = pending[:0]
-				} else {
-					line = data[:i]
-				}
-				fds = c.dispatch(line, fds)
-				data = data[i+1:]
-			}
-			if len(pending)+len(data) > c.opts.MaxLine {
-				c.log.Warn("ipc: message line too long; closing channel", "limit", c.opts.MaxLine)
-				c.shutdown(fmt.Errorf("ipc: message longer than %d bytes", c.opts.MaxLine))
-				return
-			}
-			pending = append(pending, data...)
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-				err = nil
-			} else {
-				err = fmt.Errorf("ipc: read: %w", err)
-			}
-			if len(pending) > 0 {
-				c.log.Warn("ipc: channel closed in the middle of a message", "bytes", len(pending))
-			}
-			c.shutdown(err)
+		n, oobn, _, _, err := c.conn.ReadMsgUnix(r.buf, r.oob)
+		if !c.feed(r, n, oobn, err) {
 			return
 		}
 	}
+}
+
+// ReadOnce reads what the socket has (one non-blocking recvmsg) and dispatches it, for a channel made
+// with Options.ExternalRead whose owner polls the socket (see FD). It reports false once the channel
+// is closed. It must not be called concurrently with itself.
+func (c *Channel) ReadOnce() bool {
+	if c.rd == nil || c.raw == nil {
+		return false
+	}
+	var n, oobn int
+	var rerr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), c.rd.buf, c.rd.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+		return true // one attempt: the owner waits for readiness, not us
+	})
+	switch {
+	case err != nil: // closed under us
+		rerr, n, oobn = net.ErrClosed, 0, 0
+	case rerr == unix.EAGAIN || rerr == unix.EINTR:
+		return true
+	case rerr == nil && n == 0 && oobn == 0:
+		rerr = io.EOF
+	}
+	if !c.feed(c.rd, n, oobn, rerr) {
+		c.rd.closeFDs()
+		return false
+	}
+	return true
+}
+
+// FD returns the socket's descriptor, for an owner that polls it (Options.ExternalRead). It stays
+// valid until the channel closes.
+func (c *Channel) FD() int { return c.fd }
+
+// feed processes the result of one read; it reports false once the channel is closed.
+func (c *Channel) feed(r *reader, n, oobn int, err error) bool {
+	if oobn > 0 {
+		r.fds = c.appendFDs(r.fds, r.oob[:oobn])
+	}
+	if n > 0 {
+		data := r.buf[:n]
+		for {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				break
+			}
+			var line []byte
+			if len(r.pending) > 0 {
+				line = append(r.pending, data[:i]...)
+				r.pending = r.pending[:0]
+			} else {
+				line = data[:i]
+			}
+			r.fds = c.dispatch(line, r.fds)
+			data = data[i+1:]
+		}
+		if len(r.pending)+len(data) > c.opts.MaxLine {
+			c.log.Warn("ipc: message line too long; closing channel", "limit", c.opts.MaxLine)
+			c.shutdown(fmt.Errorf("ipc: message longer than %d bytes", c.opts.MaxLine))
+			return false
+		}
+		r.pending = append(r.pending, data...)
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			err = nil
+		} else {
+			err = fmt.Errorf("ipc: read: %w", err)
+		}
+		if len(r.pending) > 0 {
+			c.log.Warn("ipc: channel closed in the middle of a message", "bytes", len(r.pending))
+		}
+		c.shutdown(err)
+		return false
+	}
+	return true
 }
 
 func (c *Channel) appendFDs(fds []int, oob []byte) []int {
@@ -574,7 +645,7 @@ func (c *Channel) dispatch(line []byte, fds []int) []int {
 		c.mu.Lock()
 		m := c.awaiting
 		c.awaiting = nil
-		c.cond.Signal()
+		c.kickLocked()
 		c.mu.Unlock()
 		if m == nil {
 			c.log.Warn("ipc: unexpected " + cmd + " from peer; ignored")
