@@ -50,9 +50,7 @@ func TestRuntimeAsEntrypoint(t *testing.T) {
 	dir := t.TempDir()
 	graceful, _ := filepath.Abs("../../examples/node/graceful.js")
 	orphan, _ := filepath.Abs("testdata/orphan.sh")
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePortPair(t) // web's two instances listen on port and port+1 (increment_var)
 	pidFile := filepath.Join(dir, "orphan.pid")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "RUNTIME_TEST=1", "NODE_BIN="+node, "GRACEFUL_JS="+graceful, "ORPHAN_SH="+orphan,
@@ -186,4 +184,24 @@ func keys[V any](m map[string]V) []string {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+// freePortPair returns a port p such that p and p+1 are both free right now.
+func freePortPair(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := ln.Addr().(*net.TCPAddr).Port
+		ln2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
+		ln.Close()
+		if err == nil {
+			ln2.Close()
+			return p
+		}
+	}
+	t.Fatal("no two consecutive free ports")
+	return 0
 }
