@@ -291,14 +291,11 @@ func newRRHandle(p *Primary, key, network, address string) (*rrHandle, error) {
 		ip := ta.IP.String()
 		h.sockname = &sockname{Address: ip, Family: rawString(fam), Port: ta.Port}
 	}
-	if p.loop != nil {
-		if h.entry, err = p.loop.add(fd, h.acceptOne); err != nil {
-			h.file.Close()
-			ln.Close()
-			return nil, err
-		}
-	} else {
-		go h.acceptLoop()
+	// A worker exists (it asked for this socket), so the poll loop does too.
+	if h.entry, err = p.loop.add(fd, h.acceptOne); err != nil {
+		h.file.Close()
+		ln.Close()
+		return nil, err
 	}
 	return h, nil
 }
@@ -335,34 +332,6 @@ func (h *rrHandle) setData(d json.RawMessage) {
 }
 
 func (h *rrHandle) holdable() bool { return true }
-
-func (h *rrHandle) acceptLoop() {
-	var fatal error
-	err := h.rc.Read(func(lfd uintptr) bool {
-		for {
-			nfd, err := accept4(int(lfd))
-			switch err {
-			case nil:
-				h.distribute(nfd)
-				continue
-			case unix.EAGAIN:
-				return false // wait until the socket is readable again
-			case unix.EINTR, unix.ECONNABORTED, unix.EPROTO:
-				continue
-			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-				h.p.log.Warn("cluster: accept: out of resources; backing off", "key", h.key, "err", err)
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			fatal = err
-			return true
-		}
-	})
-	if fatal != nil && !h.isClosed() {
-		h.p.log.Error("cluster: accept failed; listener stopped", "key", h.key, "err", fatal)
-	}
-	_ = err // net.ErrClosed once close() ran
-}
 
 // accept4 accepts a connection, non-blocking and close-on-exec, without asking for the peer's address
 // (unix.Accept4 decodes it, which costs a getsockopt per connection). The socket is non-blocking, so
@@ -534,9 +503,7 @@ func (h *rrHandle) close() {
 			rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
 		}
 	}
-	if h.p.loop != nil {
-		h.p.loop.remove(h.fd, h.entry)
-	}
+	h.p.loop.remove(h.fd, h.entry)
 	h.file.Close()
 	h.ln.Close()
 	for _, fd := range q {

@@ -46,10 +46,6 @@ func TestMain(m *testing.M) {
 // helperHTTP serves "<worker id> <pid>" with the graceful helper.
 func helperHTTP() {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if d := r.URL.Query().Get("sleep"); d != "" {
-			ms, _ := strconv.Atoi(d)
-			time.Sleep(time.Duration(ms) * time.Millisecond)
-		}
 		fmt.Fprintf(w, "%d %d", cluster.ID(), os.Getpid())
 	})}
 	network := os.Getenv("NETWORK")

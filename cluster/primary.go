@@ -75,7 +75,6 @@ type Primary struct {
 	handles map[string]handle
 	closed  bool
 	loop    *pollLoop // accept and channel reads; see poll.go
-	noLoop  bool
 
 	hmu      sync.Mutex
 	handlers handlers
@@ -264,25 +263,29 @@ func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 	p.workers[id] = w
 	w.connected = true
 	p.mu.Unlock()
-	loop := p.pollLoop()
+	loop, err := p.pollLoop()
+	if err != nil {
+		parent.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("cluster: fork worker %d: %w", id, err)
+	}
 	w.ch = ipc.New(parent, ipc.Options{
 		OnMessage:    w.onMessage,
 		OnClose:      func(error) { p.onChannelClosed(w) },
 		Logger:       p.log.With("worker", id),
-		ExternalRead: loop != nil,
+		ExternalRead: true,
 	})
-	if loop != nil {
-		e, err := loop.add(w.ch.FD(), func() { w.ch.ReadOnce() })
-		if err != nil {
-			w.ch.Close()
-			cmd.Process.Kill()
-			cmd.Wait()
-			return nil, fmt.Errorf("cluster: fork worker %d: watch channel: %w", id, err)
-		}
-		p.mu.Lock()
-		w.pollEntry = e
-		p.mu.Unlock()
+	e, err := loop.add(w.ch.FD(), func() { w.ch.ReadOnce() })
+	if err != nil {
+		w.ch.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("cluster: fork worker %d: watch channel: %w", id, err)
 	}
+	p.mu.Lock()
+	w.pollEntry = e
+	p.mu.Unlock()
 	go p.wait(w)
 	p.emit(func(h *handlers) {
 		for _, f := range h.fork {
@@ -389,21 +392,18 @@ func (p *Primary) Close() error {
 	return nil
 }
 
-// pollLoop returns the Primary's poll loop, starting it on first use; nil if epoll is unavailable,
-// in which case channels read on goroutines of their own.
-func (p *Primary) pollLoop() *pollLoop {
+// pollLoop returns the Primary's poll loop, starting it on first use.
+func (p *Primary) pollLoop() (*pollLoop, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.loop == nil && !p.noLoop {
+	if p.loop == nil {
 		l, err := newPollLoop()
 		if err != nil {
-			p.log.Warn("cluster: epoll unavailable; reading channels on goroutines", "err", err)
-			p.noLoop = true
-			return nil
+			return nil, fmt.Errorf("epoll: %w", err)
 		}
 		p.loop = l
 	}
-	return p.loop
+	return p.loop, nil
 }
 
 func (p *Primary) nextSeq() int64 { return p.seq.Add(1) - 1 }

@@ -298,6 +298,16 @@ func (a *app) applyOptionFlags(fs *pflag.FlagSet, f *startFlags, app *appspec.Ap
 	var errs []error
 	bad := func(flag string, err error) { errs = append(errs, fmt.Errorf("--%s: %w", flag, err)) }
 	changed := fs.Changed
+	// count sets *dst to a non-negative count flag the user gave.
+	count := func(flag string, v int, dst *int) {
+		if !changed(flag) {
+			return
+		}
+		if v < 0 {
+			bad(flag, fmt.Errorf("%d: must not be negative", v))
+		}
+		*dst = v
+	}
 
 	if changed("namespace") {
 		app.Namespace = f.namespace
@@ -399,12 +409,7 @@ func (a *app) applyOptionFlags(fs *pflag.FlagSet, f *startFlags, app *appspec.Ap
 			app.Autostart = &no
 		}
 	}
-	if changed("max-restarts") {
-		if f.maxRestarts < 0 {
-			bad("max-restarts", fmt.Errorf("%d: must not be negative", f.maxRestarts))
-		}
-		app.MaxRestarts = f.maxRestarts
-	}
+	count("max-restarts", f.maxRestarts, &app.MaxRestarts)
 	if changed("merge-logs") {
 		app.MergeLogs = f.mergeLogs
 	}
@@ -454,12 +459,7 @@ func (a *app) applyOptionFlags(fs *pflag.FlagSet, f *startFlags, app *appspec.Ap
 			bad("log-type", fmt.Errorf("%q: want json", f.logType))
 		}
 	}
-	if changed("log-max-files") {
-		if f.logMaxFiles < 0 {
-			bad("log-max-files", fmt.Errorf("%d: must not be negative", f.logMaxFiles))
-		}
-		app.LogMaxFiles = f.logMaxFiles
-	}
+	count("log-max-files", f.logMaxFiles, &app.LogMaxFiles)
 	if changed("uid") {
 		app.UID = f.uid
 	}
