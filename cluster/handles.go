@@ -496,8 +496,9 @@ func (h *rrHandle) close() {
 	h.closed = true
 	q := h.queue
 	h.queue = nil
-	// Stop listening now: closing the duplicate used by the accept goroutine takes effect only once
-	// that goroutine returns, and until then a worker asking for the same port would get EADDRINUSE.
+	// Stop listening now: the socket has two descriptors (ln's and the poll loop's duplicate), and
+	// closing them may lag behind an accept in progress; until the socket stops listening, a worker
+	// asking for the same port would get EADDRINUSE.
 	if sc, ok := h.ln.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
