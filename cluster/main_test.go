@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,12 +23,13 @@ import (
 // through env(1) with the cluster variables removed, so the cluster package leaves fd 3 alone and the
 // helper speaks the wire protocol by hand, badly on purpose.
 var helpers = map[string]func(){
-	"http": helperHTTP,
-	"exit": helperExit,
-	"echo": helperEcho,
-	"udp":  helperUDP,
-	"raw":  helperRaw,
-	"idle": func() { select {} },
+	"http":  helperHTTP,
+	"exit":  helperExit,
+	"echo":  helperEcho,
+	"udp":   helperUDP,
+	"raw":   helperRaw,
+	"idle":  func() { select {} },
+	"lines": helperLines,
 }
 
 func TestMain(m *testing.M) {
@@ -56,6 +58,16 @@ func helperHTTP() {
 		fmt.Fprintln(os.Stderr, "serve:", err)
 		os.Exit(1)
 	}
+}
+
+// helperLines writes LINES numbered lines to stdout and exits.
+func helperLines() {
+	n, _ := strconv.Atoi(os.Getenv("LINES"))
+	w := bufio.NewWriterSize(os.Stdout, 4096)
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(w, "%05d\n", i)
+	}
+	w.Flush()
 }
 
 func helperExit() {
@@ -139,6 +151,17 @@ func helperRaw() {
 			write(fmt.Sprintf(`{"nonblock":%v}`, fl&unix.O_NONBLOCK != 0) + "\n")
 			select {}
 		}
+	case "closeread":
+		// Comes online and listens, then stops reading its channel (shutdown(SHUT_RD)) but stays alive:
+		// the primary's next write to it fails with EPIPE.
+		write(`{"cmd":"NODE_CLUSTER","act":"online","seq":0}` + "\n")
+		write(`{"cmd":"NODE_CLUSTER","act":"queryServer","index":0,"data":null,"address":"127.0.0.1","port":` + os.Getenv("PORT") + `,"addressType":4,"flags":0,"backlog":511,"seq":1}` + "\n")
+		buf := make([]byte, 4096)
+		uc.Read(buf) // the reply
+		uc.CloseRead()
+		write(`{"cmd":"NODE_CLUSTER","act":"listening","index":0,"data":null,"address":"127.0.0.1","port":` + os.Getenv("PORT") + `,"addressType":4,"flags":0,"backlog":511,"seq":2}` + "\n")
+		time.Sleep(time.Minute) // killed by the test before that
+		os.Exit(10)
 	case "blackhole":
 		// Comes online and listens, then dies on the first connection without acknowledging it.
 		write(`{"cmd":"NODE_CLUSTER","act":"online","seq":0}` + "\n")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"net"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/daemonproc"
+	"github.com/corralhq/corral/internal/nodetest"
+	"github.com/corralhq/corral/internal/testutil"
 )
 
 // testHome returns a private CORRAL_HOME and an environment using it; the
@@ -113,9 +114,7 @@ func TestForegroundDaemon(t *testing.T) {
 
 // `corral logs` streams new lines from the daemon until interrupted.
 func TestLogsStream(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
+	nodetest.Node(t)
 	p, env := testHome(t)
 	app := filepath.Join(filepath.Dir(p.Home), "ticker.js")
 	os.WriteFile(app, []byte(`let i = 0; setInterval(() => { console.log('tick ' + i++); console.error('tock') }, 50);`), 0o644)
@@ -123,45 +122,25 @@ func TestLogsStream(t *testing.T) {
 
 	cmd := exec.Command(filepath.Join(binDir, "corral"), "logs", "ticker", "--lines", "0", "--out")
 	cmd.Env = env
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
+	logs := testutil.Start(t, cmd)
 	seen := 0
-	timeout := time.After(20 * time.Second)
-	for seen < 3 {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatal("logs ended early")
-			}
-			if strings.Contains(l, "tock") {
-				t.Fatalf("--out printed stderr: %q", l)
-			}
-			if strings.HasPrefix(l, "0|ticker | tick ") {
-				seen++
-			}
-		case <-timeout:
-			t.Fatalf("only %d streamed lines", seen)
+	l := logs.WaitLine(t, 20*time.Second, "three streamed lines", func(l string) bool {
+		if strings.HasPrefix(l, "0|ticker | tick ") {
+			seen++
 		}
+		return seen == 3 || strings.Contains(l, "tock")
+	})
+	if strings.Contains(l, "tock") {
+		t.Fatalf("--out printed stderr: %q", l)
 	}
 	cmd.Process.Signal(os.Interrupt)
-	for range lines {
-	}
-	if err := cmd.Wait(); err != nil {
+	if err := logs.Wait(t, 20*time.Second); err != nil {
 		t.Errorf("logs exit after SIGINT: %v", err)
+	}
+	for _, l := range logs.Lines() {
+		if strings.Contains(l, "tock") {
+			t.Errorf("--out printed stderr: %q", l)
+		}
 	}
 	corral(t, env, "kill")
 }

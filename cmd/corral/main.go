@@ -4,8 +4,8 @@
 // pm2-runtime: `corral runtime start ...`.
 //
 // The process manager (internal/daemon) and the container runtime
-// (internal/runtime) are wired in here so that internal/cli stays independent
-// of them.
+// (internal/container) are wired in here, so that internal/cli never starts
+// them itself and its tests can use fakes.
 package main
 
 import (
@@ -17,8 +17,8 @@ import (
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/cli"
+	"github.com/corralhq/corral/internal/container"
 	"github.com/corralhq/corral/internal/daemon"
-	"github.com/corralhq/corral/internal/runtime"
 )
 
 func main() {
@@ -40,20 +40,16 @@ func newBackend(cfg cli.DaemonConfig) (api.Backend, func(), error) {
 }
 
 // runRuntime is container mode: the first process becomes the reaping,
-// signal-forwarding init (runtime.Init) and its child runs the apps.
-func runRuntime(ctx context.Context, apps []appspec.App, cfg cli.RuntimeConfig) int {
-	if code, ok := runtime.Init(); ok {
+// signal-forwarding init (container.Init) and its child runs the apps.
+func runRuntime(ctx context.Context, apps []appspec.App, o container.Options) int {
+	if code, ok := container.Init(); ok {
 		return code
 	}
 	for i := range apps { // the init/child marker is not the apps' business
 		apps[i].Env = maps.Clone(apps[i].Env)
-		delete(apps[i].Env, runtime.ChildEnv)
+		delete(apps[i].Env, container.ChildEnv)
 		apps[i].ShellEnv = maps.Clone(apps[i].ShellEnv)
-		delete(apps[i].ShellEnv, runtime.ChildEnv)
+		delete(apps[i].ShellEnv, container.ChildEnv)
 	}
-	return runtime.Run(ctx, apps, runtime.Options{
-		Home: cfg.Home, Self: cfg.Self, ProbeAddr: cfg.ProbeAddr,
-		Raw: cfg.Raw, JSON: cfg.JSON, NoAutoExit: cfg.NoAutoExit,
-		Stdout: cfg.Stdout, Stderr: cfg.Stderr, Ready: cfg.Ready,
-	})
+	return container.Run(ctx, apps, o)
 }

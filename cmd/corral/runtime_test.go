@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -13,165 +12,49 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corralhq/corral/internal/nodetest"
+	"github.com/corralhq/corral/internal/testutil"
 )
 
-// lineStream collects the lines a process writes and lets a test wait for one.
-type lineStream struct {
-	ch   chan string   // the lines not yet looked at
-	eof  chan struct{} // closed once the writer closed its end
-	mu   sync.Mutex
-	seen []string
-}
-
-func newLineStream(r io.Reader) *lineStream {
-	s := &lineStream{ch: make(chan string, 4096), eof: make(chan struct{})}
-	go func() {
-		defer close(s.eof)
-		defer close(s.ch)
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			s.ch <- sc.Text()
-		}
-	}()
-	return s
-}
-
-func (s *lineStream) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.seen, "\n")
-}
-
-// wait returns the submatches of the next line matching re.
-func (s *lineStream) wait(t *testing.T, re string, timeout time.Duration) []string {
-	t.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.After(timeout)
-	for {
-		select {
-		case l, ok := <-s.ch:
-			if !ok {
-				t.Fatalf("stream ended before a line matching %q; got:\n%s", re, s)
-			}
-			s.mu.Lock()
-			s.seen = append(s.seen, l)
-			s.mu.Unlock()
-			if m := rx.FindStringSubmatch(l); m != nil {
-				return m
-			}
-		case <-deadline:
-			t.Fatalf("no line matching %q after %v; got:\n%s", re, timeout, s)
-		}
-	}
-}
-
-// drain reads the stream to its end (the process has exited).
-func (s *lineStream) drain() string {
-	for l := range s.ch {
-		s.mu.Lock()
-		s.seen = append(s.seen, l)
-		s.mu.Unlock()
-	}
-	return s.String()
-}
-
-// runtimeProc is a corral runtime started in its own process group.
-type runtimeProc struct {
-	cmd            *exec.Cmd
-	stdout, stderr *lineStream
-	exited         chan struct{}
-	err            error
-}
-
-// startRuntime runs prog (the corral binary or a corral-runtime link) with
-// args in its own process group; everything is killed when the test ends.
-func startRuntime(t *testing.T, prog string, env []string, args ...string) *runtimeProc {
+// startRuntime runs prog (the corral binary or a corral-runtime link) with args in its own process
+// group, stdout and stderr merged; the whole group is killed and reaped when the test ends.
+func startRuntime(t *testing.T, prog string, env []string, args ...string) *testutil.Proc {
 	t.Helper()
 	cmd := exec.Command(prog, args...)
 	cmd.Env = env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := &runtimeProc{cmd: cmd, stdout: newLineStream(stdout), stderr: newLineStream(stderr), exited: make(chan struct{})}
-	go func() {
-		// Wait closes the pipes, so it may only run once both are read to the end.
-		<-r.stdout.eof
-		<-r.stderr.eof
-		r.err = cmd.Wait()
-		close(r.exited)
-	}()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		select {
-		case <-r.exited:
-		case <-time.After(10 * time.Second):
-		}
-	})
-	return r
+	return testutil.Start(t, cmd)
+}
+
+// waitMatch waits for a line matching re and returns its submatches.
+func waitMatch(t *testing.T, p *testutil.Proc, re string, timeout time.Duration) []string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	return rx.FindStringSubmatch(p.WaitLine(t, timeout, fmt.Sprintf("a line matching %q", re), rx.MatchString))
 }
 
 // exitCode waits for the runtime to exit and returns its exit status.
-func (r *runtimeProc) exitCode(t *testing.T, timeout time.Duration) int {
+func exitCode(t *testing.T, p *testutil.Proc, timeout time.Duration) int {
 	t.Helper()
-	select {
-	case <-r.exited:
-	case <-time.After(timeout):
-		t.Fatalf("runtime still runs after %v\nstdout:\n%s\nstderr:\n%s", timeout, r.stdout, r.stderr)
-	}
+	err := p.Wait(t, timeout)
 	var ee *exec.ExitError
 	switch {
-	case r.err == nil:
+	case err == nil:
 		return 0
-	case errors.As(r.err, &ee):
+	case errors.As(err, &ee):
 		return ee.ExitCode()
 	}
-	t.Fatalf("runtime: %v", r.err)
+	t.Fatalf("runtime: %v", err)
 	return -1
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // gone waits (polling: there is no event for it) until kill(pid, 0) fails
 // with ESRCH; a negative pid names a process group.
 func gone(pid int, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func needNode(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
+	return testutil.Eventually(timeout, func() bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) })
 }
 
 func examplesDir(t *testing.T) string {
@@ -187,20 +70,24 @@ func examplesDir(t *testing.T) string {
 // port; SIGTERM stops every app gracefully and the runtime exits 0 with no
 // process left behind.
 func TestRuntimeClusterSIGTERM(t *testing.T) {
-	needNode(t)
-	port := freePort(t)
+	nodetest.Node(t)
+	port := testutil.FreePort(t)
 	env := append(os.Environ(), "PORT="+strconv.Itoa(port), "CORRAL_HOME=") // private temporary home
 	r := startRuntime(t, filepath.Join(binDir, "corral"), env,
 		"runtime", "start", filepath.Join(examplesDir(t), "graceful.js"), "-i", "2", "--port", "0")
 
-	probe := r.stderr.wait(t, `^corral-runtime: probes on (\S+)$`, 20*time.Second)[1]
+	probe := waitMatch(t, r, `^corral-runtime: probes on (\S+)$`, 20*time.Second)[1]
 	_, probePort, err := net.SplitHostPort(probe)
 	if err != nil {
 		t.Fatalf("probe address %q: %v", probe, err)
 	}
+	listening := regexp.MustCompile(`^([01])\|graceful \| graceful\.js (\d+) listening on (\d+)$`)
 	pids := map[string]bool{}
 	for len(pids) < 2 {
-		m := r.stdout.wait(t, `^([01])\|graceful \| graceful\.js (\d+) listening on (\d+)$`, 20*time.Second)
+		m := listening.FindStringSubmatch(r.WaitLine(t, 20*time.Second, "another worker listening", func(l string) bool {
+			m := listening.FindStringSubmatch(l)
+			return m != nil && !pids[m[2]]
+		}))
 		if m[3] != strconv.Itoa(port) {
 			t.Fatalf("worker listens on %s, want %d", m[3], port)
 		}
@@ -210,23 +97,25 @@ func TestRuntimeClusterSIGTERM(t *testing.T) {
 	if body := httpGet(t, base+"/healthz", 200); !strings.Contains(body, "ok") {
 		t.Errorf("/healthz: %q", body)
 	}
-	// The instances are online once they listen; /readyz follows the daemon's view.
-	deadline := time.Now().Add(10 * time.Second)
-	for code, body := httpStatus(t, base+"/readyz"); code != 200; code, body = httpStatus(t, base+"/readyz") {
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz: %d %s", code, body)
-		}
-		time.Sleep(50 * time.Millisecond)
+	// The instances are online once they listen; /readyz follows the daemon's view (polled: the
+	// probe is the interface under test).
+	var code int
+	var body string
+	if !testutil.Eventually(10*time.Second, func() bool {
+		code, body = httpStatus(t, base+"/readyz")
+		return code == 200
+	}) {
+		t.Fatalf("/readyz: %d %s", code, body)
 	}
 	if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 200); body != "hello world" {
 		t.Errorf("app answered %q", body)
 	}
 
-	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := r.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := r.exitCode(t, 30*time.Second); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM\nstderr:\n%s", code, r.stderr.drain())
+	if code := exitCode(t, r, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 	for pid := range pids {
 		n, _ := strconv.Atoi(pid)
@@ -235,8 +124,8 @@ func TestRuntimeClusterSIGTERM(t *testing.T) {
 			syscall.Kill(n, syscall.SIGKILL)
 		}
 	}
-	if !gone(-r.cmd.Process.Pid, 5*time.Second) {
-		t.Errorf("process group %d still has processes", r.cmd.Process.Pid)
+	if !gone(-r.Cmd.Process.Pid, 5*time.Second) {
+		t.Errorf("process group %d still has processes", r.Cmd.Process.Pid)
 	}
 }
 
@@ -274,18 +163,15 @@ func runtimeLink(t *testing.T) string {
 // Invoked as corral-runtime, the runtime exits with the exit code of an app
 // that crashed without autorestart; --json prints JSON log lines.
 func TestRuntimeLinkCrashExitCode(t *testing.T) {
-	needNode(t)
+	nodetest.Node(t)
 	env := append(os.Environ(), "CRASH_CODE=7", "CORRAL_HOME=")
 	r := startRuntime(t, runtimeLink(t), env, filepath.Join(examplesDir(t), "crash.js"), "--no-autorestart", "--json")
-	if code := r.exitCode(t, 20*time.Second); code != 7 {
-		t.Fatalf("exit code %d, want 7\nstderr:\n%s", code, r.stderr.drain())
+	if code := exitCode(t, r, 20*time.Second); code != 7 {
+		t.Fatalf("exit code %d, want 7", code)
 	}
-	out := r.stdout.drain()
-	if !regexp.MustCompile(`(?m)^\{.*"message":"crash\.js \d+ started".*"app_name":"crash".*\}$`).MatchString(out) {
-		t.Errorf("no JSON start line:\n%s", out)
-	}
-	if !gone(-r.cmd.Process.Pid, 5*time.Second) {
-		t.Errorf("process group %d still has processes", r.cmd.Process.Pid)
+	waitMatch(t, r, `^\{.*"message":"crash\.js \d+ started".*"app_name":"crash".*\}$`, 5*time.Second)
+	if !gone(-r.Cmd.Process.Pid, 5*time.Second) {
+		t.Errorf("process group %d still has processes", r.Cmd.Process.Pid)
 	}
 }
 
@@ -293,7 +179,7 @@ func TestRuntimeLinkCrashExitCode(t *testing.T) {
 // (the other one never exits, so the runtime could not auto-exit) with the
 // file's environment, and exits with its code.
 func TestRuntimeLinkEcosystemOnly(t *testing.T) {
-	needNode(t)
+	nodetest.Node(t)
 	dir := t.TempDir()
 	eco := fmt.Sprintf(`{"apps": [
   {"name": "crasher", "script": %q, "autorestart": false, "env": {"CRASH_CODE": "5"}},
@@ -305,12 +191,12 @@ func TestRuntimeLinkEcosystemOnly(t *testing.T) {
 	}
 	env := append(os.Environ(), "CORRAL_HOME="+filepath.Join(dir, "home"), "PORT=0")
 	r := startRuntime(t, runtimeLink(t), env, "start", path, "--only", "crasher", "--raw")
-	if code := r.exitCode(t, 20*time.Second); code != 5 {
-		t.Fatalf("exit code %d, want 5\nstdout:\n%s\nstderr:\n%s", code, r.stdout.drain(), r.stderr.drain())
+	if code := exitCode(t, r, 20*time.Second); code != 5 {
+		t.Fatalf("exit code %d, want 5", code)
 	}
-	out := r.stdout.drain()
-	if !regexp.MustCompile(`(?m)^crash\.js \d+ started$`).MatchString(out) || strings.Contains(out, "app.js") {
-		t.Errorf("--raw output:\n%s", out)
+	waitMatch(t, r, `^crash\.js \d+ started$`, 5*time.Second)
+	if out := r.Output(); strings.Contains(out, "app.js") {
+		t.Errorf("the app not selected by --only ran:\n%s", out)
 	}
 	// CORRAL_HOME was set: the runtime kept its logs there.
 	if _, err := os.Stat(filepath.Join(dir, "home", "logs")); err != nil {
@@ -336,6 +222,46 @@ func TestRuntimeBadInput(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), tc.want) {
 			t.Errorf("corral %s: %v %q, want an error containing %q", strings.Join(tc.args, " "), err, out, tc.want)
+		}
+	}
+}
+
+// `corral runtime --json` prints an app's lines exactly as its log files with log_type json hold
+// them (one encoder, logs.WriteJSON): PM2's fields in PM2's order, Date.toISOString's timestamp, and
+// nothing HTML-escaped.
+func TestRuntimeJSONLinesAreLogFileLines(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "say")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho '<b>\"out\" & é</b>'\necho '<i>err & é</i>' >&2\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	outLog, errLog := filepath.Join(dir, "say-out.log"), filepath.Join(dir, "say-err.log")
+	env := append(os.Environ(), "CORRAL_HOME="+filepath.Join(dir, "home"))
+	r := startRuntime(t, filepath.Join(binDir, "corral"), env, "runtime", "start", script, "--interpreter", "none",
+		"--no-autorestart", "--log-type", "json", "--output", outLog, "--error", errLog, "--json")
+	if code := exitCode(t, r, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	stamp := regexp.MustCompile(`"timestamp":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)"`)
+	for _, tc := range []struct{ stream, file, want string }{
+		{"out", outLog, `{"message":"<b>\"out\" & é</b>","timestamp":"T","type":"out","process_id":0,"app_name":"say"}`},
+		{"err", errLog, `{"message":"<i>err & é</i>","timestamp":"T","type":"err","process_id":0,"app_name":"say"}`},
+	} {
+		printed := r.WaitLine(t, 5*time.Second, "the JSON "+tc.stream+" line", func(l string) bool {
+			return strings.HasPrefix(l, "{") && strings.Contains(l, `"type":"`+tc.stream+`"`)
+		})
+		b, err := os.ReadFile(tc.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logged := strings.TrimSuffix(string(b), "\n")
+		for what, line := range map[string]string{"printed": printed, "logged": logged} {
+			if !stamp.MatchString(line) {
+				t.Errorf("%s %s line: timestamp not toISOString's: %s", what, tc.stream, line)
+			}
+			if got := stamp.ReplaceAllString(line, `"timestamp":"T"`); got != tc.want {
+				t.Errorf("%s %s line (timestamp replaced by T):\ngot  %s\nwant %s", what, tc.stream, got, tc.want)
+			}
 		}
 	}
 }

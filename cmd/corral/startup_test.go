@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corralhq/corral/internal/nodetest"
 )
 
 // corralBin is the absolute, symlink-free path of the test binary, as the
@@ -114,7 +116,7 @@ func TestStartupPrintOnly(t *testing.T) {
 // The unit's ExecStart, run with its Environment under a NOTIFY_SOCKET,
 // resurrects the saved apps and only then sends READY=1.
 func TestStartupUnitResurrectsBeforeReady(t *testing.T) {
-	needNode(t)
+	nodetest.Node(t)
 	p, env := testHome(t)
 	app := filepath.Join(filepath.Dir(p.Home), "idle.js")
 	if err := os.WriteFile(app, []byte("setInterval(() => {}, 1 << 30);\n"), 0o644); err != nil {

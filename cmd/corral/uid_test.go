@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/corralhq/corral/internal/nodetest"
+	"github.com/corralhq/corral/internal/testutil"
 )
 
 // --uid runs an app as another user with that user's HOME (root only); a directory the user cannot
@@ -16,7 +19,7 @@ func TestStartAsAnotherUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	needNode(t)
+	nodetest.Node(t)
 	nobody, err := user.Lookup("nobody")
 	if err != nil {
 		t.Skip("no user nobody")
@@ -46,14 +49,12 @@ func TestStartAsAnotherUser(t *testing.T) {
 	}
 	want := "uid=" + nobody.Uid + " home=" + nobody.HomeDir
 	logFile := filepath.Join(home, "logs", "asnobody-out.log")
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		b, _ := os.ReadFile(logFile)
-		if strings.Contains(string(b), want) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s holds %q, want %q", logFile, b, want)
-		}
+	var b []byte
+	if !testutil.Eventually(20*time.Second, func() bool { // no event: the daemon writes the file
+		b, _ = os.ReadFile(logFile)
+		return strings.Contains(string(b), want)
+	}) {
+		t.Fatalf("%s holds %q, want %q", logFile, b, want)
 	}
 
 	private := t.TempDir() // 0700, root's: nobody cannot enter it

@@ -1,20 +1,21 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corralhq/corral/internal/testutil"
 )
 
 // The seed program, built and run for real: N workers come online, a killed worker is reported with
@@ -24,93 +25,70 @@ func TestSeed(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := testutil.FreePort(t)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	next := func() string {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatal("primary stopped talking")
-			}
-			return l
-		case <-time.After(20 * time.Second):
-			t.Fatal("timed out")
-		}
-		return ""
-	}
+	p := testutil.Start(t, cmd)
+	const timeout = 20 * time.Second
+	// index returns where line was printed, -1 if it was not.
+	index := func(line string) int { return slices.Index(p.Lines(), line) }
+	is := func(want string) func(string) bool { return func(l string) bool { return l == want } }
 	n := runtime.NumCPU()
-	if l := next(); l != fmt.Sprintf("Primary cluster setting up %d workers...", n) {
-		t.Fatalf("first line %q", l)
+	setup := fmt.Sprintf("Primary cluster setting up %d workers...", n)
+	p.WaitLine(t, timeout, "the set-up line", is(setup))
+	if index(setup) != 0 {
+		t.Fatalf("%q is not the first line:\n%s", setup, p.Output())
 	}
 	online := regexp.MustCompile(`^Worker (\d+) is online$`)
+	seen := map[string]bool{}
+	// newOnline waits for an online line of a worker not seen yet and returns its pid.
+	newOnline := func(what string) int {
+		t.Helper()
+		m := online.FindStringSubmatch(p.WaitLine(t, timeout, what, func(l string) bool {
+			m := online.FindStringSubmatch(l)
+			return m != nil && !seen[m[1]]
+		}))
+		seen[m[1]] = true
+		pid, _ := strconv.Atoi(m[1])
+		return pid
+	}
 	var pids []int
 	for len(pids) < n {
-		m := online.FindStringSubmatch(next())
-		if m == nil {
-			t.Fatal("expected an online line")
-		}
-		pid, _ := strconv.Atoi(m[1])
-		pids = append(pids, pid)
+		pids = append(pids, newOnline(fmt.Sprintf("worker %d of %d online", len(pids)+1, n)))
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	getOK := func() {
 		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); ; {
-			res, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
-			if err == nil {
-				b, _ := io.ReadAll(res.Body)
-				res.Body.Close()
-				if string(b) != "hello world" {
-					t.Fatalf("body %q", b)
-				}
-				return
+		var err error
+		// Polled: online comes before listening, and nothing reports the listening.
+		if !testutil.Eventually(timeout, func() bool {
+			var res *http.Response
+			if res, err = (&http.Client{Timeout: 10 * time.Second}).Get(url); err != nil {
+				return false
 			}
-			if time.Now().After(deadline) { // online comes before listening: retry until it serves
-				t.Fatal(err)
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if string(b) != "hello world" {
+				t.Fatalf("body %q", b)
 			}
-			time.Sleep(20 * time.Millisecond)
+			return true
+		}) {
+			t.Fatal(err)
 		}
 	}
 	getOK()
 	syscall.Kill(pids[0], syscall.SIGKILL)
-	if l := next(); l != fmt.Sprintf("Worker %d died with code: -1, and signal: killed", pids[0]) {
-		t.Fatalf("after SIGKILL: %q", l)
-	}
-	if l := next(); l != "Starting a new worker" {
-		t.Fatalf("%q", l)
-	}
-	if !online.MatchString(next()) {
-		t.Fatal("replacement did not come online")
+	died := fmt.Sprintf("Worker %d died with code: -1, and signal: killed", pids[0])
+	p.WaitLine(t, timeout, "the death of the killed worker", is(died))
+	p.WaitLine(t, timeout, "the replacement's start", is("Starting a new worker"))
+	newOnline("the replacement online")
+	if i, j := index(died), index("Starting a new worker"); i > j {
+		t.Fatalf("the replacement started before the death was reported:\n%s", p.Output())
 	}
 	getOK()
 	cmd.Process.Signal(syscall.SIGTERM)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("primary exit: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("primary did not exit within 30s of SIGTERM")
+	if err := p.Wait(t, 30*time.Second); err != nil {
+		t.Fatalf("primary exit: %v", err)
 	}
 	for _, pid := range pids[1:] {
 		if syscall.Kill(pid, 0) == nil {

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralhq/corral/internal/nodetest"
+	"github.com/corralhq/corral/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -276,28 +278,24 @@ func TestTwoChildrenShareSockets(t *testing.T) {
 		readyReport(t, out)
 		pids[pid] = true
 	}
-	// Connections are spread by the kernel; ask until both answered, with a deadline.
+	// Connections are spread by the kernel; ask until both answered.
 	seen := map[int]bool{}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(seen) < 2 && time.Now().Before(deadline) {
-		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	if !testutil.Eventually(10*time.Second, func() bool {
 		var rep childReport
 		getJSON(t, client, fmt.Sprintf("http://127.0.0.1:%d/", port), &rep)
 		if !pids[rep.PID] || rep.ListenPID != strconv.Itoa(rep.PID) {
 			t.Fatalf("answer from pid %d with LISTEN_PID %q; children %v", rep.PID, rep.ListenPID, pids)
 		}
 		seen[rep.PID] = true
-	}
-	if len(seen) != 2 {
+		return len(seen) == 2
+	}) {
 		t.Errorf("only %v answered", seen)
 	}
 }
 
 func TestNodeChild(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed")
-	}
+	node := nodetest.Node(t)
 	files, err := Listen([]string{"127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)

@@ -13,19 +13,21 @@ import (
 
 // Backend is what the daemon serves over its control socket.
 //
-// Targets: "all", a numeric pm_id, an app name, a namespace; several are
-// allowed. An unknown target yields an error wrapping ErrUnknownTarget
-// ("process or namespace not found: foo") and nothing is changed.
+// Targets: "all", a numeric pm_id, an app name, a namespace or a /regex/ on
+// app names; several are allowed (see Match, their one definition). An
+// unknown target yields an error wrapping ErrUnknownTarget ("process or
+// namespace not found: foo") and nothing is changed.
 type Backend interface {
 	// Start starts new apps; an existing name restarts it (PM2 smart start).
 	Start(ctx context.Context, apps []appspec.App, opts StartOptions) ([]Proc, error)
 	// Stop stops the targeted instances.
 	Stop(ctx context.Context, targets []string) ([]Proc, error)
-	// Restart restarts the targeted instances.
-	Restart(ctx context.Context, targets []string, opts RestartOptions) ([]Proc, error)
+	// Restart restarts the targeted instances. The notes are remarks about
+	// the operation as a whole, for the user.
+	Restart(ctx context.Context, targets []string, opts RestartOptions) (procs []Proc, notes []string, err error)
 	// Reload restarts the targeted instances rolling, with zero downtime;
-	// fork apps without a shared socket are restarted and a note is added.
-	Reload(ctx context.Context, targets []string, opts RestartOptions) ([]Proc, error)
+	// fork apps without a shared socket are restarted and a note says so.
+	Reload(ctx context.Context, targets []string, opts RestartOptions) (procs []Proc, notes []string, err error)
 	// Delete stops and forgets the targeted instances.
 	Delete(ctx context.Context, targets []string) ([]Proc, error)
 	// Scale changes the number of instances of the named app; spec is "N", "+N" or "-N".
@@ -65,9 +67,14 @@ type RestartOptions struct {
 	// blocks of an ecosystem file read again on restart or reload. It applies with or
 	// without UpdateEnv; a non-nil empty map clears the app's own variables.
 	AppEnv map[string]string
-	// Notes, when non-nil, collects human-readable remarks about the
-	// operation (e.g. a reload that fell back to a restart).
-	Notes *[]string
+	// Overrides, when non-nil, are new option values for the apps the targets
+	// name: every instance of each such app is restarted with its definition
+	// changed by Overrides.Apply, and the change sticks. Every app is checked
+	// before any is touched; a reload with Overrides restarts (a new definition
+	// cannot be reloaded with zero downtime) and says so in a note. With
+	// UpdateEnv, Env also becomes the apps' shell environment. Overrides and
+	// AppEnv cannot be combined.
+	Overrides *Overrides
 }
 
 // Proc describes one instance: everything `ls`, `jlist` and `show` print.

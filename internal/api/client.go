@@ -121,25 +121,22 @@ func (c *Client) Stop(ctx context.Context, targets []string) ([]Proc, error) {
 }
 
 // Restart implements Backend.
-func (c *Client) Restart(ctx context.Context, targets []string, opts RestartOptions) ([]Proc, error) {
+func (c *Client) Restart(ctx context.Context, targets []string, opts RestartOptions) ([]Proc, []string, error) {
 	return c.restart(ctx, MethodRestart, targets, opts)
 }
 
 // Reload implements Backend.
-func (c *Client) Reload(ctx context.Context, targets []string, opts RestartOptions) ([]Proc, error) {
+func (c *Client) Reload(ctx context.Context, targets []string, opts RestartOptions) ([]Proc, []string, error) {
 	return c.restart(ctx, MethodReload, targets, opts)
 }
 
-func (c *Client) restart(ctx context.Context, method string, targets []string, opts RestartOptions) ([]Proc, error) {
+func (c *Client) restart(ctx context.Context, method string, targets []string, opts RestartOptions) ([]Proc, []string, error) {
 	var resp ProcsResponse
-	err := c.call(ctx, method, RestartRequest{Targets: targets, UpdateEnv: opts.UpdateEnv, Env: opts.Env, AppEnv: opts.AppEnv}, &resp)
-	if err != nil {
-		return nil, err
+	req := RestartRequest{Targets: targets, UpdateEnv: opts.UpdateEnv, Env: opts.Env, AppEnv: opts.AppEnv, Overrides: opts.Overrides}
+	if err := c.call(ctx, method, req, &resp); err != nil {
+		return nil, nil, err
 	}
-	if opts.Notes != nil {
-		*opts.Notes = append(*opts.Notes, resp.Notes...)
-	}
-	return resp.Procs, nil
+	return resp.Procs, resp.Notes, nil
 }
 
 // Delete implements Backend.

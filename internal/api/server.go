@@ -188,14 +188,13 @@ func (h *handler) targets(f func(context.Context, []string) ([]Proc, error)) fun
 	}
 }
 
-func (h *handler) restart(f func(context.Context, []string, RestartOptions) ([]Proc, error)) func(http.ResponseWriter, *http.Request) error {
+func (h *handler) restart(f func(context.Context, []string, RestartOptions) ([]Proc, []string, error)) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		var req RestartRequest
 		if err := decode(r, &req); err != nil {
 			return err
 		}
-		var notes []string
-		procs, err := f(r.Context(), req.Targets, RestartOptions{UpdateEnv: req.UpdateEnv, Env: req.Env, AppEnv: req.AppEnv, Notes: &notes})
+		procs, notes, err := f(r.Context(), req.Targets, RestartOptions{UpdateEnv: req.UpdateEnv, Env: req.Env, AppEnv: req.AppEnv, Overrides: req.Overrides})
 		if err != nil {
 			return err
 		}

@@ -22,6 +22,8 @@ type RestartRequest struct {
 	Env       map[string]string `json:"env,omitempty"`
 	// AppEnv is RestartOptions.AppEnv. It has no omitempty: null (nil) and {} (clear) differ.
 	AppEnv map[string]string `json:"app_env"`
+	// Overrides is RestartOptions.Overrides.
+	Overrides *Overrides `json:"overrides,omitempty"`
 }
 
 // ScaleRequest is the body of POST /v1/scale.
@@ -39,7 +41,7 @@ type SignalRequest struct {
 // ProcsResponse is the response of every method that returns processes.
 type ProcsResponse struct {
 	Procs []Proc   `json:"procs"`
-	Notes []string `json:"notes,omitempty"` // restart/reload: RestartOptions.Notes
+	Notes []string `json:"notes,omitempty"` // restart/reload: the notes they return
 }
 
 // AppsResponse is the response of POST /v1/apps.

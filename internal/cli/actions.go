@@ -4,71 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/corralhq/corral/internal/api"
-	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/daemonproc"
 	"github.com/corralhq/corral/internal/ecosystem"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 )
 
-// resolveTargets expands the targets of stop/restart/...: ecosystem files
-// become the names of their apps, /regex/ the names that match; ids, names,
-// namespaces and "all" go to the daemon as they are.
-func (a *app) resolveTargets(ctx context.Context, b api.Backend, targets []string, only string) ([]string, error) {
-	if len(targets) == 0 {
-		return nil, errors.New("no process given (use an id, a name, a namespace or all)")
-	}
-	var out []string
-	var procs []api.Proc
-	for _, t := range targets {
-		switch {
-		case isConfigArg(t):
-			apps, err := a.loadEcosystem(t, only, "")
-			if err != nil {
-				return nil, err
-			}
-			for _, app := range apps {
-				out = append(out, app.Name)
-			}
-		case len(t) > 2 && strings.HasPrefix(t, "/") && strings.HasSuffix(t, "/"):
-			re, err := regexp.Compile(t[1 : len(t)-1])
-			if err != nil {
-				return nil, fmt.Errorf("target %s: %w", t, err)
-			}
-			if procs == nil {
-				if procs, err = b.List(ctx); err != nil {
-					return nil, err
-				}
-			}
-			n := len(out)
-			for _, p := range procs {
-				if re.MatchString(p.Name) && !slices.Contains(out, p.Name) {
-					out = append(out, p.Name)
-				}
-			}
-			if len(out) == n {
-				return nil, api.UnknownTargetError(t)
-			}
-		default:
-			out = append(out, t)
-		}
-	}
-	return slices.Compact(out), nil
-}
-
 // report prints one confirmation line per process, the notes, then the table.
-func (a *app) report(ctx context.Context, b api.Backend, _ string, procs []api.Proc, notes []string) error {
+func (a *app) report(ctx context.Context, b api.Backend, procs []api.Proc, notes []string) error {
 	for _, p := range procs {
 		fmt.Fprintf(a.stdout, "[corral] [%s](%d) ✓\n", p.Name, p.PMID)
 		notes = append(notes, p.Notes...)
@@ -105,7 +54,7 @@ func (a *app) targetsCommand(use, short string, aliases []string, verb string, f
 				return err
 			}
 			fmt.Fprintf(a.stdout, "[corral] %s %s\n", verb, strings.Join(targets, " "))
-			return a.report(ctx, b, verb, procs, nil)
+			return a.report(ctx, b, procs, nil)
 		}),
 	}
 	cmd.Flags().StringVar(&only, "only", "", "with an ecosystem file: only these apps (a,b)")
@@ -123,297 +72,6 @@ func (a *app) deleteCommand() *cobra.Command {
 
 func (a *app) resetCommand() *cobra.Command {
 	return a.targetsCommand("reset", "reset restart counters", nil, "Resetting meta for", func(b api.Backend) func(context.Context, []string) ([]api.Proc, error) { return b.Reset })
-}
-
-// restartCommand builds restart and reload. Besides --update-env, --env and
-// --only they take every option flag of start except --name (PM2's rule: a
-// new option value replaces the app's and sticks); see restartWithOptions.
-func (a *app) restartCommand(name string) *cobra.Command {
-	f := &startFlags{}
-	short := "restart processes (stop then start)"
-	if name == "reload" {
-		short = "reload processes with zero downtime (rolling)"
-	}
-	cmd := &cobra.Command{
-		Use:   name + " <id|name|namespace|all|/regex/|ecosystem file>... [option flags of start]",
-		Short: short,
-	}
-	cmd.RunE = a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
-		if opts := changedOptions(cmd.Flags()); len(opts) > 0 {
-			return a.restartWithOptions(ctx, b, cmd.Flags(), f, name, args, opts)
-		}
-		op := b.Restart
-		if name == "reload" {
-			op = b.Reload
-		}
-		// Ecosystem files: restart each app with the file's env over its frozen one.
-		var rest []string
-		var procs []api.Proc
-		var notes []string
-		for _, t := range args {
-			if !isConfigArg(t) {
-				rest = append(rest, t)
-				continue
-			}
-			ps, err := a.applyEcosystem(ctx, b, t, f.only, f.env, f.updateEnv, name, false)
-			if err != nil {
-				return err
-			}
-			procs = append(procs, ps...)
-		}
-		if len(rest) > 0 || len(args) == 0 {
-			targets, err := a.resolveTargets(ctx, b, rest, f.only)
-			if err != nil {
-				return err
-			}
-			ps, err := op(ctx, targets, api.RestartOptions{UpdateEnv: f.updateEnv, Env: a.envMapIf(f.updateEnv), Notes: &notes})
-			if err != nil {
-				return err
-			}
-			procs = append(procs, ps...)
-		}
-		return a.report(ctx, b, name, procs, notes)
-	})
-	fs := cmd.Flags()
-	a.addStartFlags(fs, f)
-	fs.Lookup("name").Hidden = true // an app cannot be renamed by restart
-	fs.Lookup("force").Usage = "accepted for PM2 compatibility"
-	fs.Lookup("update-env").Usage = "refresh the environment from this shell"
-	fs.Lookup("env").Usage = "with an ecosystem file: apply env_<name>"
-	fs.Lookup("only").Usage = "with an ecosystem file: only these apps (a,b)"
-	fs.Int("parallel", 0, "accepted for PM2 compatibility")
-	return cmd
-}
-
-// notOptions are the restart/reload flags that do not change an app's definition.
-var notOptions = map[string]bool{"force": true, "update-env": true, "env": true, "only": true, "parallel": true, "help": true}
-
-// changedOptions returns the (canonical) names of the option flags set on the
-// command line of restart or reload.
-func changedOptions(fs *pflag.FlagSet) []string {
-	var out []string
-	fs.Visit(func(fl *pflag.Flag) {
-		if !notOptions[fl.Name] {
-			out = append(out, fl.Name)
-		}
-	})
-	return out
-}
-
-// restartWithOptions is restart/reload with option flags: every app the
-// targets name gets its current definition with the changed options applied,
-// and is started again with it (a redefinition, which restarts even on
-// reload). Every app is checked before any is touched.
-func (a *app) restartWithOptions(ctx context.Context, b api.Backend, fs *pflag.FlagSet, f *startFlags, verb string, args, opts []string) error {
-	if slices.Contains(opts, "name") {
-		return fmt.Errorf("%s: --name cannot be changed by %s (delete the app and start it again)", verb, verb)
-	}
-	for _, t := range args {
-		if isConfigArg(t) {
-			return fmt.Errorf("%s %s: option flags (--%s) do not apply to an ecosystem file; edit the file instead", verb, t, opts[0])
-		}
-	}
-	targets, err := a.resolveTargets(ctx, b, args, f.only)
-	if err != nil {
-		return err
-	}
-	procs, err := b.List(ctx)
-	if err != nil {
-		return err
-	}
-	var names []string
-	for _, t := range targets {
-		ps := matchProcs(procs, t)
-		if len(ps) == 0 {
-			return api.UnknownTargetError(t)
-		}
-		for _, p := range ps {
-			if !slices.Contains(names, p.Name) {
-				names = append(names, p.Name)
-			}
-		}
-	}
-	current, err := b.Apps(ctx)
-	if err != nil {
-		return err
-	}
-	var apps []appspec.App
-	var errs []error
-	for _, n := range names {
-		i := slices.IndexFunc(current, func(app appspec.App) bool { return app.Name == n })
-		if i < 0 {
-			return api.UnknownTargetError(n)
-		}
-		app := current[i]
-		if fs.Changed("cwd") {
-			app.Cwd = a.abs(f.cwd)
-			if st, err := os.Stat(app.Cwd); err != nil || !st.IsDir() {
-				errs = append(errs, fmt.Errorf("--cwd %s: not a directory", f.cwd))
-				continue
-			}
-		}
-		if app.Script == app.Name {
-			// The daemon takes a bare name as "restart as defined"; name the program by its path.
-			if p, err := exec.LookPath(app.Script); err == nil {
-				app.Script = p
-			}
-		}
-		if e := a.applyOptionFlags(fs, f, &app); len(e) > 0 {
-			errs = append(errs, e...)
-			continue
-		}
-		if f.updateEnv {
-			app.ShellEnv = a.envMap()
-		}
-		if err := app.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("app %s: %w", app.Name, err))
-			continue
-		}
-		apps = append(apps, app)
-	}
-	if err := errors.Join(dedupErrors(errs)...); err != nil {
-		return err
-	}
-	var notes []string
-	if verb == "reload" {
-		notes = append(notes, "reload with changed options restarts "+strings.Join(names, ", ")+" (a new definition cannot be reloaded with zero downtime)")
-	}
-	started, err := b.Start(ctx, apps, api.StartOptions{Force: true})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(a.stdout, "[corral] Applying action restartProcessId on app [%s] with new options: --%s\n", strings.Join(names, ", "), strings.Join(opts, " --"))
-	return a.report(ctx, b, verb, started, notes)
-}
-
-// dedupErrors drops errors whose text repeats an earlier one (the same bad
-// flag reported for each app).
-func dedupErrors(errs []error) []error {
-	seen := map[string]bool{}
-	var out []error
-	for _, e := range errs {
-		if !seen[e.Error()] {
-			seen[e.Error()] = true
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// applyEcosystem applies an ecosystem file to the apps that exist: mode
-// "start" starts them again with the file's (possibly changed) definition,
-// "restart" and "reload" restart or reload them. Either way the app's own
-// variables become the file's env read again (with env_<envName>), over the
-// shell environment the app was started from — or over this shell's with
-// --update-env — PM2's rule. With startMissing the apps that do not exist are
-// started; otherwise they are an unknown-target error.
-func (a *app) applyEcosystem(ctx context.Context, b api.Backend, path, only, envName string, updateEnv bool,
-	mode string, startMissing bool) ([]api.Proc, error) {
-	apps, err := a.loadEcosystem(path, only, envName)
-	if err != nil {
-		return nil, err
-	}
-	current, err := b.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []api.Proc
-	var missing, existing []appspec.App
-	for _, app := range apps {
-		i := slices.IndexFunc(current, func(p api.Proc) bool { return p.Name == app.Name })
-		if i < 0 {
-			missing = append(missing, app)
-			continue
-		}
-		// Without --update-env the app keeps the shell environment it has; an app
-		// saved in the older merged form (no ShellEnv) keeps its whole environment
-		// as its shell environment, under the file's env.
-		if !updateEnv {
-			shell := current[i].App.ShellEnv
-			if shell == nil {
-				shell = current[i].App.Env
-			}
-			app.ShellEnv = maps.Clone(shell)
-			if app.ShellEnv == nil {
-				app.ShellEnv = map[string]string{}
-			}
-		}
-		existing = append(existing, app)
-	}
-	if len(missing) > 0 && !startMissing {
-		names := make([]string, len(missing))
-		for i, m := range missing {
-			names[i] = m.Name
-		}
-		return nil, fmt.Errorf("%w: %s", api.ErrUnknownTarget, strings.Join(names, ", "))
-	}
-	switch {
-	case len(existing) == 0:
-	case mode == "start":
-		ps, err := b.Start(ctx, existing, api.StartOptions{Force: true})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ps...)
-	default:
-		op := b.Restart
-		if mode == "reload" {
-			op = b.Reload
-		}
-		for _, app := range existing {
-			var notes []string
-			opts := api.RestartOptions{AppEnv: app.Env, Notes: &notes}
-			if updateEnv {
-				opts.UpdateEnv, opts.Env = true, app.ShellEnv
-			}
-			ps, err := op(ctx, []string{app.Name}, opts)
-			if err != nil {
-				return nil, err
-			}
-			for i := range ps {
-				ps[i].Notes = append(ps[i].Notes, notes...)
-			}
-			out = append(out, ps...)
-		}
-	}
-	if len(missing) > 0 {
-		ps, err := b.Start(ctx, missing, api.StartOptions{})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ps...)
-	}
-	return out, nil
-}
-
-func (a *app) startOrCommand(name string) *cobra.Command {
-	var updateEnv bool
-	var envName, only string
-	cmd := &cobra.Command{
-		Use:   name + " <ecosystem file>",
-		Short: "start the apps of an ecosystem file, " + map[bool]string{true: "restart", false: "reload"}[name == "startOrRestart"] + " those already running",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if !isConfigArg(args[0]) {
-				return fmt.Errorf("%s: %s is not an ecosystem file (.config.js, .json, .yaml)", name, args[0])
-			}
-			return a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
-				mode := "restart"
-				if name != "startOrRestart" {
-					mode = "reload"
-				}
-				procs, err := a.applyEcosystem(ctx, b, args[0], only, envName, updateEnv, mode, true)
-				if err != nil {
-					return err
-				}
-				return a.report(ctx, b, name, procs, nil)
-			})(cmd, args)
-		},
-	}
-	cmd.Flags().BoolVarP(&updateEnv, "update-env", "a", false, "refresh the environment from this shell")
-	cmd.Flags().StringVar(&envName, "env", "", "apply env_<name>")
-	cmd.Flags().StringVar(&only, "only", "", "only these apps (a,b)")
-	return cmd
 }
 
 func (a *app) scaleCommand() *cobra.Command {
@@ -438,7 +96,7 @@ func (a *app) scaleCommand() *cobra.Command {
 					return err
 				}
 				fmt.Fprintf(a.stdout, "[corral] Scaling %s to %s\n", args[0], spec)
-				return a.report(ctx, b, "scale", procs, nil)
+				return a.report(ctx, b, procs, nil)
 			})(cmd, args)
 		},
 	}
@@ -510,9 +168,9 @@ func (a *app) pidCommand() *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE: a.withProcs(func(procs []api.Proc, args []string) error {
 			if len(args) == 1 {
-				procs = matchProcs(procs, args[0])
-				if len(procs) == 0 {
-					return api.UnknownTargetError(args[0])
+				var err error
+				if procs, err = api.Match(procs, args); err != nil {
+					return err
 				}
 			}
 			for _, p := range procs {
@@ -523,22 +181,11 @@ func (a *app) pidCommand() *cobra.Command {
 	}
 }
 
-// matchProcs returns the processes target (all, id, name or namespace) names.
-func matchProcs(procs []api.Proc, target string) []api.Proc {
-	var out []api.Proc
-	for _, p := range procs {
-		ns := p.Namespace
-		if ns == "" {
-			ns = "default"
-		}
-		if target == "all" || strconv.Itoa(p.PMID) == target || p.Name == target || ns == target {
-			out = append(out, p)
-		}
-	}
-	if len(out) > 0 {
-		return out
-	}
-	return nil
+// pinger is a Backend that can tell that it answers without waiting for its
+// process table (api.Client asks the daemon's server, which answers ping
+// itself).
+type pinger interface {
+	Ping(ctx context.Context) (api.PingResponse, error)
 }
 
 func (a *app) pingCommand() *cobra.Command {
@@ -547,8 +194,8 @@ func (a *app) pingCommand() *cobra.Command {
 		Short: "start the daemon if needed and check that it answers",
 		Args:  cobra.NoArgs,
 		RunE: a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
-			if c, ok := b.(*api.Client); ok {
-				if _, err := c.Ping(ctx); err != nil {
+			if p, ok := b.(pinger); ok {
+				if _, err := p.Ping(ctx); err != nil {
 					return err
 				}
 			} else if _, err := b.List(ctx); err != nil {

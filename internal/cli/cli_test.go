@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/corralhq/corral/internal/api"
+	"github.com/corralhq/corral/internal/api/apitest"
 	"github.com/corralhq/corral/internal/appspec"
 )
 
@@ -30,7 +32,7 @@ func TestStartFlagsBuildTheApp(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "app.js"), []byte("//"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeBackend{}
+	f := &apitest.Fake{}
 	code, _, stderr := runFake(t, f, dir, []string{"A=1", "PATH=" + os.Getenv("PATH")},
 		"start", "app.js", "-n", "api", "-i", "max", "--namespace", "ns",
 		"--wait-ready", "--listen-timeout", "5000", "--kill-timeout", "3s", "--kill-signal", "term",
@@ -44,10 +46,10 @@ func TestStartFlagsBuildTheApp(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	if len(f.procs) == 0 {
+	if len(f.Procs()) == 0 {
 		t.Fatal("nothing started")
 	}
-	got := f.procs[0].App
+	got := f.Procs()[0].App
 	no := false
 	want := appspec.App{
 		Name: "api", Namespace: "ns", Script: filepath.Join(dir, "app.js"), Args: []string{"a", "--b"}, Cwd: dir,
@@ -89,13 +91,13 @@ func TestStartResolution(t *testing.T) {
 		{[]string{"start", "sh"}, "sh", "sh", dir, ""}, // on $PATH
 	}
 	for _, c := range cases {
-		f := &fakeBackend{}
+		f := &apitest.Fake{}
 		code, _, stderr := runFake(t, f, dir, env, c.args...)
 		if code != 0 {
 			t.Errorf("%q: exit %d: %s", c.args, code, stderr)
 			continue
 		}
-		a := f.procs[0].App
+		a := f.Procs()[0].App
 		if a.Name != c.name || a.Script != c.script || a.Cwd != c.cwd || a.ExecMode != c.mode {
 			t.Errorf("%q: name %q script %q cwd %q mode %q; want %q %q %q %q", c.args, a.Name, a.Script, a.Cwd, a.ExecMode, c.name, c.script, c.cwd, c.mode)
 		}
@@ -124,20 +126,20 @@ func TestStartErrors(t *testing.T) {
 		{[]string{"frobnicate"}, "unknown command"},
 	}
 	for _, c := range cases {
-		f := &fakeBackend{}
+		f := &apitest.Fake{}
 		code, stdout, stderr := runFake(t, f, dir, nil, c.args...)
 		if code != 1 || !strings.HasPrefix(stderr, "[corral] ") || !strings.Contains(stderr, c.msg) || strings.Count(stderr, "\n") != 1 {
 			t.Errorf("%q: exit %d, stderr %q; want exit 1 and one line containing %q", c.args, code, stderr, c.msg)
 		}
-		if len(f.calls) != 0 || len(f.procs) != 0 {
-			t.Errorf("%q changed state: calls %v", c.args, f.calls)
+		if calls := slices.DeleteFunc(f.Calls(), func(c string) bool { return c == "list" }); len(calls) != 0 || len(f.Procs()) != 0 {
+			t.Errorf("%q changed state: calls %v", c.args, calls)
 		}
 		_ = stdout
 	}
 }
 
 func TestRegexTargets(t *testing.T) {
-	f := &fakeBackend{}
+	f := &apitest.Fake{}
 	ctx := context.Background()
 	f.Start(ctx, []appspec.App{{Name: "web-1"}, {Name: "web-2"}, {Name: "db"}}, api.StartOptions{})
 	code, _, stderr := runFake(t, f, t.TempDir(), nil, "stop", "/^web-/")
@@ -145,7 +147,7 @@ func TestRegexTargets(t *testing.T) {
 		t.Fatal(stderr)
 	}
 	var stopped []string
-	for _, p := range f.procs {
+	for _, p := range f.Procs() {
 		if p.Status == "stopped" {
 			stopped = append(stopped, p.Name)
 		}
@@ -184,16 +186,10 @@ func TestHumanFormats(t *testing.T) {
 	}
 }
 
-func TestNamesAndConfigFiles(t *testing.T) {
+func TestDefaultName(t *testing.T) {
 	for in, want := range map[string]string{"/srv/app.js": "app", "server": "server", "npm run dev": "npm", "/x/.env": ".env", "a.b.c": "a.b"} {
 		if got := defaultName(in); got != want {
 			t.Errorf("defaultName(%q) = %q, want %q", in, got, want)
-		}
-	}
-	for in, want := range map[string]bool{"ecosystem.config.js": true, "pm2.config.CJS": true, "x.config.mjs": true, "apps.json": true,
-		"a.yml": true, "a.yaml": true, "app.js": false, "server.mjs": false} {
-		if got := isConfigArg(in); got != want {
-			t.Errorf("isConfigArg(%q) = %v", in, got)
 		}
 	}
 }
@@ -224,5 +220,30 @@ func TestListTableAndSort(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestLogsJSONIsPM2Shape: `logs --json` prints PM2's JSON log line through the one encoder the log
+// files use (no HTML escaping, toISOString timestamps).
+func TestLogsJSONIsPM2Shape(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app.js"), []byte("//"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := &apitest.Fake{}
+	if code, _, stderr := runFake(t, f, dir, nil, "start", "app.js", "-n", "web"); code != 0 {
+		t.Fatalf("start: exit %d: %s", code, stderr)
+	}
+	ch := make(chan api.LogLine, 1)
+	ch <- api.LogLine{PMID: 0, Name: "web", Stream: "err", Text: `<b>"x" & y</b>`, Time: time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)}
+	close(ch)
+	f.LogStream = ch
+	code, stdout, stderr := runFake(t, f, dir, nil, "logs", "web", "--json", "--lines", "0")
+	if code != 0 {
+		t.Fatalf("logs: exit %d: %s", code, stderr)
+	}
+	want := `{"message":"<b>\"x\" & y</b>","timestamp":"2026-11-30T08:00:00.000Z","type":"err","process_id":0,"app_name":"web"}` + "\n"
+	if !strings.HasSuffix(stdout, want) {
+		t.Fatalf("logs --json printed\n%s\nwant it to end with\n%s", stdout, want)
 	}
 }

@@ -1,3 +1,15 @@
+// The corral daemon's main loop: `corral daemon` (runDaemon) takes the
+// control socket and the pid file (daemonproc), builds the process manager
+// with Options.NewBackend, serves it with api.Serve, optionally resurrects the
+// saved list, reports readiness (to the CLI that spawned it by a pipe, to
+// systemd by sd_notify), reopens logs on SIGUSR2 and, on SIGTERM/SIGINT,
+// stops every app (Backend.Shutdown) and exits.
+//
+// The process manager itself — apps, instances, restarts, reloads, logs —
+// is daemon.Manager in internal/daemon; cmd/corral wires it in as
+// NewBackend. Spawning, finding and stopping the daemon from the CLI is
+// internal/daemonproc.
+
 package cli
 
 import (

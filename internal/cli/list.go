@@ -109,13 +109,8 @@ func (a *app) showCommand() *cobra.Command {
 			"--env prints the whole environment unmasked.",
 		Args: cobra.ExactArgs(1),
 		RunE: a.withProcs(func(procs []api.Proc, args []string) error {
-			var match []api.Proc
-			for _, p := range procs {
-				if p.Name == args[0] || strconv.Itoa(p.PMID) == args[0] {
-					match = append(match, p)
-				}
-			}
-			if len(match) == 0 {
+			match := api.Lookup(procs, args[0])
+			if match == nil {
 				return api.UnknownTargetError(args[0])
 			}
 			now := time.Now()

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -66,13 +65,18 @@ func (a *app) logs(ctx context.Context, target string, f *logsFlags) error {
 	if err != nil {
 		return err
 	}
-	procs = matchProcs(procs, target)
-	if len(procs) == 0 && target != "all" {
-		return api.UnknownTargetError(target)
+	if target != "all" || len(procs) > 0 { // no process at all: "all" tails nothing
+		if procs, err = api.Match(procs, []string{target}); err != nil {
+			return err
+		}
 	}
 	if f.lines > 0 {
 		if !f.raw && !f.jsonOut {
-			fmt.Fprintf(a.stdout, "[TAILING] Tailing last %d lines for [%s] %s (change the value with --lines option)\n", f.lines, target, map[bool]string{true: "process", false: "processes"}[len(procs) == 1])
+			what := "processes"
+			if len(procs) == 1 {
+				what = "process"
+			}
+			fmt.Fprintf(a.stdout, "[TAILING] Tailing last %d lines for [%s] %s (change the value with --lines option)\n", f.lines, target, what)
 		}
 		seen := map[string]bool{}
 		for _, p := range procs {
@@ -123,22 +127,11 @@ func (a *app) logs(ctx context.Context, target string, f *logsFlags) error {
 func (a *app) printLogLine(f *logsFlags, l api.LogLine, live bool) {
 	switch {
 	case f.jsonOut:
-		typ := "out"
+		stream := "out"
 		if l.Stream == "err" {
-			typ = "err"
+			stream = "err"
 		}
-		ts := ""
-		if !l.Time.IsZero() {
-			ts = l.Time.Format(time.RFC3339Nano)
-		}
-		data, _ := json.Marshal(struct {
-			Message   string `json:"message"`
-			Timestamp string `json:"timestamp,omitempty"`
-			Type      string `json:"type"`
-			ProcessID int    `json:"process_id"`
-			AppName   string `json:"app_name"`
-		}{l.Text, ts, typ, l.PMID, l.Name})
-		fmt.Fprintf(a.stdout, "%s\n", data)
+		_ = logs.WriteJSON(a.stdout, logs.Line{App: l.Name, ID: l.PMID, Stream: stream, Text: l.Text, Time: l.Time}, "")
 	case f.raw:
 		fmt.Fprintln(a.stdout, l.Text)
 	default:

@@ -10,13 +10,14 @@ import (
 	"testing"
 
 	"github.com/corralhq/corral/internal/api"
+	"github.com/corralhq/corral/internal/api/apitest"
 	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/statefile"
 )
 
 // failingBackend is the fake process table refusing to start some apps.
 type failingBackend struct {
-	fakeBackend
+	apitest.Fake
 	fail map[string]bool
 }
 
@@ -26,7 +27,7 @@ func (f *failingBackend) Start(ctx context.Context, apps []appspec.App, o api.St
 			return nil, errors.New("script vanished")
 		}
 	}
-	return f.fakeBackend.Start(ctx, apps, o)
+	return f.Fake.Start(ctx, apps, o)
 }
 
 func runWith(t *testing.T, b api.Backend, home string, args ...string) (int, string, string) {
@@ -54,7 +55,7 @@ func TestResurrectSkipsRunningAndReportsFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := &failingBackend{fail: map[string]bool{"c": true}}
-	b.fakeBackend.Start(context.Background(), []appspec.App{{Name: "a", Script: "/x/a.js"}}, api.StartOptions{})
+	b.Fake.Start(context.Background(), []appspec.App{{Name: "a", Script: "/x/a.js"}}, api.StartOptions{})
 
 	rc, out, errOut := runWith(t, b, home, "resurrect")
 	if rc != 1 {
@@ -91,14 +92,14 @@ func TestResurrectSkipsRunningAndReportsFailures(t *testing.T) {
 func TestSaveEmptyAndCleardump(t *testing.T) {
 	home := t.TempDir()
 	dump := filepath.Join(home, dumpName)
-	b := &fakeBackend{}
+	b := &apitest.Fake{}
 	b.Start(context.Background(), []appspec.App{{Name: "a", Script: "/x/a.js"}}, api.StartOptions{})
 	if rc, out, errOut := runWith(t, b, home, "save"); rc != 0 || !strings.Contains(out, "Successfully saved 1 app in "+dump) {
 		t.Fatalf("save: %d %s %s", rc, out, errOut)
 	}
 	before, _ := os.ReadFile(dump)
 
-	empty := &fakeBackend{}
+	empty := &apitest.Fake{}
 	rc, _, errOut := runWith(t, empty, home, "dump")
 	if rc != 1 || !strings.Contains(errOut, "not overwriting it") {
 		t.Errorf("empty save: %d %q", rc, errOut)

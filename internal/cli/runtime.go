@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"path/filepath"
 	"strconv"
 
 	"github.com/corralhq/corral/internal/appspec"
+	"github.com/corralhq/corral/internal/container"
 	"github.com/corralhq/corral/internal/daemonproc"
 	"github.com/spf13/cobra"
 )
@@ -21,31 +21,12 @@ const RuntimeName = "corral-runtime"
 // defaultWebPort is the probe port of a bare --web (PM2's default).
 const defaultWebPort = "9615"
 
-// RuntimeConfig is what Options.Runtime receives from `corral runtime`.
-type RuntimeConfig struct {
-	// Home is $CORRAL_HOME made absolute, or empty for a private temporary
-	// directory.
-	Home string
-	// Self is the corral binary.
-	Self string
-	// ProbeAddr is where to serve /healthz, /readyz and /metrics; empty for
-	// no probes.
-	ProbeAddr string
-	// Raw and JSON choose the log format (prefixed lines by default).
-	Raw, JSON bool
-	// NoAutoExit keeps running when every app has stopped.
-	NoAutoExit bool
-	// Stdout and Stderr receive the apps' output.
-	Stdout, Stderr io.Writer
-	// Ready is called once the apps were started, with the probe address
-	// (empty without probes).
-	Ready func(probeAddr string)
-}
-
 // RuntimeFunc runs apps in the foreground until they end or a stop signal
 // arrives and returns the process exit code. The real one (cmd/corral) calls
-// runtime.Init and then runtime.Run.
-type RuntimeFunc func(ctx context.Context, apps []appspec.App, cfg RuntimeConfig) int
+// container.Init and then container.Run. `corral runtime` sets every field of
+// o but Logger and Signals: Home is $CORRAL_HOME made absolute (empty for a
+// private temporary directory), and Ready prints the probe address.
+type RuntimeFunc func(ctx context.Context, apps []appspec.App, o container.Options) int
 
 // RuntimeArgs rewrites a command line whose program is named corral-runtime
 // (for example through a symbolic link) into the equivalent `corral runtime`
@@ -177,7 +158,7 @@ func (a *app) runRuntime(cmd *cobra.Command, f *startFlags, rf *runtimeFlags, ta
 		home = a.abs(home)
 	}
 	stderr := a.stderr
-	code := a.opts.Runtime(cmd.Context(), apps, RuntimeConfig{
+	code := a.opts.Runtime(cmd.Context(), apps, container.Options{
 		Home: home, Self: a.self, ProbeAddr: addr,
 		Raw: rf.raw, JSON: rf.json, NoAutoExit: rf.noAutoExit,
 		Stdout: a.stdout, Stderr: stderr,

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/corralhq/corral/internal/appspec"
+	"github.com/corralhq/corral/internal/container"
 )
 
 func TestRuntimeArgs(t *testing.T) {
@@ -33,7 +34,7 @@ func TestRuntimeArgs(t *testing.T) {
 // runtimeCall is what a fake Options.Runtime received.
 type runtimeCall struct {
 	apps []appspec.App
-	cfg  RuntimeConfig
+	cfg  container.Options
 }
 
 // runRuntimeCLI runs a command line with a fake container runtime that
@@ -48,7 +49,7 @@ func runRuntimeCLI(t *testing.T, dir, home string, code int, args ...string) (in
 	}
 	rc := Run(context.Background(), append([]string{"corral"}, args...), Options{
 		Stdout: &out, Stderr: &out, Dir: dir, Environ: environ, Self: "/bin/corral",
-		Runtime: func(_ context.Context, apps []appspec.App, cfg RuntimeConfig) int {
+		Runtime: func(_ context.Context, apps []appspec.App, cfg container.Options) int {
 			call = &runtimeCall{apps: apps, cfg: cfg}
 			cfg.Ready(":1234")
 			return code

@@ -8,8 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 
 	"github.com/corralhq/corral/internal/api"
@@ -18,94 +16,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
-
-// startFlags are PM2's `start` options.
-type startFlags struct {
-	instances, name, execMode, cwd                  string
-	forkX                                           bool
-	waitReady                                       bool
-	listenTimeout, killTimeout, minUptime           string
-	restartDelay, expBackoff                        string
-	killSignal                                      string
-	shutdownWithMessage, noAutorestart, noAutostart bool
-	maxRestarts                                     int
-	stopExitCodes                                   []string
-	mergeLogs, timeLog                              bool
-	logDateFormat, out, errFile, log                string
-	namespace, incrementVar, instanceVar            string
-	nodeArgs, interpreter                           string
-	listen                                          []string
-	maxMemory, cron                                 string
-	watch                                           []string
-	ignoreWatch                                     []string
-	logType, logMaxSize                             string
-	logMaxFiles                                     int
-	force, updateEnv                                bool
-	env, only                                       string
-	uid, gid                                        string
-}
-
-// flagAliases maps PM2's alternative flag spellings to the canonical ones.
-var flagAliases = map[string]string{
-	"cron-restart":     "cron",
-	"interpreter-args": "node-args",
-	"combine-logs":     "merge-logs",
-	"user":             "uid",
-}
-
-func normalizeFlags(_ *pflag.FlagSet, name string) pflag.NormalizedName {
-	if n, ok := flagAliases[name]; ok {
-		name = n
-	}
-	return pflag.NormalizedName(name)
-}
-
-func (a *app) addStartFlags(fs *pflag.FlagSet, f *startFlags) {
-	fs.StringVarP(&f.instances, "instances", "i", "", "number of instances: N, max, 0 (one per CPU) or -N (CPUs minus N)")
-	fs.StringVarP(&f.name, "name", "n", "", "app name (default: script basename without extension)")
-	fs.StringVar(&f.execMode, "exec-mode", "", "exec mode: fork or cluster")
-	fs.BoolVarP(&f.forkX, "execute-command", "x", false, "force fork mode")
-	fs.StringVar(&f.cwd, "cwd", "", "working directory of the app")
-	fs.BoolVar(&f.waitReady, "wait-ready", false, "online only after the app sends 'ready'")
-	fs.StringVar(&f.listenTimeout, "listen-timeout", "", "max wait for listen/ready, ms (default 3000)")
-	fs.StringVarP(&f.killTimeout, "kill-timeout", "k", "", "grace before SIGKILL, ms (default 1600)")
-	fs.StringVar(&f.killSignal, "kill-signal", "", "signal that stops the app (default SIGINT)")
-	fs.BoolVar(&f.shutdownWithMessage, "shutdown-with-message", false, "stop with the IPC message 'shutdown' instead of a signal")
-	fs.BoolVar(&f.noAutorestart, "no-autorestart", false, "do not restart the app when it exits")
-	fs.BoolVar(&f.noAutostart, "no-autostart", false, "add the app without starting it")
-	fs.IntVar(&f.maxRestarts, "max-restarts", 0, "unstable restarts before errored (default 16)")
-	fs.StringVar(&f.minUptime, "min-uptime", "", "uptime below which an exit is unstable (ms or 10s; default 1000)")
-	fs.StringVar(&f.restartDelay, "restart-delay", "", "delay before an automatic restart, ms")
-	fs.StringVar(&f.expBackoff, "exp-backoff-restart-delay", "", "exponential backoff restart delay, ms")
-	fs.StringSliceVar(&f.stopExitCodes, "stop-exit-codes", nil, "exit codes that do not trigger a restart")
-	fs.BoolVar(&f.mergeLogs, "merge-logs", false, "one log file for all instances (no -<id> suffix)")
-	fs.BoolVar(&f.timeLog, "time", false, "prefix log lines with a timestamp")
-	fs.StringVar(&f.logDateFormat, "log-date-format", "", "prefix log lines with this date format")
-	fs.StringVarP(&f.out, "output", "o", "", "stdout log file")
-	fs.StringVarP(&f.errFile, "error", "e", "", "stderr log file")
-	fs.StringVarP(&f.log, "log", "l", "", "combined stdout+stderr log file")
-	fs.StringVar(&f.namespace, "namespace", "", "namespace (default: default)")
-	fs.StringVar(&f.incrementVar, "increment-var", "", "env var incremented per instance (e.g. PORT)")
-	fs.StringVar(&f.instanceVar, "instance-var", "", "env var holding the instance number (default NODE_APP_INSTANCE)")
-	fs.StringVar(&f.nodeArgs, "node-args", "", "interpreter arguments (alias --interpreter-args)")
-	fs.StringVar(&f.interpreter, "interpreter", "", "interpreter (node, python3, bash, none, ...)")
-	fs.StringArrayVar(&f.listen, "listen", nil, "address to bind and pass to every instance (repeatable)")
-	fs.StringVar(&f.maxMemory, "max-memory-restart", "", "restart above this memory (e.g. 150M, 1G)")
-	fs.StringVarP(&f.cron, "cron", "c", "", "cron expression for periodic restarts (alias --cron-restart)")
-	fs.StringSliceVar(&f.watch, "watch", nil, "restart on file changes (optionally: paths)")
-	fs.Lookup("watch").NoOptDefVal = "."
-	fs.StringSliceVar(&f.ignoreWatch, "ignore-watch", nil, "paths the watcher ignores")
-	fs.StringVar(&f.logType, "log-type", "", "log format: json for JSON lines")
-	fs.StringVar(&f.logMaxSize, "log-max-size", "", "rotate logs above this size (e.g. 10M)")
-	fs.IntVar(&f.logMaxFiles, "log-max-files", 0, "rotated log files to keep")
-	fs.BoolVarP(&f.force, "force", "f", false, "start even if the script already runs")
-	fs.BoolVarP(&f.updateEnv, "update-env", "a", false, "refresh the environment of an app that is restarted")
-	fs.StringVar(&f.env, "env", "", "ecosystem environment to apply (env_<name>)")
-	fs.StringVar(&f.only, "only", "", "ecosystem apps to act on (a,b)")
-	fs.StringVar(&f.uid, "uid", "", "run as this user (root only)")
-	fs.StringVar(&f.gid, "gid", "", "run as this group (root only)")
-	fs.SetNormalizeFunc(normalizeFlags)
-}
 
 func (a *app) startCommand() *cobra.Command {
 	f := &startFlags{}
@@ -139,7 +49,7 @@ func splitDash(cmd *cobra.Command, args []string) (before, after []string) {
 }
 
 func (a *app) start(ctx context.Context, fs *pflag.FlagSet, f *startFlags, target string, extra []string) error {
-	if isConfigArg(target) {
+	if api.IsEcosystemFile(target) {
 		return a.startEcosystem(ctx, target, f)
 	}
 	cwd := a.dir
@@ -153,12 +63,11 @@ func (a *app) start(ctx context.Context, fs *pflag.FlagSet, f *startFlags, targe
 			return berr
 		}
 		if known, lerr := knownTarget(ctx, b, target); lerr == nil && known {
-			var notes []string
-			procs, rerr := b.Restart(ctx, []string{target}, api.RestartOptions{UpdateEnv: f.updateEnv, Env: a.envMapIf(f.updateEnv), Notes: &notes})
+			procs, notes, rerr := b.Restart(ctx, []string{target}, api.RestartOptions{UpdateEnv: f.updateEnv, Env: a.envMapIf(f.updateEnv)})
 			if rerr != nil {
 				return rerr
 			}
-			return a.report(ctx, b, "restart", procs, notes)
+			return a.report(ctx, b, procs, notes)
 		}
 	}
 	app, err := a.appFromFlags(fs, f, target, cwd, extra)
@@ -183,7 +92,7 @@ func (a *app) start(ctx context.Context, fs *pflag.FlagSet, f *startFlags, targe
 		return err
 	}
 	fmt.Fprintln(a.stdout, "[corral] Done.")
-	return a.report(ctx, b, "", procs, nil)
+	return a.report(ctx, b, procs, nil)
 }
 
 // envMapIf returns the CLI's environment when update is set.
@@ -219,29 +128,14 @@ func (a *app) scriptFile(script, cwd string, cwdGiven bool) (string, error) {
 	return "", fmt.Errorf("script not found: %s", script)
 }
 
-// knownTarget reports whether target names an existing process (id or name).
+// knownTarget reports whether target is the pm_id or the name of an existing
+// process (PM2's smart start).
 func knownTarget(ctx context.Context, b api.Backend, target string) (bool, error) {
 	procs, err := b.List(ctx)
 	if err != nil {
 		return false, err
 	}
-	for _, p := range procs {
-		if p.Name == target || strconv.Itoa(p.PMID) == target {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// isConfigArg reports whether a start argument names an ecosystem file.
-func isConfigArg(s string) bool {
-	l := strings.ToLower(s)
-	for _, suf := range []string{".config.js", ".config.cjs", ".config.mjs", ".json", ".yaml", ".yml"} {
-		if strings.HasSuffix(l, suf) {
-			return true
-		}
-	}
-	return false
+	return api.Lookup(procs, target) != nil, nil
 }
 
 func isNode(app appspec.App) bool {
@@ -277,7 +171,14 @@ func (a *app) appFromFlags(fs *pflag.FlagSet, f *startFlags, script, cwd string,
 		app.Name = defaultName(app.Script)
 	}
 	app.Args = extra
-	errs := a.applyOptionFlags(fs, f, &app)
+	ov, errs := optionOverrides(fs, f)
+	app, err := ov.Apply(app)
+	if err != nil {
+		return app, err
+	}
+	if fs.Changed("instances") && app.ExecMode == "" && isNode(app) {
+		app.ExecMode = "cluster" // PM2: -i with a Node script means cluster mode
+	}
 	// The shell's environment is kept apart from the app's own variables (none from flags),
 	// so that restart --update-env can replace it (see appspec.App.ShellEnv).
 	app.ShellEnv = a.envMap()
@@ -288,185 +189,6 @@ func (a *app) appFromFlags(fs *pflag.FlagSet, f *startFlags, script, cwd string,
 		return app, fmt.Errorf("app %s: %w", app.Name, err)
 	}
 	return app, nil
-}
-
-// applyOptionFlags sets on app the options the user gave on the command line
-// (fs.Changed) and leaves every other field as it is, so that `start` builds
-// a new app with it and `restart` changes an existing one. Relative log paths
-// are taken relative to app.Cwd. It returns one error per bad flag value.
-func (a *app) applyOptionFlags(fs *pflag.FlagSet, f *startFlags, app *appspec.App) []error {
-	var errs []error
-	bad := func(flag string, err error) { errs = append(errs, fmt.Errorf("--%s: %w", flag, err)) }
-	changed := fs.Changed
-	// count sets *dst to a non-negative count flag the user gave.
-	count := func(flag string, v int, dst *int) {
-		if !changed(flag) {
-			return
-		}
-		if v < 0 {
-			bad(flag, fmt.Errorf("%d: must not be negative", v))
-		}
-		*dst = v
-	}
-
-	if changed("namespace") {
-		app.Namespace = f.namespace
-	}
-	if changed("interpreter") {
-		app.Interpreter = f.interpreter
-	}
-	if changed("node-args") {
-		app.InterpreterArgs = nil
-		if f.nodeArgs != "" {
-			app.InterpreterArgs = strings.Fields(f.nodeArgs)
-		}
-	}
-	switch {
-	case changed("execute-command") && f.forkX:
-		app.ExecMode = "fork"
-	case changed("exec-mode"):
-		m := strings.TrimSuffix(f.execMode, "_mode")
-		if m != "fork" && m != "cluster" {
-			bad("exec-mode", fmt.Errorf("%q: want fork or cluster", f.execMode))
-		}
-		app.ExecMode = m
-	}
-	if changed("instances") {
-		n, err := appspec.ParseInstances(f.instances, runtime.NumCPU())
-		if err != nil {
-			bad("instances", err)
-		}
-		app.Instances = n
-		if app.ExecMode == "" && isNode(*app) {
-			app.ExecMode = "cluster" // PM2: -i with a Node script means cluster mode
-		}
-	}
-	// parsed sets *dst from a flag given on the command line, parsed by parse.
-	parsed := func(parse func(string) (int64, error)) func(flag, v string, dst *int64) {
-		return func(flag, v string, dst *int64) {
-			if !changed(flag) {
-				return
-			}
-			n, err := parse(v)
-			if err != nil {
-				bad(flag, err)
-			}
-			*dst = n
-		}
-	}
-	ms, size := parsed(appspec.ParseDuration), parsed(appspec.ParseMemory)
-	ms("listen-timeout", f.listenTimeout, &app.ListenTimeout)
-	ms("kill-timeout", f.killTimeout, &app.KillTimeout)
-	ms("min-uptime", f.minUptime, &app.MinUptime)
-	ms("restart-delay", f.restartDelay, &app.RestartDelay)
-	ms("exp-backoff-restart-delay", f.expBackoff, &app.ExpBackoffRestartDelay)
-	size("max-memory-restart", f.maxMemory, &app.MaxMemoryRestart)
-	size("log-max-size", f.logMaxSize, &app.LogMaxSize)
-	if changed("cron") {
-		if err := appspec.ValidateCron(f.cron); err != nil {
-			bad("cron", err)
-		}
-		app.CronRestart = ""
-		if f.cron != "0" {
-			app.CronRestart = f.cron
-		}
-	}
-	if changed("stop-exit-codes") {
-		app.StopExitCodes = nil
-		for _, c := range f.stopExitCodes {
-			n, err := strconv.Atoi(strings.TrimSpace(c))
-			if err != nil {
-				bad("stop-exit-codes", fmt.Errorf("%q is not an exit code", c))
-				continue
-			}
-			app.StopExitCodes = append(app.StopExitCodes, n)
-		}
-	}
-	if changed("kill-signal") {
-		sig := strings.ToUpper(f.killSignal)
-		if sig != "" && !strings.HasPrefix(sig, "SIG") {
-			sig = "SIG" + sig
-		}
-		app.KillSignal = sig
-	}
-	if changed("wait-ready") {
-		app.WaitReady = f.waitReady
-	}
-	if changed("shutdown-with-message") {
-		app.ShutdownWithMessage = f.shutdownWithMessage
-	}
-	if changed("no-autorestart") {
-		app.Autorestart = nil
-		if f.noAutorestart {
-			no := false
-			app.Autorestart = &no
-		}
-	}
-	if changed("no-autostart") {
-		app.Autostart = nil
-		if f.noAutostart {
-			no := false
-			app.Autostart = &no
-		}
-	}
-	count("max-restarts", f.maxRestarts, &app.MaxRestarts)
-	if changed("merge-logs") {
-		app.MergeLogs = f.mergeLogs
-	}
-	if changed("time") {
-		app.Time = f.timeLog
-	}
-	if changed("log-date-format") {
-		app.LogDateFormat = f.logDateFormat
-	}
-	if changed("output") {
-		app.OutFile = a.logPath(f.out, app.Cwd)
-	}
-	if changed("error") {
-		app.ErrorFile = a.logPath(f.errFile, app.Cwd)
-	}
-	if changed("log") {
-		app.LogFile = a.logPath(f.log, app.Cwd)
-	}
-	if changed("instance-var") {
-		app.InstanceVar = f.instanceVar
-	}
-	if changed("increment-var") {
-		app.IncrementVar = f.incrementVar
-	}
-	if changed("listen") {
-		app.Listen = f.listen
-	}
-	if changed("watch") {
-		app.Watch = nil
-		for _, w := range f.watch {
-			if w == "true" {
-				w = "."
-			}
-			if w != "false" && w != "" {
-				app.Watch = append(app.Watch, w)
-			}
-		}
-	}
-	if changed("ignore-watch") {
-		app.IgnoreWatch = f.ignoreWatch
-	}
-	if changed("log-type") {
-		switch f.logType {
-		case "", "json":
-			app.LogType = f.logType
-		default:
-			bad("log-type", fmt.Errorf("%q: want json", f.logType))
-		}
-	}
-	count("log-max-files", f.logMaxFiles, &app.LogMaxFiles)
-	if changed("uid") {
-		app.UID = f.uid
-	}
-	if changed("gid") {
-		app.GID = f.gid
-	}
-	return errs
 }
 
 // logPath makes a log path absolute (relative to the app's cwd), keeping
@@ -556,8 +278,12 @@ func (a *app) startEcosystem(ctx context.Context, path string, f *startFlags) er
 	if len(procs) == 0 {
 		return fmt.Errorf("%s: no apps", path)
 	}
-	fmt.Fprintf(a.stdout, "[corral] %s: %d process%s launched\n", path, len(procs), map[bool]string{true: "", false: "es"}[len(procs) == 1])
-	return a.report(ctx, b, "", procs, nil)
+	what := "processes"
+	if len(procs) == 1 {
+		what = "process"
+	}
+	fmt.Fprintf(a.stdout, "[corral] %s: %d %s launched\n", path, len(procs), what)
+	return a.report(ctx, b, procs, nil)
 }
 
 func plural(n int) string {

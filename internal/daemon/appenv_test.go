@@ -32,7 +32,7 @@ func TestRestartAppEnvReplacesOwnVariables(t *testing.T) {
 		if reload {
 			op = m.Reload
 		}
-		procs, err := op(context.Background(), []string{"own"}, opts)
+		procs, _, err := op(context.Background(), []string{"own"}, opts)
 		if err != nil || len(procs) != 1 {
 			t.Fatalf("%s: %v %v", what, procs, err)
 		}

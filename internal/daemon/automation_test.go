@@ -14,6 +14,8 @@ import (
 
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
+	"github.com/corralhq/corral/internal/procstat"
+	"github.com/corralhq/corral/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -100,7 +102,7 @@ func TestCronRestart(t *testing.T) {
 	if got, got2 := appCron(m, ta), appCron(m, wa); got != "" || got2 != "" {
 		t.Errorf("after stop: schedules %q and %q", got, got2)
 	}
-	if _, err := m.Restart(context.Background(), []string{"ticker"}, api.RestartOptions{}); err != nil {
+	if _, _, err := m.Restart(context.Background(), []string{"ticker"}, api.RestartOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := appCron(m, ta); got != "0 0 1 1 *" {
@@ -334,16 +336,12 @@ func TestLogRotationKeepsMaxFiles(t *testing.T) {
 	p := start(t, m, a)[0]
 	waitProc(t, m, p.PMID, "the exit", func(q api.Proc) bool { return q.Status == "stopped" })
 	// The output reaches the file shortly after the exit; no event tells when.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, _ := os.ReadFile(p.OutLog)
-		if bytes.HasSuffix(b, []byte("spew done\n")) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the out log never got the last line; it ends with %q", b[max(0, len(b)-100):])
-		}
-		time.Sleep(10 * time.Millisecond)
+	var b []byte
+	if !testutil.Eventually(10*time.Second, func() bool {
+		b, _ = os.ReadFile(p.OutLog)
+		return bytes.HasSuffix(b, []byte("spew done\n"))
+	}) {
+		t.Fatalf("the out log never got the last line; it ends with %q", b[max(0, len(b)-100):])
 	}
 	// Delete closes the log files, which waits for the pruning of old rotated files.
 	if _, err := m.Delete(context.Background(), []string{"spew"}); err != nil {
@@ -406,7 +404,7 @@ func TestUpdateEnvReplacesShellEnvAppEnvWins(t *testing.T) {
 
 	lines := followLogs(t, m)
 	newShell := map[string]string{"SHARED": "shell2", "NEW": "y", "PATH": os.Getenv("PATH")}
-	procs, err := m.Restart(context.Background(), []string{"envy"}, api.RestartOptions{UpdateEnv: true, Env: newShell})
+	procs, _, err := m.Restart(context.Background(), []string{"envy"}, api.RestartOptions{UpdateEnv: true, Env: newShell})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +419,7 @@ func TestUpdateEnvReplacesShellEnvAppEnvWins(t *testing.T) {
 	}
 
 	// A plain restart keeps the frozen environment.
-	procs, err = m.Restart(context.Background(), []string{"envy"}, api.RestartOptions{})
+	procs, _, err = m.Restart(context.Background(), []string{"envy"}, api.RestartOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,29 +439,24 @@ func TestReaperCollectsOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if st, err := readStat(orphan); err == nil && st.ppid == os.Getpid() {
+		if st, err := procstat.ReadStat(orphan); err == nil && st.PPID == os.Getpid() {
 			unix.Kill(orphan, unix.SIGKILL)
 		}
 	})
-	st, err := readStat(orphan)
-	if err != nil || st.ppid != os.Getpid() || st.pgrp == p.PID {
+	st, err := procstat.ReadStat(orphan)
+	if err != nil || st.PPID != os.Getpid() || st.PGRP == p.PID {
 		t.Fatalf("orphan %d: %+v %v; want it re-parented to the daemon (pid %d) outside the app's group", orphan, st, err, os.Getpid())
 	}
 	if err := unix.Kill(orphan, unix.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// No event tells when a /proc entry goes: poll, with a deadline.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	if !testutil.Eventually(5*time.Second, func() bool {
 		_, err := os.Stat("/proc/" + strconv.Itoa(orphan))
-		if errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		if time.Now().After(deadline) {
-			st, _ := readStat(orphan)
-			t.Fatalf("orphan %d not reaped: state %c", orphan, st.state)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return errors.Is(err, os.ErrNotExist)
+	}) {
+		st, _ := procstat.ReadStat(orphan)
+		t.Fatalf("orphan %d not reaped: state %c", orphan, st.State)
 	}
 	q := waitProc(t, m, p.PMID, "online", func(api.Proc) bool { return true })
 	if q.Status != "online" || q.PID != p.PID || q.Restarts != 0 || !alive(p.PID) {
@@ -476,15 +469,5 @@ func TestReaperCollectsOrphans(t *testing.T) {
 	r := waitProc(t, m, p.PMID, "the exit", func(q api.Proc) bool { return q.Status == "stopped" })
 	if r.ExitSignal != "SIGKILL" {
 		t.Errorf("exit of the app recorded as %d/%q, want SIGKILL", r.ExitCode, r.ExitSignal)
-	}
-}
-
-func TestParseStat(t *testing.T) {
-	st, err := parseStat([]byte("42 (a) (b c) Z 7 42 42 0 -1 4194560"))
-	if err != nil || st.state != 'Z' || st.ppid != 7 || st.pgrp != 42 {
-		t.Errorf("parseStat: %+v %v", st, err)
-	}
-	if _, err := parseStat([]byte("42 a Z")); err == nil {
-		t.Error("no error for a stat line without a command field")
 	}
 }

@@ -1,74 +1,95 @@
 // Package daemon is corral's process manager (PM2's "God" daemon): it starts, watches, restarts,
 // reloads and stops the instances of every app, writes their logs and serves api.Backend.
 //
-// Each instance follows one explicit state machine (see transitions in state.go): launching →
-// online → stopping → stopped, plus waiting restart and errored. All state lives in one table
-// guarded by the Manager's mutex; goroutines that watch processes only report events to it. The
-// per-instance state that matters (InstanceState: pm_id, pid, counters, descriptors) is plain
-// serialisable data, so that a future daemon can take the processes over in place.
+// # Model
 //
-// Apps run in one of three modes:
+// An app is a definition (appspec.App, resolved to a program, an interpreter and an exec mode) and
+// its instances. An instance is a process slot with a stable pm_id; a run is one process of an
+// instance: the current one, a reload's replacement, or an old one being retired. Each instance
+// follows one explicit state machine (the transitions table in state.go): launching → online →
+// stopping → stopped, plus waiting restart and errored; every change goes through setStatus.
+// Goroutines that watch processes only report events to the Manager, which applies them under its
+// lock. The serialisable part of an instance (InstanceState: pm_id, pid, counters, descriptors) is
+// plain data, so that a future daemon can take the processes over in place.
 //
-//   - fork: a child process per instance (os/exec), in its own process group; Node apps also get
-//     Node's IPC channel on fd 3, so process.send('ready') and the 'shutdown' message work;
-//   - cluster: Node apps with several instances (or exec_mode cluster), and Go programs built with
-//     corral's cluster package: one cluster.Primary per app, each instance a worker; the primary
-//     owns the listening sockets and holds them across crashes and reloads;
-//   - listen: any program, when the app lists addresses in Listen: the daemon binds them once
-//     and passes them to every instance by socket activation (LISTEN_FDS) through
-//     `corral __activate`; the sockets stay open until the app is deleted.
+// Apps run in one of three modes: fork (a child process per instance, in its own process group),
+// cluster (one cluster.Primary per app, each instance a worker; the primary owns the listening
+// sockets and holds them across crashes and reloads) and listen (the daemon binds the app's
+// addresses once and hands them to every instance by socket activation).
 //
-// Readiness. An instance is online right after spawn (fork, listen) or on the worker's 'online'
-// event (cluster); with wait_ready, on the IPC message "ready", or after listen_timeout anyway
-// (PM2's rule). During a reload the replacement must be really ready before the old process is
-// stopped: cluster — its first 'listening' event (or "ready" with wait_ready); listen — "ready"
-// with wait_ready, otherwise having stayed up for min(listen_timeout, 300ms) (a program without
-// IPC cannot say more; the sockets queue connections meanwhile, so none is lost; with wait_ready
-// but no IPC channel: having stayed up for listen_timeout). A replacement
-// that exits or is not ready within listen_timeout is killed, the old process keeps serving and
-// the reload stops with an error naming the instance.
+// What the daemon does for each PM2 behaviour and option (readiness, the restart policy, stopping,
+// reload, cron_restart, watch, max_memory_restart, the environment, orphans) is described in
+// docs/pm2-semantics.md; the flows through the code are traced in docs/architecture.md.
 //
-// Restart policy: an exit that was not asked for restarts the instance unless autorestart is off
-// or the exit code is in stop_exit_codes (then stopped). A run shorter than min_uptime is an
-// unstable restart; max_restarts consecutive unstable restarts make the instance errored (a run
-// that lasted min_uptime resets the count). The delay is restart_delay, or with
-// exp_backoff_restart_delay that value growing ×1.5 per restart up to 15 s and starting over
-// after 30 s of uptime; the instance is "waiting restart" meanwhile. Exit codes are recorded as
-// is; a process killed by a signal gets ExitSignal "SIGxxx" and ExitCode 128+signal (the shell
-// convention).
+// # Files
 //
-// Stopping sends the "shutdown" IPC message (shutdown_with_message, when the process has a
-// channel) or kill_signal (SIGINT by default) to the whole process group, then SIGKILL to the
-// group after kill_timeout, and waits until the leader is reaped and the group is empty. Members
-// of the group left behind by a crash are killed too.
+//	lifecycle.go  Start and Scale: creating, redefining, growing and removing apps and instances
+//	restart.go    Restart, and the environment a restart or reload freezes again
+//	reload.go     Reload: replacing a process without downtime
+//	stop.go       Stop, Delete, Shutdown, and how one process is asked to stop, forced and cleared away
+//	spawn.go      starting one process (fork, listen, cluster worker) and the goroutines that watch it
+//	policy.go     what an exit means: the restart policy and its delays, launch, releasing a primary
+//	process.go    the run type and its start-up signals
+//	state.go      the state machine
+//	backend.go    the thin api.Backend methods: List, Signal, Reset, Apps
+//	logfiles.go   log files, Flush, ReloadLogs, Logs
+//	auto.go, cron.go, watch.go, monitor.go  automatic restarts: cron_restart, watch, max_memory_restart
+//	reaper.go     the orphan reaper (Config.Subreaper)
+//	resolve.go    resolving an app: program, interpreter, exec mode, environment
+//	targets.go    which instances a target names
 //
-// Automatic restarts. cron_restart (five cron fields with an optional leading seconds field, or a
-// descriptor such as @daily; "0" disables it) and watch restart every instance of the app that
-// the user did not stop, one at a time: online instances of cluster and listen apps are reloaded
-// without downtime, the others (fork apps, instances that are not online) restarted; each gets a
-// note saying why. Both run while the app has an instance the user did not stop: Stop (of every
-// instance) and Delete remove them, a start or restart brings them back, and a new definition
-// (start --force, ecosystem) replaces them. An instance that exited on its own (autorestart off,
-// stop_exit_codes) is still restarted by them, which is how a periodic job is run. A cron
-// activation that comes while the previous automatic restart is still running is skipped.
+// # Locking
 //
-// watch lists paths relative to the app's cwd ("." is the cwd itself); directories are watched
-// recursively (new subdirectories included), files through their directory. A restart happens
-// once no change was seen for watch_delay (500ms when unset). Changes below a watch path under
-// node_modules, logs or any name starting with a dot are ignored, and so are those matching
-// ignore_watch: globs (*, ?, [...], ** across directories) or plain names, matched against the
-// path relative to the cwd, each leading part of it, and — for patterns without '/' — each path
-// component (see ignoreRule).
+// Manager.mu guards every field of the Manager below it and everything reachable from
+// Manager.procs and Manager.apps (apps, instances, their runs' pid/worker/startErr and the
+// InstanceState), except where a field says otherwise. Manager.changed is a sync.Cond on mu,
+// broadcast on every state change; waitCond waits on it instead of polling.
 //
-// Environment. An app's own variables (App.Env) win over the shell environment it was started
-// from (App.ShellEnv); restart or reload with --update-env replaces ShellEnv with the new shell's
-// environment, so variables removed from the shell disappear; restart or reload of an ecosystem
-// file replaces Env with the file's env read again (RestartOptions.AppEnv). Apps without ShellEnv
-// keep the older rule: Env is the whole environment and --update-env merges the new shell over it.
+// Each instance also has an operation token (instance.op, taken with lock/unlock): one user
+// operation at a time per instance (stop, restart, reload, delete, scale down, an automatic or
+// max_memory_restart replacement). The token is taken without mu (so the wait can be cancelled)
+// and held across waits for processes; the order is token, then mu, never mu then token. A
+// goroutine that holds several tokens took them in pm_id order.
 //
-// Orphans. With Config.Subreaper the daemon is the parent of whatever its apps orphan; on every
-// SIGCHLD (and every 10 s) it reaps the zombies among its children that it did not start itself
-// and that are outside its own process group.
+// While holding mu the daemon may: fork/exec a fork- or listen-mode process (cmd.Start), bind the
+// sockets of a listen app, open, truncate and reopen log files, create pipes and IPC socket pairs,
+// write and remove pid files, send signals (kill(2) does not block), create a cluster.Primary and
+// register its handlers, arm timers, and take the leaf locks below it (children.mu,
+// workerSignals.mu, the log files' own locks). All of these are bounded by the kernel or the local
+// file system, so `ls` may wait behind them, but never for long.
+//
+// While holding mu the daemon must not: call a method of cluster.Primary or cluster.Worker that
+// takes the primary's lock (ForkWith, Disconnect, Close, Kill, ExitCode, ...); send on an IPC
+// channel; wait for a process, a channel or a timer (other than through changed.Wait); take an
+// operation token; or call anything that can call back into the Manager (its exported methods,
+// list, targets). A cluster primary that does not answer — wedged on its own lock — could
+// otherwise freeze every client of the daemon. So those calls run on goroutines without mu:
+// forkWorker forks a cluster worker, askStop disconnects, messages and signals a process, and
+// retirePrimary closes a primary; the state machine learns the outcome through channels of the
+// run (forked, done, finished) and applies it under mu. A wedged primary can then only hold up
+// operations on its own app's instances (they wait with their caller's context), not `ls` or
+// other apps.
+//
+// Callbacks and the goroutine they run on:
+//   - cluster.Primary's OnOnline, OnDisconnect and OnMessage (registered in primaryFor) run on the
+//     primary's event goroutine, one at a time; they only close the worker's signal channels
+//     through workerSignals (a leaf mutex), and never take mu or call the primary.
+//   - The IPC OnMessage of a fork-mode Node app (spawn) runs on the channel's reader goroutine and
+//     likewise only closes the run's signal channels.
+//   - A worker's exit is read on a goroutine of forkWorker's that waits for Worker.Done and then
+//     asks the worker for its exit status (the primary's lock), without mu.
+//   - supervise, watchOnline, the pumps, askStop and forkWorker are per-process goroutines; each
+//     takes mu only briefly to apply an event, never while waiting.
+//   - Timers (restartDue, cron and watch firings) run on their own goroutines, take mu and check a
+//     generation or stopped flag first, since they may fire after being cancelled.
+//   - The sampler reads /proc without mu; the orphan reaper takes only children.mu.
+//
+// Goroutines: everything the Manager starts for a process, a primary, an automatic restart or a
+// memory restart is counted in Manager.bg, and Close waits for it after stopping every instance
+// (bounded by closeWait), then for the sampler and the reaper. What it cannot wait for is logged:
+// a pump whose pipe is still held by a process that left the instance's process group, or a
+// goroutine blocked in a cluster primary that never releases its lock. Logs streams end with their
+// context or at Close.
 package daemon
 
 import (
@@ -76,6 +97,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -117,8 +139,13 @@ type Manager struct {
 	log *slog.Logger
 	bc  *logs.Broadcaster
 
+	// mu guards everything below it, and the apps, instances and runs reachable from procs and
+	// apps (see "Locking" in the package doc). Under mu: no call into a cluster.Primary or
+	// cluster.Worker that takes the primary's lock, no IPC send, no wait for a process, no
+	// operation token, nothing that calls back into the Manager. Fork/exec of fork and listen
+	// processes, socket binds, log file opens and truncation and signals are allowed.
 	mu             sync.Mutex
-	changed        *sync.Cond // broadcast on every state change
+	changed        *sync.Cond // on mu; broadcast on every state change
 	procs          map[int]*instance
 	apps           map[string]*app
 	appOrder       []string // app names in creation order
@@ -131,11 +158,18 @@ type Manager struct {
 	stopSampler chan struct{}
 	samplerDone chan struct{}
 
-	kids       children      // processes started by the Manager, for the orphan reaper
+	kids       children      // processes started by the Manager, for the orphan reaper; own lock, after mu
 	stopReaper chan struct{} // nil without Config.Subreaper
 	reaperDone chan struct{}
-	bg         sync.WaitGroup // watchers and automatic restarts; Add only under mu and before closed
+	// bg counts the goroutines the Manager starts: per process (spawn), per retired primary,
+	// cron and watch restarts, memory restarts. Add (or Go) happens under mu, or on a goroutine
+	// bg already counts, and never after Close has removed every instance; Close waits for it.
+	bg sync.WaitGroup
 }
+
+// closeWait bounds how long Close waits for the Manager's goroutines once every instance has
+// stopped (see "Goroutines" in the package doc).
+const closeWait = 10 * time.Second
 
 var _ api.Backend = (*Manager)(nil)
 
@@ -144,6 +178,7 @@ type app struct {
 	spec      appspec.App // Defaults applied; Instances is the wanted count
 	res       resolved
 	primary   *cluster.Primary // cluster mode; nil until the first worker or after all stopped
+	released  <-chan struct{}  // closed once the retired primaries have closed; nil if none was (retirePrimary)
 	workers   *workerSignals
 	listeners []*os.File // listen mode; open until the app is deleted
 	instances []*instance
@@ -161,7 +196,7 @@ type instance struct {
 	next     *run // a reload's replacement, until it takes over
 	timer    *time.Timer
 	timerGen int
-	op       chan struct{} // one user operation at a time (stop, restart, reload, delete)
+	op       chan struct{} // the operation token: one user operation at a time (stop, restart, reload, delete); taken before mu, never under it
 	deleted  bool
 	cpu      float64
 	mem      uint64
@@ -170,6 +205,9 @@ type instance struct {
 	userStopped bool
 	// memRestart is set while max_memory_restart replaces the instance.
 	memRestart bool
+	// startErr is why the process of the last launch could not be started, when that was found
+	// after launch returned (a cluster fork; see startFailed). waitStarted reports it.
+	startErr error
 }
 
 // lock takes the instance's operation lock, or fails when ctx ends first.
@@ -273,7 +311,17 @@ func (m *Manager) Close() {
 	}
 	m.procs = map[int]*instance{}
 	m.mu.Unlock()
-	m.bg.Wait()
+	waited := make(chan struct{})
+	go func() {
+		m.bg.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-time.After(closeWait):
+		m.log.Warn("close: goroutines still running; a process outside its instance's group may hold its output pipe, or a cluster primary does not answer",
+			"waited", closeWait)
+	}
 	if m.stopReaper != nil {
 		close(m.stopReaper)
 		<-m.reaperDone
@@ -287,12 +335,7 @@ func (m *Manager) releaseApp(a *app) {
 	if a == nil {
 		return
 	}
-	if a.primary != nil {
-		if err := a.primary.Close(); err != nil {
-			m.log.Warn("close cluster primary", "app", a.spec.Name, "err", err)
-		}
-		a.primary = nil
-	}
+	m.retirePrimary(a)
 	for i, f := range a.listeners {
 		f.Close()
 		if i < len(a.spec.Listen) {
@@ -324,7 +367,7 @@ func (m *Manager) Snapshot() []InstanceState {
 	out := make([]InstanceState, 0, len(m.procs))
 	for _, in := range m.sortedProcs() {
 		st := in.st
-		st.Env = cloneMap(in.st.Env)
+		st.Env = maps.Clone(in.st.Env)
 		st.Notes = slices.Clone(in.st.Notes)
 		out = append(out, st)
 	}
@@ -345,8 +388,8 @@ func (m *Manager) sortedProcs() []*instance {
 func (m *Manager) proc(in *instance) api.Proc {
 	a := in.app
 	spec := a.spec
-	spec.Env = cloneMap(a.spec.Env)
-	spec.ShellEnv = cloneMap(a.spec.ShellEnv)
+	spec.Env = maps.Clone(a.spec.Env)
+	spec.ShellEnv = maps.Clone(a.spec.ShellEnv)
 	p := api.Proc{
 		PMID: in.st.PMID, Name: in.st.Name, Namespace: in.st.Namespace, PID: in.st.PID,
 		Status:      string(in.st.Status),
@@ -359,7 +402,7 @@ func (m *Manager) proc(in *instance) api.Proc {
 		StartedAt: in.st.StartedAt, CreatedAt: in.st.CreatedAt,
 		ExitCode: in.st.ExitCode, ExitSignal: in.st.ExitSignal,
 		OutLog: in.st.OutLog, ErrLog: in.st.ErrLog, CombinedLog: in.st.CombinedLog, PidFile: in.st.PidFile,
-		Env:   cloneMap(in.st.Env),
+		Env:   maps.Clone(in.st.Env),
 		Notes: append(slices.Clone(a.notes), in.st.Notes...),
 	}
 	if in.st.Status == StatusOnline {
@@ -376,17 +419,3 @@ func (m *Manager) procList(ins []*instance) []api.Proc {
 	}
 	return out
 }
-
-func cloneMap(src map[string]string) map[string]string {
-	if src == nil {
-		return nil
-	}
-	dst := make(map[string]string, len(src))
-	for k, v := range src {
-		dst[k] = v
-	}
-	return dst
-}
-
-// sortStrings sorts s in place.
-func sortStrings(s []string) { slices.Sort(s) }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,13 +20,16 @@ import (
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/nodetest"
+	"github.com/corralhq/corral/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
 // newTestManager returns a Manager with a fresh home, closed (and checked for invalid state
-// transitions) when the test ends. Set CORRAL_TEST_LOG=1 to see the daemon's log.
+// transitions) when the test ends; after Close, no goroutine started since the call may be left
+// (testutil.CheckGoroutines). Set CORRAL_TEST_LOG=1 to see the daemon's log.
 func newTestManager(t *testing.T, cfg Config) *Manager {
 	t.Helper()
+	testutil.CheckGoroutines(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +44,18 @@ func newTestManager(t *testing.T, cfg Config) *Manager {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		m.Close()
+		// Bounded, so that a Manager that is stuck fails the test instead of hanging the suite.
+		closed := make(chan struct{})
+		go func() {
+			m.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(closeTimeout):
+			t.Errorf("Close did not return within %v; goroutines:\n%s", closeTimeout, goroutineDump())
+			return
+		}
 		m.mu.Lock()
 		bad := m.badTransitions
 		m.mu.Unlock()
@@ -49,6 +64,16 @@ func newTestManager(t *testing.T, cfg Config) *Manager {
 		}
 	})
 	return m
+}
+
+// closeTimeout bounds Manager.Close in the tests: longer than any test app's kill_timeout plus
+// Close's own wait for goroutines.
+const closeTimeout = 40 * time.Second
+
+// goroutineDump returns the stacks of all goroutines, cut to a readable size.
+func goroutineDump() string {
+	buf := make([]byte, 256<<10)
+	return string(buf[:runtime.Stack(buf, true)])
 }
 
 func environ() map[string]string {
@@ -318,7 +343,7 @@ func TestMaxRestartsErrored(t *testing.T) {
 		t.Errorf("restarts %d unstable %d exit %d pid %d, want 2, 3, 2, 0", q.Restarts, q.UnstableRestarts, q.ExitCode, q.PID)
 	}
 	// An errored app can be restarted by hand, with fresh counters.
-	procs, err := m.Restart(context.Background(), []string{"crasher"}, api.RestartOptions{})
+	procs, _, err := m.Restart(context.Background(), []string{"crasher"}, api.RestartOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +536,7 @@ func TestReloadListenModeRollsAndFailsSafely(t *testing.T) {
 	a.ListenTimeout = 2000
 	p := start(t, m, a)[0]
 
-	procs, err := m.Reload(context.Background(), []string{"svc"}, api.RestartOptions{})
+	procs, _, err := m.Reload(context.Background(), []string{"svc"}, api.RestartOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,7 +548,7 @@ func TestReloadListenModeRollsAndFailsSafely(t *testing.T) {
 	if err := os.WriteFile(failFile, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.Reload(context.Background(), []string{"svc"}, api.RestartOptions{})
+	_, _, err = m.Reload(context.Background(), []string{"svc"}, api.RestartOptions{})
 	if err == nil || !strings.Contains(err.Error(), "pm_id 0") || !strings.Contains(err.Error(), "keeps serving") {
 		t.Fatalf("reload with a failing replacement: err %v", err)
 	}
@@ -536,8 +561,7 @@ func TestReloadListenModeRollsAndFailsSafely(t *testing.T) {
 func TestReloadForkFallsBackToRestart(t *testing.T) {
 	m := newTestManager(t, Config{})
 	p := startSleepers(t, m, goApp(t, "plain", "sleep", nil))[0]
-	var notes []string
-	procs, err := m.Reload(context.Background(), []string{"plain"}, api.RestartOptions{Notes: &notes})
+	procs, notes, err := m.Reload(context.Background(), []string{"plain"}, api.RestartOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -608,7 +632,7 @@ console.log('up');
 
 func TestNodeClusterReloadLosesNoRequest(t *testing.T) {
 	m := newTestManager(t, Config{})
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	a := nodeApp(t, "cweb", nodetest.Example(t, "app.js"), map[string]string{"PORT": strconv.Itoa(port), "HOST": "127.0.0.1"})
 	a.Instances = 2
 	clusterReloadLosesNothing(t, m, a, port)
@@ -616,7 +640,7 @@ func TestNodeClusterReloadLosesNoRequest(t *testing.T) {
 
 func TestGoClusterReloadLosesNoRequestAndRestarts(t *testing.T) {
 	m := newTestManager(t, Config{})
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	a := goApp(t, "gweb", "cluster-http", map[string]string{"PORT": strconv.Itoa(port)})
 	a.Instances = 2
 	a.ExecMode = "cluster"
@@ -711,7 +735,7 @@ func clusterReloadLosesNothing(t *testing.T, m *Manager, a appspec.App, port int
 			}
 		}()
 	}
-	reloaded, err := m.Reload(context.Background(), []string{a.Name}, api.RestartOptions{})
+	reloaded, _, err := m.Reload(context.Background(), []string{a.Name}, api.RestartOptions{})
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -752,11 +776,11 @@ func TestSmartStartDuplicateAndUpdateEnv(t *testing.T) {
 		t.Fatalf("smart start: %+v", procs)
 	}
 	// Restart keeps the frozen env; --update-env takes the CLI's.
-	procs, err = m.Restart(context.Background(), []string{"smart"}, api.RestartOptions{})
+	procs, _, err = m.Restart(context.Background(), []string{"smart"}, api.RestartOptions{})
 	if err != nil || procs[0].Env["GREETING"] != "hi" {
 		t.Fatalf("restart: %v, GREETING=%q", err, procs[0].Env["GREETING"])
 	}
-	procs, err = m.Restart(context.Background(), []string{"smart"}, api.RestartOptions{UpdateEnv: true, Env: map[string]string{"GREETING": "hello"}})
+	procs, _, err = m.Restart(context.Background(), []string{"smart"}, api.RestartOptions{UpdateEnv: true, Env: map[string]string{"GREETING": "hello"}})
 	if err != nil || procs[0].Env["GREETING"] != "hello" || procs[0].Restarts != 3 {
 		t.Fatalf("restart --update-env: %v, GREETING=%q restarts %d", err, procs[0].Env["GREETING"], procs[0].Restarts)
 	}

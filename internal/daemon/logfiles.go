@@ -1,11 +1,15 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
 
+	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/logs"
 )
 
@@ -134,4 +138,109 @@ func (m *Manager) lineWriters(in *instance) (out, errw *logs.LineWriter) {
 	out = logs.NewLineWriter(opts("out"), dsts(in.st.OutLog, in.st.CombinedLog)...)
 	errw = logs.NewLineWriter(opts("err"), dsts(in.st.ErrLog, in.st.CombinedLog)...)
 	return out, errw
+}
+
+// Flush empties the log files of the targeted instances (all instances when targets is empty).
+func (m *Manager) Flush(ctx context.Context, targets []string) error {
+	var ins []*instance
+	if len(targets) == 0 {
+		m.mu.Lock()
+		ins = m.sortedProcs()
+		m.mu.Unlock()
+	} else {
+		var err error
+		if ins, err = m.targets(targets); err != nil {
+			return err
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	done := map[string]bool{}
+	var errs []error
+	for _, in := range ins {
+		for _, p := range []string{in.st.OutLog, in.st.ErrLog, in.st.CombinedLog} {
+			f := m.logFile(p)
+			if f == nil || done[p] {
+				continue
+			}
+			done[p] = true
+			if err := f.Truncate(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ReloadLogs reopens every log file, for use after an external tool moved them away.
+func (m *Manager) ReloadLogs(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for _, sf := range m.files {
+		if err := sf.f.Reopen(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Logs streams the output lines of the targeted instances (all when targets is empty) until
+// ctx ends; the channel is closed then. Lines of instances added later to a targeted app or
+// namespace are included. A reader that falls behind loses lines rather than slowing apps.
+func (m *Manager) Logs(ctx context.Context, targets []string) (<-chan api.LogLine, error) {
+	all := len(targets) == 0
+	ids := map[int]bool{}
+	names := map[string]bool{}
+	if !all {
+		ins, err := m.targets(targets)
+		if err != nil {
+			return nil, err
+		}
+		m.mu.Lock()
+		for _, t := range targets {
+			if t == "all" {
+				all = true
+			}
+			if _, err := strconv.Atoi(t); err != nil && m.apps[t] != nil {
+				names[t] = true
+			}
+		}
+		for _, in := range ins {
+			ids[in.st.PMID] = true
+			if namespaceTargeted(targets, in.st.Namespace) {
+				names[in.st.Name] = true
+			}
+		}
+		m.mu.Unlock()
+	}
+	src, cancel := m.bc.Subscribe()
+	out := make(chan api.LogLine, 64)
+	go func() {
+		defer close(out)
+		defer cancel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case l, ok := <-src:
+				if !ok {
+					return
+				}
+				if !all && !ids[l.ID] && !names[l.App] {
+					continue
+				}
+				select {
+				case out <- api.LogLine{PMID: l.ID, Name: l.App, Stream: l.Stream, Text: l.Text, Time: l.Time}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+func namespaceTargeted(targets []string, ns string) bool {
+	return slices.Contains(targets, ns)
 }

@@ -71,7 +71,8 @@ func (m *Manager) sample(interval time.Duration) {
 			limit := tg.in.app.spec.MaxMemoryRestart
 			if limit > 0 && int64(results[i].Memory) > limit && !tg.in.memRestart && !tg.in.deleted {
 				tg.in.memRestart = true
-				go m.memoryRestart(tg.in, results[i].Memory, limit)
+				in, used := tg.in, results[i].Memory
+				m.bg.Go(func() { m.memoryRestart(in, used, limit) })
 			}
 		}
 		if len(targets) > 0 {

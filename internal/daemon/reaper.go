@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -12,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corralhq/corral/internal/procstat"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,9 +21,14 @@ const reapSweep = 10 * time.Second
 // cluster workers). Their own Wait reaps them, so the orphan reaper must leave them alone. Start
 // paths hold mu from before the process is created until it is registered, and the reaper holds
 // mu while it decides and reaps, so a child that exits at once is never mistaken for an orphan.
+// A cluster worker is forked without mu (ForkWith may wait for its primary's lock, see
+// forkWorker): forking counts those forks, and the reaper does nothing while it is not zero.
+//
+// Lock order: m.mu, then children.mu; the reaper takes children.mu alone.
 type children struct {
-	mu   sync.Mutex
-	pids map[int]*run
+	mu      sync.Mutex
+	pids    map[int]*run
+	forking int
 }
 
 // add registers r under its pid. The caller holds c.mu.
@@ -76,6 +80,9 @@ func (m *Manager) reapOrphans() int {
 	pgrp := unix.Getpgrp()
 	m.kids.mu.Lock()
 	defer m.kids.mu.Unlock()
+	if m.kids.forking > 0 {
+		return 0 // a worker being forked is not registered yet; the next SIGCHLD or sweep reaps
+	}
 	pids, err := childPIDs(self)
 	if err != nil {
 		m.log.Warn("list child processes", "err", err)
@@ -86,8 +93,8 @@ func (m *Manager) reapOrphans() int {
 		if m.kids.pids[pid] != nil {
 			continue
 		}
-		st, err := readStat(pid)
-		if err != nil || st.state != 'Z' || st.ppid != self || st.pgrp == pgrp {
+		st, err := procstat.ReadStat(pid)
+		if err != nil || st.State != 'Z' || st.PPID != self || st.PGRP == pgrp {
 			continue
 		}
 		var ws unix.WaitStatus
@@ -96,7 +103,7 @@ func (m *Manager) reapOrphans() int {
 			continue
 		}
 		n++
-		m.log.Debug("reaped orphan", "pid", pid, "pgid", st.pgrp, "exit", ws.ExitStatus(), "signaled", ws.Signaled())
+		m.log.Debug("reaped orphan", "pid", pid, "pgid", st.PGRP, "exit", ws.ExitStatus(), "signaled", ws.Signaled())
 	}
 	return n
 }
@@ -135,44 +142,9 @@ func childPIDs(self int) ([]int, error) {
 		if err != nil {
 			continue
 		}
-		if st, err := readStat(pid); err == nil && st.ppid == self {
+		if st, err := procstat.ReadStat(pid); err == nil && st.PPID == self {
 			pids = append(pids, pid)
 		}
 	}
 	return pids, nil
-}
-
-// procStat is the part of /proc/<pid>/stat the reaper needs.
-type procStat struct {
-	state byte
-	ppid  int
-	pgrp  int
-}
-
-// readStat reads the state, parent and process group of pid from /proc/<pid>/stat.
-func readStat(pid int) (procStat, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procStat{}, err
-	}
-	return parseStat(b)
-}
-
-// parseStat parses "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses, so
-// the fields start after the last ')'.
-func parseStat(b []byte) (procStat, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return procStat{}, errors.New("stat: no command field")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 3 || len(f[0]) != 1 {
-		return procStat{}, fmt.Errorf("stat: malformed %q", b)
-	}
-	ppid, err1 := strconv.Atoi(f[1])
-	pgrp, err2 := strconv.Atoi(f[2])
-	if err := errors.Join(err1, err2); err != nil {
-		return procStat{}, fmt.Errorf("stat: %w", err)
-	}
-	return procStat{state: f[0][0], ppid: ppid, pgrp: pgrp}, nil
 }

@@ -17,19 +17,24 @@ const forkFallbackNote = "fork mode without a shared socket: reload fell back to
 // doc) the old one is stopped gracefully. A replacement that exits or is not ready in
 // listen_timeout is killed, the old process keeps serving and Reload stops with an error naming
 // the instance. Fork apps without sockets, and instances that are not online, are restarted
-// instead (with a note for fork apps, in opts.Notes and the instance's Notes).
-func (m *Manager) Reload(ctx context.Context, targets []string, opts api.RestartOptions) ([]api.Proc, error) {
+// instead (with a note for fork apps, in the notes returned and the instance's Notes). With
+// opts.Overrides the apps are redefined and restarted (see restartWithOverrides).
+func (m *Manager) Reload(ctx context.Context, targets []string, opts api.RestartOptions) ([]api.Proc, []string, error) {
 	ins, err := m.targets(targets)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := m.refuseAfterShutdown(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	if opts.Overrides != nil {
+		return m.restartWithOverrides(ctx, ins, opts, "reload")
+	}
+	var notes []string
 	noted := map[*app]bool{}
 	for _, in := range ins {
 		if err := in.lock(ctx); err != nil {
-			return m.list(ins), err
+			return m.list(ins), notes, err
 		}
 		m.mu.Lock()
 		a := in.app
@@ -42,8 +47,8 @@ func (m *Manager) Reload(ctx context.Context, targets []string, opts api.Restart
 		case deleted:
 			err = nil
 		case mode == modeFork:
-			if !noted[a] && opts.Notes != nil {
-				*opts.Notes = append(*opts.Notes, fmt.Sprintf("%s: %s", a.spec.Name, forkFallbackNote))
+			if !noted[a] {
+				notes = append(notes, fmt.Sprintf("%s: %s", a.spec.Name, forkFallbackNote))
 			}
 			noted[a] = true
 			err = m.restartOne(ctx, in, api.RestartOptions{})
@@ -59,11 +64,11 @@ func (m *Manager) Reload(ctx context.Context, targets []string, opts api.Restart
 		}
 		in.unlock()
 		if err != nil {
-			return m.list(ins), err
+			return m.list(ins), notes, err
 		}
 	}
 	m.waitStarted(ins)
-	return m.list(ins), nil
+	return m.list(ins), notes, nil
 }
 
 // reloadSettle is how long a listen-mode replacement without wait_ready must stay up before it
@@ -88,6 +93,14 @@ func settled(r *run, d time.Duration) <-chan struct{} {
 // reloadOne replaces in's online process. The caller holds in's operation lock.
 func (m *Manager) reloadOne(ctx context.Context, in *instance) error {
 	m.mu.Lock()
+	switch {
+	case m.shuttingDown:
+		m.mu.Unlock()
+		return ErrShuttingDown
+	case in.deleted:
+		m.mu.Unlock()
+		return fmt.Errorf("reload %s (pm_id %d): the instance was deleted", in.st.Name, in.st.PMID)
+	}
 	r, err := m.spawn(in, true)
 	if err != nil {
 		m.mu.Unlock()
@@ -98,41 +111,7 @@ func (m *Manager) reloadOne(ctx context.Context, in *instance) error {
 	oldPID := in.st.PID
 	m.mu.Unlock()
 
-	// What "ready" means for the replacement (see the package doc).
-	var ready <-chan struct{} = r.sig.ready
-	what := `the "ready" message`
-	limit := r.listenTimeout
-	switch {
-	case r.waitReady && r.worker == nil && r.ch == nil:
-		// wait_ready without an IPC channel: nothing can say "ready"; like PM2, listen_timeout
-		// makes it ready anyway — if it is still up by then.
-		ready, what = settled(r, r.listenTimeout), fmt.Sprintf("up for listen_timeout %v (no IPC channel)", r.listenTimeout)
-		limit = r.listenTimeout + time.Second
-	case r.waitReady:
-	case r.mode == modeCluster:
-		ready, what = r.worker.Listening(), "listening"
-	default:
-		d := min(r.listenTimeout, reloadSettle)
-		ready, what = settled(r, d), fmt.Sprintf("up for %v", d)
-	}
-	timer := time.NewTimer(limit)
-	defer timer.Stop()
-	failure := ""
-	select {
-	case <-ready:
-		select {
-		case <-r.done:
-			failure = r.exitDescription() + " right after it was ready"
-		default:
-		}
-	case <-r.done:
-		failure = r.exitDescription() + " before it was ready (" + what + ")"
-	case <-timer.C:
-		failure = fmt.Sprintf("was not ready (%s) within listen_timeout %v", what, r.listenTimeout)
-	case <-ctx.Done():
-		failure = "was abandoned: " + ctx.Err().Error()
-	}
-
+	failure := awaitReady(ctx, r)
 	if failure != "" {
 		m.mu.Lock()
 		m.requestStop(r)
@@ -142,7 +121,7 @@ func (m *Manager) reloadOne(ctx context.Context, in *instance) error {
 		defer m.mu.Unlock()
 		in.next = nil
 		keeps := fmt.Sprintf("the old process (pid %d) keeps serving", oldPID)
-		if in.run == nil && !in.deleted {
+		if in.run == nil && !in.deleted && !m.shuttingDown {
 			// The old process died meanwhile: nothing serves; start afresh.
 			keeps = "the old process died meanwhile and is restarted"
 			in.st.Restarts++
@@ -176,4 +155,57 @@ func (m *Manager) reloadOne(ctx context.Context, in *instance) error {
 		}
 	}
 	return nil
+}
+
+// awaitReady waits until the reload's replacement r is ready (see the package doc) and returns
+// "", or says why it is given up: it could not be started, exited, was not ready within
+// listen_timeout, or ctx ended.
+func awaitReady(ctx context.Context, r *run) string {
+	// A cluster worker is forked on a goroutine (forkWorker); what "ready" means is known after.
+	fork := time.NewTimer(r.listenTimeout)
+	defer fork.Stop()
+	select {
+	case <-r.forked:
+	case <-fork.C:
+		return fmt.Sprintf("was not started within listen_timeout %v", r.listenTimeout)
+	case <-ctx.Done():
+		return "was abandoned: " + ctx.Err().Error()
+	}
+	if r.startErr != nil {
+		return r.exitDescription()
+	}
+	var ready <-chan struct{} = r.sig.ready
+	what := `the "ready" message`
+	limit := r.listenTimeout
+	switch {
+	case r.waitReady && r.worker == nil && r.ch == nil:
+		// wait_ready without an IPC channel: nothing can say "ready"; like PM2, listen_timeout
+		// makes it ready anyway — if it is still up by then.
+		ready, what = settled(r, r.listenTimeout), fmt.Sprintf("up for listen_timeout %v (no IPC channel)", r.listenTimeout)
+		limit = r.listenTimeout + time.Second
+	case r.waitReady:
+	case r.mode == modeCluster:
+		ready, what = r.worker.Listening(), "listening"
+	default:
+		d := min(r.listenTimeout, reloadSettle)
+		ready, what = settled(r, d), fmt.Sprintf("up for %v", d)
+	}
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	failure := ""
+	select {
+	case <-ready:
+		select {
+		case <-r.done:
+			failure = r.exitDescription() + " right after it was ready"
+		default:
+		}
+	case <-r.done:
+		failure = r.exitDescription() + " before it was ready (" + what + ")"
+	case <-timer.C:
+		failure = fmt.Sprintf("was not ready (%s) within listen_timeout %v", what, r.listenTimeout)
+	case <-ctx.Done():
+		failure = "was abandoned: " + ctx.Err().Error()
+	}
+	return failure
 }

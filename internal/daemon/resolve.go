@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -341,7 +342,7 @@ func envList(env map[string]string, extra ...string) []string {
 	for k := range env {
 		keys = append(keys, k)
 	}
-	sortStrings(keys)
+	slices.Sort(keys)
 	out := make([]string, 0, len(keys)+len(extra))
 	for _, k := range keys {
 		out = append(out, k+"="+env[k])

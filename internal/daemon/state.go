@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"fmt"
 	"slices"
 	"time"
 )
@@ -128,27 +127,4 @@ func (m *Manager) waitCond(timeout time.Duration, cond func() bool) bool {
 		m.changed.Wait()
 	}
 	return true
-}
-
-// waitFor waits until instance pmID has status want, for tests and for Start, which reports
-// instances once they are online. It fails on timeout or when the instance disappears.
-func (m *Manager) waitFor(pmID int, want Status, timeout time.Duration) error {
-	var last Status
-	gone := false
-	ok := m.waitCond(timeout, func() bool {
-		in := m.procs[pmID]
-		if in == nil {
-			gone = true
-			return true
-		}
-		last = in.st.Status
-		return last == want
-	})
-	switch {
-	case gone:
-		return fmt.Errorf("pm_id %d: no such instance", pmID)
-	case !ok:
-		return fmt.Errorf("pm_id %d: status %q after %v, want %q", pmID, last, timeout, want)
-	}
-	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/appspec"
+	"github.com/corralhq/corral/internal/nodetest"
 )
 
 // wantApps is what every testdata/ecosystem.* file describes.
@@ -74,7 +74,7 @@ func TestFormatsAgree(t *testing.T) {
 // TestShimsMatchNode evaluates the JS configs both with goja and with node: the shims must give
 // what node gives.
 func TestShimsMatchNode(t *testing.T) {
-	nodeBin := needNode(t)
+	nodeBin := nodetest.Node(t)
 	dir := t.TempDir()
 	tmpl := writeFile(t, dir, "ecosystem.config.js", InitTemplate())
 	for _, path := range []string{"testdata/ecosystem.config.js", "testdata/ecosystem.config.mjs", tmpl} {
@@ -344,7 +344,7 @@ func TestInfiniteLoopIsCancelled(t *testing.T) {
 
 // TestSyntaxErrorWithNode checks that a config node cannot run either gets goja's positioned error.
 func TestSyntaxErrorWithNode(t *testing.T) {
-	needNode(t)
+	nodetest.Node(t)
 	path := writeFile(t, t.TempDir(), "bad.config.js", "module.exports = {\n  apps: [\n    { name: 'a' script: 'a.js' },\n  ],\n};\n")
 	_, err := Load(path)
 	var e *Error
@@ -354,7 +354,7 @@ func TestSyntaxErrorWithNode(t *testing.T) {
 }
 
 func TestNodeFallback(t *testing.T) {
-	needNode(t)
+	nodetest.Node(t)
 	f, err := Load("testdata/node/ecosystem.config.js")
 	if err != nil {
 		t.Fatal(err)
@@ -373,7 +373,7 @@ func TestNodeFallbackWithoutNode(t *testing.T) {
 }
 
 func TestNodeFallbackFails(t *testing.T) {
-	needNode(t)
+	nodetest.Node(t)
 	path := writeFile(t, t.TempDir(), "e.config.js", "require('./nowhere');\nmodule.exports = [];\n")
 	_, err := Load(path)
 	if err == nil || !strings.Contains(err.Error(), "run with node") ||
@@ -397,15 +397,6 @@ func TestInitTemplate(t *testing.T) {
 		a.MinUptime != 1000 || a.KillTimeout != 1600 || !a.AutorestartOn() {
 		t.Errorf("template app: %+v", a)
 	}
-}
-
-func needNode(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not on PATH")
-	}
-	return p
 }
 
 func writeFile(t *testing.T, dir, name, src string) string {

@@ -136,26 +136,44 @@ func (w *LineWriter) emit(line []byte, now time.Time) {
 	w.bc.publish(w.o, line, now)
 }
 
+// JSONTimestamp is the layout of a JSON line's timestamp when no date format is set: UTC with
+// milliseconds, as JavaScript's Date.prototype.toISOString writes it (and PM2 with it).
+const JSONTimestamp = "2006-01-02T15:04:05.000Z07:00"
+
 // jsonLine is the JSON form of a line, with PM2's field names and order.
 type jsonLine struct {
 	Message   string `json:"message"`
-	Timestamp string `json:"timestamp"`
+	Timestamp string `json:"timestamp,omitempty"`
 	Type      string `json:"type"`
 	ProcessID int    `json:"process_id"`
 	AppName   string `json:"app_name"`
 }
 
+// WriteJSON writes l to w as one line of PM2's JSON log format (log_type "json" in log files,
+// `corral runtime --json` on stdout and stderr), newline included, in a single Write:
+//
+//	{"message":"...","timestamp":"...","type":"out","process_id":0,"app_name":"web"}
+//
+// The timestamp is timestamp when it is not empty, else l.Time formatted with JSONTimestamp; a line
+// with neither (read back from a file, where the time is not known) has no "timestamp" key.
+// As with JavaScript's JSON.stringify, <, > and & are not escaped.
+func WriteJSON(w io.Writer, l Line, timestamp string) error {
+	if timestamp == "" && !l.Time.IsZero() {
+		timestamp = l.Time.UTC().Format(JSONTimestamp)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(jsonLine{Message: l.Text, Timestamp: timestamp, Type: l.Stream, ProcessID: l.ID, AppName: l.App})
+}
+
 func (w *LineWriter) format(line []byte, now time.Time) {
 	if w.o.JSON {
-		ts := now.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+		ts := ""
 		if w.date != nil {
 			ts = string(w.date.appendTo(nil, now))
 		}
-		enc := json.NewEncoder(&w.out)
-		enc.SetEscapeHTML(false)
-		// Encoding a struct of strings and ints cannot fail.
-		_ = enc.Encode(jsonLine{Message: string(line), Timestamp: ts, Type: w.o.Stream,
-			ProcessID: w.o.ID, AppName: w.o.App})
+		// Writing to a bytes.Buffer cannot fail.
+		_ = WriteJSON(&w.out, Line{App: w.o.App, ID: w.o.ID, Stream: w.o.Stream, Text: string(line), Time: now}, ts)
 		return
 	}
 	if w.date != nil {

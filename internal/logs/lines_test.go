@@ -102,6 +102,37 @@ func TestLineWriterJSON(t *testing.T) {
 	}
 }
 
+// WriteJSON is the one PM2 JSON line encoder: PM2's field order, toISOString's timestamp in UTC with
+// milliseconds (also on a whole second), no HTML escaping, one Write per line.
+func TestWriteJSON(t *testing.T) {
+	l := Line{App: "a&b", ID: 7, Stream: "out", Text: `<script>alert("x")</script> & é`,
+		Time: time.Date(2024, 3, 5, 14, 7, 9, 0, time.FixedZone("CET", 3600))}
+	var w writeCounter
+	if err := WriteJSON(&w, l, ""); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"message":"<script>alert(\"x\")</script> & é","timestamp":"2024-03-05T13:07:09.000Z","type":"out","process_id":7,"app_name":"a&b"}` + "\n"
+	if got := w.buf.String(); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if w.writes != 1 {
+		t.Errorf("%d writes for one line, want 1", w.writes)
+	}
+	w = writeCounter{}
+	WriteJSON(&w, l, "05/03 14:07")
+	if !strings.Contains(w.buf.String(), `"timestamp":"05/03 14:07"`) {
+		t.Errorf("given timestamp not used: %s", w.buf.String())
+	}
+}
+
+// writeCounter is a buffer that counts the writes it receives.
+type writeCounter struct {
+	buf    bytes.Buffer
+	writes int
+}
+
+func (w *writeCounter) Write(p []byte) (int, error) { w.writes++; return w.buf.Write(p) }
+
 func TestLineWriterSubscribe(t *testing.T) {
 	w := NewLineWriter(LineOptions{App: "web", ID: 2, Stream: "err"}) // no destinations
 	fast, cancelFast := w.Subscribe()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
+	"github.com/corralhq/corral/internal/nodetest"
 )
 
 func sample() []api.Proc {
@@ -130,10 +131,7 @@ func TestInspectBasics(t *testing.T) {
 
 // PrettyList must be byte-identical to Node's util.inspect of the same data.
 func TestPrettyListMatchesNode(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed")
-	}
+	node := nodetest.Node(t)
 	procs := sample()
 	js, err := JList(procs)
 	if err != nil {

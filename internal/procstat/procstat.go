@@ -64,14 +64,16 @@ type prevSample struct {
 	cpu   float64 // the CPU figure reported
 }
 
-// stat is the part of /proc/<pid>/stat a sample uses.
-type stat struct {
-	state   byte
-	ppid    int
-	ticks   uint64 // utime+stime+cutime+cstime
-	threads int
-	start   uint64
-	rss     uint64 // pages
+// Stat is the part of /proc/<pid>/stat that corral reads: what a sample uses, and what the
+// daemon's orphan reaper uses to recognise a zombie child outside its own process group.
+type Stat struct {
+	State   byte   // R, S, D, Z, ...
+	PPID    int    // parent pid
+	PGRP    int    // process group id
+	Ticks   uint64 // utime+stime+cutime+cstime, in clock ticks
+	Threads int
+	Start   uint64 // start time after boot, in clock ticks
+	RSS     uint64 // resident set size, in pages
 }
 
 func (s *Sampler) init() {
@@ -130,7 +132,7 @@ func (s *Sampler) Sample(pid int) (Sample, error) {
 		return Sample{}, err
 	}
 	root, err := s.readStat(pid)
-	if err != nil || root.state == 'Z' || root.state == 'X' {
+	if err != nil || root.State == 'Z' || root.State == 'X' {
 		delete(s.prev, pid)
 		if err == nil || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
 			return Sample{}, fmt.Errorf("procstat: pid %d: %w", pid, os.ErrProcessDone)
@@ -138,12 +140,12 @@ func (s *Sampler) Sample(pid int) (Sample, error) {
 		return Sample{}, fmt.Errorf("procstat: pid %d: %w", pid, err)
 	}
 
-	ticks, rss := root.ticks, root.rss
+	ticks, rss := root.Ticks, root.RSS
 	clear(s.seen)
 	s.seen[pid] = struct{}{}
 	s.stack = s.stack[:0]
 	if s.children {
-		s.stack = s.appendChildren(s.stack, pid, root.threads)
+		s.stack = s.appendChildren(s.stack, pid, root.Threads)
 	} else {
 		s.scanParents()
 		s.stack = append(s.stack, s.kids[pid]...)
@@ -159,10 +161,10 @@ func (s *Sampler) Sample(pid int) (Sample, error) {
 		if err != nil {
 			continue // exited meanwhile
 		}
-		ticks += st.ticks
-		rss += st.rss
+		ticks += st.Ticks
+		rss += st.RSS
 		if s.children {
-			s.stack = s.appendChildren(s.stack, p, st.threads)
+			s.stack = s.appendChildren(s.stack, p, st.Threads)
 		} else {
 			s.stack = append(s.stack, s.kids[p]...)
 		}
@@ -171,19 +173,19 @@ func (s *Sampler) Sample(pid int) (Sample, error) {
 	var cpu float64
 	p, ok := s.prev[pid]
 	switch {
-	case ok && p.start == root.start && now-p.at < minInterval:
+	case ok && p.start == root.Start && now-p.at < minInterval:
 		return Sample{CPU: p.cpu, Memory: rss * s.pageSize}, nil
-	case ok && p.start == root.start:
+	case ok && p.start == root.Start:
 		if ticks > p.ticks {
 			cpu = float64(ticks-p.ticks) / s.hz / (float64(now-p.at) / 1e9) * 100
 		}
 	default: // first sample of this process: the average since it started
-		if elapsed := float64(now)/1e9 - float64(root.start)/s.hz; elapsed > 0 {
+		if elapsed := float64(now)/1e9 - float64(root.Start)/s.hz; elapsed > 0 {
 			cpu = float64(ticks) / s.hz / elapsed * 100
 		}
 	}
 	cpu = math.Round(cpu*10) / 10
-	s.prev[pid] = prevSample{start: root.start, ticks: ticks, at: now, cpu: cpu}
+	s.prev[pid] = prevSample{start: root.Start, ticks: ticks, at: now, cpu: cpu}
 	return Sample{CPU: cpu, Memory: rss * s.pageSize}, nil
 }
 
@@ -230,28 +232,52 @@ func (s *Sampler) readFile(path string) ([]byte, error) {
 }
 
 // readStat reads and parses /proc/<pid>/stat.
-func (s *Sampler) readStat(pid int) (stat, error) {
+func (s *Sampler) readStat(pid int) (Stat, error) {
 	path := "/proc/" + strconv.Itoa(pid) + "/stat"
 	b, err := s.readFile(path)
 	if err != nil {
-		return stat{}, err
+		return Stat{}, err
 	}
 	st, ok := parseStat(b)
 	if !ok {
-		return stat{}, fmt.Errorf("procstat: %s: malformed content %.80q", path, b)
+		return Stat{}, fmt.Errorf("procstat: %s: malformed content %.80q", path, b)
+	}
+	return st, nil
+}
+
+// ReadStat reads and parses /proc/<pid>/stat. A process that is gone gives an error wrapping
+// fs.ErrNotExist.
+func ReadStat(pid int) (Stat, error) {
+	path := "/proc/" + strconv.Itoa(pid) + "/stat"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Stat{}, err
+	}
+	st, err := ParseStat(b)
+	if err != nil {
+		return Stat{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return st, nil
+}
+
+// ParseStat parses the content of a /proc/<pid>/stat file.
+func ParseStat(b []byte) (Stat, error) {
+	st, ok := parseStat(b)
+	if !ok {
+		return Stat{}, fmt.Errorf("procstat: malformed stat line %.80q", b)
 	}
 	return st, nil
 }
 
 // parseStat parses the content of /proc/<pid>/stat (see proc_pid_stat(5)). The command name,
 // in parentheses, may itself contain spaces and parentheses, so fields count from the last ')'.
-func parseStat(b []byte) (stat, bool) {
+func parseStat(b []byte) (Stat, bool) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 || i+2 >= len(b) {
-		return stat{}, false
+		return Stat{}, false
 	}
-	var st stat
-	st.state = b[i+2]
+	var st Stat
+	st.State = b[i+2]
 	// Fields after the name, numbered from 3 (state) as in proc_pid_stat(5).
 	field := 3
 	rest := b[i+2:]
@@ -265,15 +291,17 @@ func parseStat(b []byte) (stat, bool) {
 		}
 		switch field {
 		case 4:
-			st.ppid = int(parseUint(tok))
+			st.PPID = int(parseUint(tok))
+		case 5:
+			st.PGRP = int(parseUint(tok))
 		case 14, 15, 16, 17: // utime, stime, cutime, cstime
-			st.ticks += parseUint(tok)
+			st.Ticks += parseUint(tok)
 		case 20:
-			st.threads = int(parseUint(tok))
+			st.Threads = int(parseUint(tok))
 		case 22:
-			st.start = parseUint(tok)
+			st.Start = parseUint(tok)
 		case 24:
-			st.rss = parseUint(tok)
+			st.RSS = parseUint(tok)
 		}
 		field++
 	}
@@ -350,8 +378,8 @@ func (s *Sampler) scanParents() {
 		if err != nil {
 			continue
 		}
-		if st, err := s.readStat(p); err == nil && st.ppid > 0 {
-			s.kids[st.ppid] = append(s.kids[st.ppid], p)
+		if st, err := s.readStat(p); err == nil && st.PPID > 0 {
+			s.kids[st.PPID] = append(s.kids[st.PPID], p)
 		}
 	}
 }

@@ -109,7 +109,7 @@ func cmdJSON(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	s := format(got)
 	if (s == args[1]) == neg {
-		ts.Fatalf("json %s = %s, want %s%s", args[0], s, map[bool]string{true: "not ", false: ""}[neg], args[1])
+		ts.Fatalf("json %s = %s, want %s%s", args[0], s, not(neg), args[1])
 	}
 }
 
@@ -160,6 +160,14 @@ func format(v any) string {
 	return string(b)
 }
 
+// not returns "not " for a negated command (! cmd), for its failure message.
+func not(neg bool) string {
+	if neg {
+		return "not "
+	}
+	return ""
+}
+
 func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
 		ts.Fatalf("usage: perm FILE MODE")
@@ -169,7 +177,7 @@ func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
 	want, err := strconv.ParseUint(args[1], 8, 32)
 	ts.Check(err)
 	if (uint64(st.Mode().Perm()) == want) == neg {
-		ts.Fatalf("%s has mode %#o, want %s%#o", args[0], st.Mode().Perm(), map[bool]string{true: "not ", false: ""}[neg], want)
+		ts.Fatalf("%s has mode %#o, want %s%#o", args[0], st.Mode().Perm(), not(neg), want)
 	}
 }
 

@@ -1,16 +1,15 @@
-// Package runtime is corral's container mode (PM2's pm2-runtime): it runs apps in the foreground of
-// the calling process, with the daemon's process manager in-process, logs on stdout and stderr,
-// graceful stop on SIGTERM/SIGINT, an exit code that says how the apps ended, and HTTP probes
-// (/healthz, /readyz, /metrics) for Kubernetes.
+// Package container is corral's container mode (`corral runtime`, PM2's pm2-runtime): it runs apps in
+// the foreground of the calling process, with the daemon's process manager in-process, logs on stdout
+// and stderr, graceful stop on SIGTERM/SIGINT, an exit code that says how the apps ended, and HTTP
+// probes (/healthz, /readyz, /metrics) for Kubernetes.
 //
 // Init splits the process in two, as tini does: the first process (PID 1 in a container) becomes the
 // child subreaper, forwards signals and reaps every zombie re-parented to it, while its child runs the
 // apps. Processes that apps orphan are therefore always reaped, whatever process group they are in.
-package runtime
+package container
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +25,7 @@ import (
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/daemon"
+	"github.com/corralhq/corral/internal/logs"
 	"github.com/corralhq/corral/internal/metrics"
 	"golang.org/x/sys/unix"
 )
@@ -187,14 +187,7 @@ func finished(procs []api.Proc) (bool, int) {
 	return true, code
 }
 
-type jsonLine struct {
-	Message   string `json:"message"`
-	Timestamp string `json:"timestamp"`
-	Type      string `json:"type"`
-	ProcessID int    `json:"process_id"`
-	AppName   string `json:"app_name"`
-}
-
+// printLine writes an app's line to Stdout, or Stderr for its stderr, in the chosen format.
 func printLine(o Options, l api.LogLine) {
 	w := o.Stdout
 	if l.Stream == "err" {
@@ -202,8 +195,7 @@ func printLine(o Options, l api.LogLine) {
 	}
 	switch {
 	case o.JSON:
-		b, _ := json.Marshal(jsonLine{Message: l.Text, Timestamp: l.Time.UTC().Format(time.RFC3339Nano), Type: l.Stream, ProcessID: l.PMID, AppName: l.Name})
-		fmt.Fprintf(w, "%s\n", b)
+		logs.WriteJSON(w, logs.Line{App: l.Name, ID: l.PMID, Stream: l.Stream, Text: l.Text, Time: l.Time}, "")
 	case o.Raw:
 		fmt.Fprintln(w, l.Text)
 	default:

@@ -1,10 +1,9 @@
-package runtime_test
+package container_test
 
 import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,8 +15,9 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/appspec"
+	"github.com/corralhq/corral/internal/container"
 	"github.com/corralhq/corral/internal/nodetest"
-	"github.com/corralhq/corral/internal/runtime"
+	"github.com/corralhq/corral/internal/testutil"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("RUNTIME_TEST") == "" {
 		os.Exit(m.Run())
 	}
-	if code, ok := runtime.Init(); ok {
+	if code, ok := container.Init(); ok {
 		os.Exit(code)
 	}
 	port, _ := strconv.Atoi(os.Getenv("APP_PORT"))
@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 		{Name: "orphaner", Script: os.Getenv("ORPHAN_SH"), Interpreter: "none",
 			Env: map[string]string{"ORPHAN_PID_FILE": os.Getenv("ORPHAN_PID_FILE"), "PATH": os.Getenv("PATH")}},
 	}
-	code := runtime.Run(context.Background(), apps, runtime.Options{ProbeAddr: "127.0.0.1:0", Ready: func(addr string) {
+	code := container.Run(context.Background(), apps, container.Options{ProbeAddr: "127.0.0.1:0", Ready: func(addr string) {
 		fmt.Printf("PROBE %s\n", addr)
 	}})
 	os.Exit(code)
@@ -48,57 +48,21 @@ func TestMain(m *testing.M) {
 func TestRuntimeAsEntrypoint(t *testing.T) {
 	node := nodetest.Node(t)
 	dir := t.TempDir()
-	graceful, _ := filepath.Abs("../../examples/node/graceful.js")
+	graceful := nodetest.Example(t, "graceful.js")
 	orphan, _ := filepath.Abs("testdata/orphan.sh")
-	port := freePortPair(t) // web's two instances listen on port and port+1 (increment_var)
+	port := testutil.FreePortRun(t, 2) // web's two instances listen on port and port+1 (increment_var)
 	pidFile := filepath.Join(dir, "orphan.pid")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "RUNTIME_TEST=1", "NODE_BIN="+node, "GRACEFUL_JS="+graceful, "ORPHAN_SH="+orphan,
 		"ORPHAN_PID_FILE="+pidFile, "APP_PORT="+strconv.Itoa(port), "CORRAL_HOME="+dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var all []string
-	waitLine := func(pred func(string) bool, what string) string {
-		t.Helper()
-		for _, l := range all {
-			if pred(l) {
-				return l
-			}
-		}
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("runtime output ended waiting for %s; got %q", what, all)
-				}
-				all = append(all, l)
-				if pred(l) {
-					return l
-				}
-			case <-time.After(20 * time.Second):
-				t.Fatalf("timed out waiting for %s; got %q", what, all)
-			}
-		}
-	}
-	probe := strings.TrimPrefix(waitLine(func(l string) bool { return strings.HasPrefix(l, "PROBE ") }, "probe"), "PROBE ")
+	p := testutil.Start(t, cmd)
+	const timeout = 20 * time.Second
+	probe := strings.TrimPrefix(p.WaitPrefix(t, timeout, "PROBE "), "PROBE ")
 	// Output is prefixed with the app name.
-	waitLine(func(l string) bool {
+	p.WaitLine(t, timeout, "web listening", func(l string) bool {
 		return strings.Contains(l, "|web | graceful.js") && strings.Contains(l, "listening")
-	}, "web listening")
-	waitLine(func(l string) bool { return strings.HasSuffix(l, "|orphaner | orphan.sh started") }, "orphaner")
+	})
+	p.WaitLine(t, timeout, "orphaner started", func(l string) bool { return strings.HasSuffix(l, "|orphaner | orphan.sh started") })
 
 	get := func(path string) (int, string) {
 		res, err := http.Get("http://" + probe + path)
@@ -113,15 +77,14 @@ func TestRuntimeAsEntrypoint(t *testing.T) {
 	if code, body := get("/healthz"); code != 200 {
 		t.Fatalf("/healthz %d %s", code, body)
 	}
-	// /readyz turns 200 once every instance is online.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		code, body := get("/readyz")
-		if code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz never ready: %s", body)
-		}
+	// /readyz turns 200 once every instance is online (polled: the probe is the interface under test).
+	var body string
+	if !testutil.Eventually(timeout, func() bool {
+		var code int
+		code, body = get("/readyz")
+		return code == 200
+	}) {
+		t.Fatalf("/readyz never ready: %s", body)
 	}
 	res, err := http.Get("http://" + probe + "/metrics")
 	if err != nil {
@@ -147,30 +110,28 @@ func TestRuntimeAsEntrypoint(t *testing.T) {
 	}
 
 	// The orphaned grandchild is reaped once it exits: its /proc entry disappears (a zombie keeps one).
+	// Neither has an event to wait on: the pid file is written by a process the test does not own, and
+	// reaping shows only as the /proc entry going away.
 	var orphanPid int
-	for deadline := time.Now().Add(10 * time.Second); orphanPid == 0; time.Sleep(20 * time.Millisecond) {
+	testutil.WaitFor(t, 10*time.Second, "the orphan's pid file", func() bool {
 		b, _ := os.ReadFile(pidFile)
 		orphanPid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		if time.Now().After(deadline) {
-			t.Fatal("no orphan pid")
-		}
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", orphanPid)); os.IsNotExist(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", orphanPid))
-			t.Fatalf("orphan %d not reaped: %s", orphanPid, st)
-		}
+		return orphanPid != 0
+	})
+	if !testutil.Eventually(10*time.Second, func() bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", orphanPid))
+		return os.IsNotExist(err)
+	}) {
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", orphanPid))
+		t.Fatalf("orphan %d not reaped: %s", orphanPid, st)
 	}
 
 	// SIGTERM: every app is stopped gracefully and the runtime exits 0, leaving no process.
-	cmd.Process.Signal(syscall.SIGTERM)
-	waitLine(func(l string) bool { return strings.Contains(l, "shutting down (SIGINT)") }, "graceful stop of web")
-	for range lines {
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
 	}
-	if err := cmd.Wait(); err != nil {
+	p.WaitLine(t, timeout, "graceful stop of web", func(l string) bool { return strings.Contains(l, "shutting down (SIGINT)") })
+	if err := p.Wait(t, 30*time.Second); err != nil {
 		t.Fatalf("runtime exit: %v", err)
 	}
 	if err := syscall.Kill(-cmd.Process.Pid, 0); err != syscall.ESRCH {
@@ -184,24 +145,4 @@ func keys[V any](m map[string]V) []string {
 		ks = append(ks, k)
 	}
 	return ks
-}
-
-// freePortPair returns a port p such that p and p+1 are both free right now.
-func freePortPair(t *testing.T) int {
-	t.Helper()
-	for i := 0; i < 50; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := ln.Addr().(*net.TCPAddr).Port
-		ln2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
-		ln.Close()
-		if err == nil {
-			ln2.Close()
-			return p
-		}
-	}
-	t.Fatal("no two consecutive free ports")
-	return 0
 }

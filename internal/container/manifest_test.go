@@ -1,4 +1,4 @@
-package runtime_test
+package container_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/corralhq/corral/internal/api"
-	"github.com/corralhq/corral/internal/runtime"
+	"github.com/corralhq/corral/internal/container"
 	"gopkg.in/yaml.v3"
 )
 
@@ -21,7 +21,7 @@ func TestKubernetesExampleProbes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(runtime.Handler(emptyBackend{}))
+	srv := httptest.NewServer(container.Handler(emptyBackend{}))
 	defer srv.Close()
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	probes := 0

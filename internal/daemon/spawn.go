@@ -1,0 +1,299 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/corralhq/corral/cluster"
+	"github.com/corralhq/corral/internal/activation"
+	"github.com/corralhq/corral/internal/ipc"
+	"github.com/corralhq/corral/internal/logs"
+	"golang.org/x/sys/unix"
+)
+
+// spawn starts a process for in and the goroutines that watch it. replacement marks a reload's
+// new process, which does not own the pid file until it takes over. The caller holds m.mu; the
+// instance's state is not changed here.
+//
+// Fork and listen processes exist when spawn returns (r.forked is closed). A cluster worker is
+// forked by forkWorker on a goroutine, because cluster.Primary.ForkWith takes the primary's lock,
+// which m.mu must never wait for (see the package doc); until it has been forked r.pid is 0. An
+// error from that fork reaches the instance through supervise (startFailed).
+func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
+	a := in.app
+	spec := a.spec
+	r := &run{
+		in: in, mode: a.res.mode, sig: newSignals(),
+		waitReady: spec.WaitReady, listenTimeout: ms(spec.ListenTimeout), killTimeout: ms(spec.KillTimeout),
+		killSignal: unix.SignalNum(spec.KillSignal), shutdownWithMessage: spec.ShutdownWithMessage,
+		forked: make(chan struct{}),
+		done:   make(chan struct{}), stopReq: make(chan struct{}), finished: make(chan struct{}),
+		ipcFD: -1,
+	}
+	if r.killSignal == 0 {
+		r.killSignal = syscall.SIGINT
+	}
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: stdout pipe: %w", in.st.Name, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("start %s: stderr pipe: %w", in.st.Name, err)
+	}
+	defer func() {
+		// The child has its copies of the write ends; ours must go so that EOF arrives. A cluster
+		// worker's are handed to forkWorker, which closes them (outW, errW are nil then).
+		if outW != nil {
+			outW.Close()
+			errW.Close()
+		}
+		if err != nil {
+			outR.Close()
+			errR.Close()
+		}
+	}()
+
+	// The orphan reaper must not take the new process for an orphan before it is registered.
+	m.kids.mu.Lock()
+	defer m.kids.mu.Unlock()
+	switch a.res.mode {
+	case modeCluster:
+		f := fork{
+			p: m.primaryFor(a), ws: a.workers, released: a.released, res: a.res,
+			opts: cluster.ForkOptions{Env: maps.Clone(in.st.Env), Stdout: outW, Stderr: errW},
+		}
+		outW, errW = nil, nil // forkWorker closes them
+		m.kids.forking++      // the reaper holds off until forkWorker has registered the worker
+		m.bg.Go(func() { m.forkWorker(r, f) })
+	default:
+		argv := a.res.argv
+		cmd := &exec.Cmd{
+			Path: argv[0], Args: argv, Dir: a.res.cwd, Stdout: outW, Stderr: errW,
+			SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: a.res.cred},
+		}
+		var extra []string
+		var parent *net.UnixConn
+		var child *os.File
+		if a.res.ipc {
+			parent, child, err = ipc.Pair()
+			if err != nil {
+				return nil, fmt.Errorf("start %s: %w", in.st.Name, err)
+			}
+			cmd.ExtraFiles = []*os.File{child}
+			fd := activation.FirstFD + len(a.listeners) // the shim puts the sockets first
+			extra = append(extra, "NODE_CHANNEL_FD="+strconv.Itoa(fd), "NODE_CHANNEL_SERIALIZATION_MODE=json")
+		}
+		cmd.Env = envList(in.st.Env, extra...)
+		if a.res.mode == modeListen {
+			activation.Wrap(cmd, m.cfg.Self, a.listeners)
+		}
+		err = cmd.Start()
+		if child != nil {
+			child.Close()
+		}
+		if err != nil {
+			if parent != nil {
+				parent.Close()
+			}
+			return nil, fmt.Errorf("start %s (pm_id %d): %w%s", in.st.Name, in.st.PMID, err, permissionHint(err, a.res))
+		}
+		r.cmd = cmd
+		r.pid = cmd.Process.Pid
+		m.kids.add(r)
+		close(r.forked)
+		r.sig.markOnline()
+		if parent != nil {
+			r.ipcFD = fdOf(parent)
+			sig := r.sig
+			r.ch = ipc.New(parent, ipc.Options{
+				OnMessage: func(msg ipc.Message) {
+					if msg.FD >= 0 {
+						unix.Close(msg.FD)
+					}
+					if !msg.Internal && isReady(msg.Raw) {
+						sig.markReady()
+					}
+				},
+				Logger: m.log.With("pm_id", in.st.PMID),
+			})
+		}
+		m.bg.Go(func() {
+			_ = cmd.Wait() // the status below says everything; Wait's error is the same
+			m.kids.forget(r)
+			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+				switch {
+				case ws.Signaled():
+					r.exitSig = ws.Signal()
+				case ws.Exited():
+					r.exitCode = ws.ExitStatus()
+				}
+			}
+			close(r.done)
+		})
+	}
+	r.startedAt = time.Now()
+	r.stdoutFD, r.stderrFD = fdOf(outR), fdOf(errR)
+
+	out, errw := m.lineWriters(in)
+	m.bg.Go(func() { pump(outR, out) })
+	m.bg.Go(func() { pump(errR, errw) })
+	if !replacement && r.pid != 0 {
+		m.writePidFile(in, r.pid)
+	}
+	m.bg.Go(func() { m.supervise(r) })
+	m.bg.Go(func() { m.watchOnline(r) })
+	return r, nil
+}
+
+// fork is what forkWorker needs from the app, copied under m.mu by spawn.
+type fork struct {
+	p        *cluster.Primary
+	ws       *workerSignals
+	released <-chan struct{} // closed once the app's previous primaries have closed
+	res      resolved
+	opts     cluster.ForkOptions
+}
+
+// forkWorker forks r's cluster worker, without m.mu: ForkWith takes the primary's lock, and a
+// primary that does not answer must not freeze the Manager. It first waits until the app's
+// previous primaries have released their sockets (a new one binds the same addresses). Then,
+// under m.mu, it records the worker in r (and in the instance, if r is still its process) and
+// closes r.forked; on failure it sets r.startErr and closes r.done too, and supervise hands the
+// failure to the state machine.
+func (m *Manager) forkWorker(r *run, f fork) {
+	in := r.in
+	if f.released != nil {
+		<-f.released
+	}
+	w, err := f.p.ForkWith(f.opts)
+	// The worker has its copies of the write ends (or there is no worker); ours must go so that
+	// the pumps see EOF when it ends.
+	f.opts.Stdout.(*os.File).Close()
+	f.opts.Stderr.(*os.File).Close()
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.kids.mu.Lock()
+	m.kids.forking--
+	if err != nil {
+		m.kids.mu.Unlock()
+		r.startErr = fmt.Errorf("start %s (pm_id %d): %w%s", in.st.Name, in.st.PMID, err, permissionHint(err, f.res))
+		close(r.forked)
+		close(r.done)
+		m.changed.Broadcast()
+		return
+	}
+	r.worker = w
+	r.pid = w.Process.Pid
+	m.kids.add(r)
+	m.kids.mu.Unlock()
+	r.sig = f.ws.get(w)
+	if in.run == r {
+		in.st.PID, in.st.PGID = r.pid, r.pid
+		m.writePidFile(in, r.pid)
+	}
+	close(r.forked)
+	m.changed.Broadcast()
+	m.bg.Go(func() {
+		<-w.Done()
+		m.kids.forget(r)
+		r.exitCode = w.ExitCode()
+		if s, ok := w.ExitSignal().(syscall.Signal); ok {
+			r.exitSig = s
+		}
+		f.ws.drop(w)
+		close(r.done)
+	})
+}
+
+// pump copies a process's output into its line writer until every holder of the pipe's write
+// end has closed it.
+func pump(src *os.File, w *logs.LineWriter) {
+	_, _ = io.Copy(w, src) // LineWriter.Write fails only after Close
+	src.Close()
+	w.Close()
+}
+
+// primaryFor returns the app's cluster primary, creating it on first use. The caller holds m.mu.
+func (m *Manager) primaryFor(a *app) *cluster.Primary {
+	if a.primary != nil {
+		return a.primary
+	}
+	p := cluster.NewPrimary(cluster.Settings{
+		Exec:          a.res.argv[0],
+		Args:          a.res.argv[1:],
+		Dir:           a.res.cwd,
+		SysProcAttr:   &syscall.SysProcAttr{Setpgid: true, Credential: a.res.cred},
+		HoldListeners: true,
+		Environ:       []string{}, // each worker gets exactly its instance env (ForkOptions.Env), not the daemon's
+		Logger:        m.log.With("app", a.spec.Name),
+	})
+	ws := a.workers
+	p.OnOnline(func(w *cluster.Worker) { ws.get(w).markOnline() })
+	p.OnDisconnect(func(w *cluster.Worker) { ws.get(w).markDisconnected() })
+	p.OnMessage(func(w *cluster.Worker, raw json.RawMessage) {
+		if isReady(raw) {
+			ws.get(w).markReady()
+		}
+	})
+	a.primary = p
+	return p
+}
+
+// writePidFile records pid in the instance's pid file (best effort: logged on failure).
+func (m *Manager) writePidFile(in *instance, pid int) {
+	if err := os.WriteFile(in.st.PidFile, []byte(strconv.Itoa(pid)), 0o600); err != nil {
+		m.log.Warn("write pid file", "path", in.st.PidFile, "err", err)
+	}
+}
+
+// watchOnline moves a launching instance to online: when its process is up, or with wait_ready
+// when it sent "ready" — or when listen_timeout passed without it (online anyway, as PM2 does).
+func (m *Manager) watchOnline(r *run) {
+	<-r.forked
+	if r.startErr != nil {
+		return
+	}
+	wait := r.sig.online
+	var timeout <-chan time.Time
+	if r.waitReady {
+		wait = r.sig.ready
+		t := time.NewTimer(r.listenTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-wait:
+	case <-timeout:
+	case <-r.done:
+		return
+	}
+	m.mu.Lock()
+	if r.in.run == r && r.in.st.Status == StatusLaunching {
+		m.setStatus(r.in, StatusOnline)
+	}
+	m.mu.Unlock()
+}
+
+// permissionHint explains EACCES for an app run as another user: exec reports the program, but the
+// cause is as often the working directory or the script the user cannot reach.
+func permissionHint(err error, res resolved) string {
+	if res.cred == nil || !errors.Is(err, fs.ErrPermission) {
+		return ""
+	}
+	return fmt.Sprintf(" (as uid %d: that user must be able to enter %s and read the script and interpreter)", res.cred.Uid, res.cwd)
+}
