@@ -1,30 +1,3 @@
-// Package cluster is Node.js's cluster module for Go: a primary process forks workers, exchanges
-// messages with them, and accepts every new connection on a shared port itself, handing each one to the
-// next worker round-robin over a Unix socket.
-//
-// It speaks Node's own wire protocol (NODE_UNIQUE_ID, NODE_CHANNEL_FD, JSON lines, NODE_HANDLE with
-// SCM_RIGHTS and NODE_HANDLE_ACK), so a Go primary runs unmodified Node.js workers — a plain
-// `http.createServer().listen(3000)` — and a Node primary runs Go workers.
-//
-// A program is a primary unless it was started as a worker (NODE_UNIQUE_ID is set), exactly as in Node:
-//
-//	if cluster.IsPrimary() {
-//		for i := 0; i < runtime.NumCPU(); i++ {
-//			cluster.Fork(nil) // re-executes this program as a worker
-//		}
-//		cluster.OnExit(func(w *cluster.Worker, code int, sig os.Signal) { cluster.Fork(nil) })
-//		select {}
-//	}
-//	ln, _ := cluster.Listen("tcp", ":8080") // the primary owns the port; connections arrive here
-//	http.Serve(ln, handler)
-//
-// Scheduling: with RoundRobin (the default, as in Node on Linux) the primary listens and passes each
-// accepted connection to one worker, never more than one un-acknowledged hand-off per worker, so a
-// busy or dying worker never loses a connection: it waits for the next free worker. With None the
-// listening socket itself is passed to every worker and the kernel balances. UDP sockets are always
-// shared.
-//
-// Outside a cluster, Listen simply listens, so a program runs unchanged on its own.
 package cluster
 
 import (
@@ -33,26 +6,57 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/corralhq/corral/internal/ipc"
+)
+
+// Errors of the package, for errors.Is. Errors returned by the package wrap them with context.
+var (
+	// ErrPrimaryClosed is returned by Fork once the Primary's Close or Shutdown has begun.
+	ErrPrimaryClosed = errors.New("cluster: primary is closed")
+	// ErrNotConnected is returned when a worker's IPC channel is closed: Worker.Send and
+	// Worker.Disconnect on the primary's side, Send in a process whose channel has closed.
+	ErrNotConnected = errors.New("cluster: IPC channel is not connected")
+	// ErrDisconnecting is returned by Listen and ListenPacket in a worker that the primary has asked to
+	// disconnect (before or while it asked for the socket): the worker should stop, not serve. ServeHTTP
+	// returns nil in that case.
+	ErrDisconnecting = errors.New("cluster: worker is disconnecting")
+	// ErrNoChannel is returned by Send and Ready in a process that has no IPC channel to a parent.
+	ErrNoChannel = errors.New("cluster: no IPC channel to a parent process (NODE_CHANNEL_FD not set)")
+	// ErrNotSupported is returned on systems other than Linux by everything that needs an IPC channel
+	// (forking a worker, Listen in a worker). Outside a cluster, Listen and ListenPacket work anywhere.
+	ErrNotSupported = ipc.ErrNotSupported
 )
 
 // Policy is the scheduling policy of a Primary, Node's cluster.schedulingPolicy.
 type Policy int
 
 const (
-	// PolicyDefault takes the policy from NODE_CLUSTER_SCHED_POLICY ("rr" or "none"), else RoundRobin.
+	// PolicyDefault takes the policy from NODE_CLUSTER_SCHED_POLICY ("rr" or "none"), else
+	// PolicyRoundRobin.
 	PolicyDefault Policy = iota
-	// RoundRobin: the primary accepts connections and hands them to workers in turn.
-	RoundRobin
-	// None: the listening socket is shared with the workers and the kernel picks who accepts.
-	None
+	// PolicyRoundRobin: the primary accepts connections and hands them to workers in turn (Node's
+	// cluster.SCHED_RR).
+	PolicyRoundRobin
+	// PolicyNone: the listening socket is shared with the workers and the kernel picks who accepts
+	// (Node's cluster.SCHED_NONE).
+	PolicyNone
+)
+
+// Old names of the policies.
+const (
+	// Deprecated: use PolicyRoundRobin.
+	RoundRobin = PolicyRoundRobin
+	// Deprecated: use PolicyNone.
+	None = PolicyNone
 )
 
 // String returns "rr", "none" or "default", the names NODE_CLUSTER_SCHED_POLICY uses.
 func (p Policy) String() string {
 	switch p {
-	case RoundRobin:
+	case PolicyRoundRobin:
 		return "rr"
-	case None:
+	case PolicyNone:
 		return "none"
 	}
 	return "default"
@@ -63,9 +67,9 @@ func (p Policy) resolve() Policy {
 		return p
 	}
 	if strings.EqualFold(os.Getenv("NODE_CLUSTER_SCHED_POLICY"), "none") {
-		return None
+		return PolicyNone
 	}
-	return RoundRobin
+	return PolicyRoundRobin
 }
 
 // AddressType is the kind of address a worker listens on, as Node reports it: 4, 6, -1 (a Unix socket

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/cluster"
+	"github.com/corralhq/corral/internal/testutil"
 )
 
 // forkListening forks n workers and waits until each is listening.
@@ -40,18 +42,21 @@ func forkListening(t testing.TB, p *cluster.Primary, n int) []*cluster.Worker {
 }
 
 func TestRoundRobinSplitsEvenly(t *testing.T) {
-	port := freePort(t)
-	p := newPrimary(t, cluster.Settings{SchedulingPolicy: cluster.RoundRobin}, "http", fmt.Sprintf("ADDR=127.0.0.1:%d", port))
+	// Port 0: the primary binds an ephemeral port for the first worker, the second joins the same
+	// socket (same handle key), and both report the port bound, as Node's workers do.
+	p := newPrimary(t, cluster.Settings{SchedulingPolicy: cluster.PolicyRoundRobin}, "http", "ADDR=127.0.0.1:0")
 	var events sync.Map
 	p.OnOnline(func(w *cluster.Worker) { events.Store(fmt.Sprint("online", w.ID), true) })
 	addrs := make(chan cluster.Address, 2)
 	p.OnListening(func(w *cluster.Worker, a cluster.Address) { addrs <- a })
 	ws := forkListening(t, p, 2)
+	var port int
 	for i := 0; i < 2; i++ {
 		a := wait(t, addrs, "listening address")
-		if a.Port != port || a.Address != "127.0.0.1" || a.AddressType != cluster.TCP4 {
-			t.Errorf("listening address = %+v, want 127.0.0.1:%d type 4", a, port)
+		if a.Port <= 0 || a.Address != "127.0.0.1" || a.AddressType != cluster.TCP4 || port != 0 && a.Port != port {
+			t.Errorf("listening address = %+v, want 127.0.0.1, type 4 and one bound port for both", a)
 		}
+		port = a.Port
 	}
 	for _, w := range ws {
 		if _, ok := events.Load(fmt.Sprint("online", w.ID)); !ok {
@@ -75,8 +80,8 @@ func TestRoundRobinSplitsEvenly(t *testing.T) {
 }
 
 func TestNonePolicySharesSocket(t *testing.T) {
-	port := freePort(t)
-	p := newPrimary(t, cluster.Settings{SchedulingPolicy: cluster.None}, "http", fmt.Sprintf("ADDR=127.0.0.1:%d", port))
+	port := testutil.FreePort(t)
+	p := newPrimary(t, cluster.Settings{SchedulingPolicy: cluster.PolicyNone}, "http", fmt.Sprintf("ADDR=127.0.0.1:%d", port))
 	forkListening(t, p, 2)
 	for i := 0; i < 10; i++ {
 		if body := get(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); !strings.Contains(body, " ") {
@@ -87,16 +92,16 @@ func TestNonePolicySharesSocket(t *testing.T) {
 
 func TestSchedPolicyEnv(t *testing.T) {
 	t.Setenv("NODE_CLUSTER_SCHED_POLICY", "none")
-	if got := cluster.NewPrimary(cluster.Settings{}).Policy(); got != cluster.None {
+	if got := cluster.NewPrimary(cluster.Settings{}).Policy(); got != cluster.PolicyNone {
 		t.Fatalf("policy with NODE_CLUSTER_SCHED_POLICY=none = %v", got)
 	}
-	if got := cluster.NewPrimary(cluster.Settings{SchedulingPolicy: cluster.RoundRobin}).Policy(); got != cluster.RoundRobin {
+	if got := cluster.NewPrimary(cluster.Settings{SchedulingPolicy: cluster.PolicyRoundRobin}).Policy(); got != cluster.PolicyRoundRobin {
 		t.Fatalf("explicit policy overridden: %v", got)
 	}
 }
 
 func TestUDPIsShared(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	p := newPrimary(t, cluster.Settings{}, "udp", fmt.Sprintf("ADDR=127.0.0.1:%d", port))
 	addrs := make(chan cluster.Address, 2)
 	p.OnListening(func(w *cluster.Worker, a cluster.Address) { addrs <- a })
@@ -156,7 +161,7 @@ func TestExitCodesAndSignals(t *testing.T) {
 	disc := make(chan int, 1)
 	p.OnDisconnect(func(w *cluster.Worker) { disc <- w.ID })
 	p.OnExit(func(w *cluster.Worker, code int, sig os.Signal) { exits <- exit{code, sig} })
-	w, _ := p.Fork(nil)
+	w := fork(t, p, cluster.ForkOptions{})
 	if id := wait(t, disc, "disconnect"); id != w.ID {
 		t.Fatalf("disconnect for %d", id)
 	}
@@ -170,7 +175,7 @@ func TestExitCodesAndSignals(t *testing.T) {
 	p2 := newPrimary(t, cluster.Settings{}, "echo")
 	exits2 := make(chan exit, 1)
 	p2.OnExit(func(w *cluster.Worker, code int, sig os.Signal) { exits2 <- exit{code, sig} })
-	w2, _ := p2.Fork(nil)
+	w2 := fork(t, p2, cluster.ForkOptions{})
 	w2.Process.Signal(syscall.SIGKILL)
 	if e := wait(t, exits2, "exit"); e.code != -1 || e.sig != syscall.SIGKILL {
 		t.Fatalf("exit = %+v, want SIGKILL", e)
@@ -181,13 +186,13 @@ func TestExitCodesAndSignals(t *testing.T) {
 }
 
 func TestKillAndDisconnect(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	p := newPrimary(t, cluster.Settings{}, "http", fmt.Sprintf("ADDR=127.0.0.1:%d", port))
 	ws := forkListening(t, p, 2)
 	if err := ws[0].Kill(nil); err != nil {
 		t.Fatal(err)
 	}
-	<-ws[0].Done()
+	wait(t, ws[0].Done(), "exit of the killed worker")
 	if !ws[0].ExitedAfterDisconnect() || ws[0].IsConnected() || !ws[0].IsDead() {
 		t.Fatalf("after Kill: exitedAfterDisconnect=%v connected=%v dead=%v", ws[0].ExitedAfterDisconnect(), ws[0].IsConnected(), ws[0].IsDead())
 	}
@@ -217,16 +222,9 @@ func TestKillAndDisconnect(t *testing.T) {
 
 // A connection handed to a worker that dies before acknowledging it goes to another worker.
 func TestUnacknowledgedHandoffIsRerouted(t *testing.T) {
-	port := freePort(t)
-	addr := fmt.Sprintf("ADDR=127.0.0.1:%d", port)
-	// One primary runs both kinds: sh picks the raw blackhole or the Go HTTP worker per fork.
-	exe, _ := os.Executable()
-	p := newPrimary(t, cluster.Settings{Exec: "sh", Args: []string{"-c", `if [ -n "$RAW" ]; then exec env -u NODE_UNIQUE_ID -u NODE_CHANNEL_FD RAW_CHANNEL_FD=3 RAW_MODE=blackhole "$0" -test.run='^$'; else exec "$0" -test.run='^$'; fi`, exe}},
-		"http", addr, fmt.Sprintf("PORT=%d", port))
-	hole, err := p.ForkWith(cluster.ForkOptions{Env: map[string]string{"RAW": "1", "CLUSTER_TEST_HELPER": "raw"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	port := testutil.FreePort(t)
+	p := mixedPrimary(t, "blackhole", "http", fmt.Sprintf("ADDR=127.0.0.1:%d", port), fmt.Sprintf("PORT=%d", port))
+	hole := fork(t, p, forkRaw)
 	wait(t, hole.Listening(), "blackhole listening")
 	good := forkListening(t, p, 1)[0]
 	// The free list is [blackhole, good]: the first connection goes to the blackhole, which dies.
@@ -242,11 +240,11 @@ func TestUnacknowledgedHandoffIsRerouted(t *testing.T) {
 
 // HoldListeners keeps the port open while no worker listens: connections wait for the next worker.
 func TestHoldListenersQueuesAcrossRestart(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	p := newPrimary(t, cluster.Settings{HoldListeners: true}, "http", fmt.Sprintf("ADDR=127.0.0.1:%d", port))
 	w := forkListening(t, p, 1)[0]
 	w.Process.Signal(syscall.SIGKILL)
-	<-w.Done()
+	wait(t, w.Done(), "exit of the killed worker")
 	res := make(chan string, 1)
 	go func() {
 		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
@@ -291,7 +289,7 @@ func TestGarbageFromWorker(t *testing.T) {
 		t.Fatalf("exit code %d", code)
 	}
 	// The primary still works.
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	p2 := newPrimary(t, cluster.Settings{}, "http", fmt.Sprintf("ADDR=127.0.0.1:%d", port))
 	forkListening(t, p2, 1)
 	get(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
@@ -318,20 +316,21 @@ func TestWorkerThatNeverComesOnline(t *testing.T) {
 }
 
 func TestForkErrors(t *testing.T) {
+	testutil.CheckGoroutines(t)
 	p := cluster.NewPrimary(cluster.Settings{Exec: "/nonexistent/worker"})
 	if _, err := p.Fork(nil); err == nil || !strings.Contains(err.Error(), "/nonexistent/worker") {
 		t.Fatalf("fork of a missing executable: %v", err)
 	}
 	p.Close()
-	if _, err := p.Fork(nil); err == nil {
-		t.Fatal("fork on a closed primary succeeded")
+	if _, err := p.Fork(nil); !errors.Is(err, cluster.ErrPrimaryClosed) {
+		t.Fatalf("fork on a closed primary: %v, want ErrPrimaryClosed", err)
 	}
 }
 
 // A rolling replacement of every worker under steady keep-alive and Connection: close traffic fails
 // no request when the workers use the graceful helper.
 func TestRollingReplaceLosesNothing(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	p := newPrimary(t, cluster.Settings{HoldListeners: true}, "http", fmt.Sprintf("ADDR=127.0.0.1:%d", port))
 	ws := forkListening(t, p, 2)
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
@@ -410,7 +409,7 @@ func TestRollingReplaceLosesNothing(t *testing.T) {
 // A worker told to disconnect while it is still starting (before or during its listen request) exits
 // 0 instead of serving a listener nobody will close.
 func TestDisconnectWhileStarting(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	p := newPrimary(t, cluster.Settings{}, "http", fmt.Sprintf("ADDR=127.0.0.1:%d", port))
 	p.OnOnline(func(w *cluster.Worker) { w.Disconnect() })
 	var ws []*cluster.Worker
@@ -431,7 +430,7 @@ func TestDisconnectWhileStarting(t *testing.T) {
 
 // A handed-off connection arrives non-blocking: a blocking fd would freeze a Node worker's event loop.
 func TestHandedOffConnectionIsNonBlocking(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	p := rawPrimary(t, "nonblock", fmt.Sprintf("PORT=%d", port))
 	msgs := make(chan string, 1)
 	p.OnMessage(func(w *cluster.Worker, m json.RawMessage) { msgs <- string(m) })

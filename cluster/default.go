@@ -29,10 +29,10 @@ func SetupPrimary(s Settings) {
 	p.mu.Lock()
 	p.settings = s
 	p.policy = s.SchedulingPolicy.resolve()
-	if s.Logger != nil {
-		p.log = s.Logger
-	}
 	p.mu.Unlock()
+	if s.Logger != nil {
+		p.setLogger(s.Logger)
+	}
 }
 
 // Fork starts a worker of the default Primary: Node's cluster.fork(env).
@@ -42,19 +42,32 @@ func Fork(env map[string]string) (*Worker, error) { return Default().Fork(env) }
 func Workers() map[int]*Worker { return Default().Workers() }
 
 // OnFork registers a 'fork' handler on the default Primary.
+//
+// Threading: as Primary.OnFork: handlers run one at a time, in event order, on the default
+// Primary's event goroutine, under no lock; they must not call Shutdown.
 func OnFork(f func(*Worker)) { Default().OnFork(f) }
 
 // OnOnline registers an 'online' handler on the default Primary.
+//
+// Threading: as Primary.OnFork: on the default Primary's event goroutine, in event order.
 func OnOnline(f func(*Worker)) { Default().OnOnline(f) }
 
 // OnListening registers a 'listening' handler on the default Primary.
+//
+// Threading: as Primary.OnFork: on the default Primary's event goroutine, in event order.
 func OnListening(f func(*Worker, Address)) { Default().OnListening(f) }
 
 // OnMessage registers a 'message' handler on the default Primary.
+//
+// Threading: as Primary.OnFork: on the default Primary's event goroutine, in event order.
 func OnMessage(f func(*Worker, json.RawMessage)) { Default().OnMessage(f) }
 
 // OnDisconnect registers a 'disconnect' handler on the default Primary.
+//
+// Threading: as Primary.OnFork: on the default Primary's event goroutine, in event order.
 func OnDisconnect(f func(*Worker)) { Default().OnDisconnect(f) }
 
 // OnExit registers an 'exit' handler on the default Primary.
+//
+// Threading: as Primary.OnFork: on the default Primary's event goroutine, in event order.
 func OnExit(f func(w *Worker, code int, sig os.Signal)) { Default().OnExit(f) }

@@ -1,12 +1,16 @@
 package cluster_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime"
+	"syscall"
+	"time"
 
 	"github.com/corralhq/corral/cluster"
 )
@@ -54,6 +58,24 @@ func ExampleNewPrimary() {
 			log.Fatal(err)
 		}
 		w.Send("hello") // process.on('message') receives 'hello'
+	}
+}
+
+// A primary that stops on SIGTERM: its workers get 30 seconds to drain and exit, then are killed.
+func ExamplePrimary_Shutdown() {
+	p := cluster.NewPrimary(cluster.Settings{Exec: "node", Args: []string{"server.js"}})
+	for i := 0; i < 4; i++ {
+		if _, err := p.Fork(nil); err != nil {
+			log.Fatal(err)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		log.Print(err) // some workers had to be killed
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -18,7 +17,8 @@ import (
 // new connections are closed rather than exhausting file descriptors.
 const maxQueuedConns = 8192
 
-// handle is one listening socket shared by the workers that asked for the same key.
+// handle is one listening socket shared by the workers that asked for the same key. Its state is
+// guarded by Primary.mu; every method but those of the poll loop (acceptOne) is called with it held.
 type handle interface {
 	// add registers w and queues the reply to its queryServer; called with p.mu held.
 	add(w *Worker, req *wireMsg)
@@ -29,40 +29,6 @@ type handle interface {
 	// close releases the socket; called with p.mu held, as the handle leaves p.handles.
 	close()
 	setData(json.RawMessage)
-}
-
-// eventQueue runs functions one at a time in the order they were pushed, on a goroutine that exists
-// only while there is something to run.
-type eventQueue struct {
-	mu      sync.Mutex
-	q       []func()
-	running bool
-}
-
-func (e *eventQueue) push(f func()) {
-	e.mu.Lock()
-	e.q = append(e.q, f)
-	if !e.running {
-		e.running = true
-		go e.run()
-	}
-	e.mu.Unlock()
-}
-
-func (e *eventQueue) run() {
-	for {
-		e.mu.Lock()
-		if len(e.q) == 0 {
-			e.running = false
-			e.mu.Unlock()
-			return
-		}
-		f := e.q[0]
-		e.q[0] = nil
-		e.q = e.q[1:]
-		e.mu.Unlock()
-		f()
-	}
 }
 
 // queryServer answers a worker's request for a listening socket (Node's primary queryServer).
@@ -78,7 +44,7 @@ func (p *Primary) queryServer(w *Worker, m *wireMsg) {
 		var err error
 		h, err = p.newHandle(key, m)
 		if err != nil {
-			p.log.Warn("cluster: listen for worker failed", "worker", w.ID, "key", key, "err", err)
+			p.logger().Warn("cluster: listen for worker failed", "worker", w.ID, "key", key, "err", err)
 			ack := m.Seq
 			reply := &wireMsg{Cmd: "NODE_CLUSTER", Errno: rawInt(-errnoOf(err)), Key: key, Ack: &ack, Data: rawNull, Seq: p.nextSeq()}
 			if rawIsNull(m.Data) {
@@ -135,7 +101,7 @@ func (p *Primary) newHandle(key string, m *wireMsg) (handle, error) {
 		return nil, err
 	}
 	udp := network == "udp4" || network == "udp6"
-	if udp || p.policy == None {
+	if udp || p.policy == PolicyNone {
 		return newSharedHandle(p, key, network, address)
 	}
 	return newRRHandle(p, key, network, address)
@@ -220,7 +186,7 @@ func (h *sharedHandle) add(w *Worker, req *wireMsg) {
 	}
 	msg := &wireMsg{Cmd: "NODE_CLUSTER", Errno: json.RawMessage("0"), Key: h.key, Ack: &ack, Data: data, Seq: h.p.nextSeq()}
 	if err := w.ch.SendHandle(msg, h.typ, h.fd, nil); err != nil {
-		h.p.log.Debug("cluster: send shared handle", "worker", w.ID, "err", err)
+		h.p.logger().Debug("cluster: send shared handle", "worker", w.ID, "err", err)
 	}
 }
 
@@ -300,7 +266,8 @@ func newRRHandle(p *Primary, key, network, address string) (*rrHandle, error) {
 	return h, nil
 }
 
-// acceptOne accepts one connection; the poll loop calls it while the socket is readable.
+// acceptOne accepts one connection; the poll loop calls it, holding no lock, while the socket is
+// readable.
 func (h *rrHandle) acceptOne() {
 	var nfd int
 	var aerr error
@@ -315,11 +282,11 @@ func (h *rrHandle) acceptOne() {
 		h.distribute(nfd)
 	case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED, unix.EPROTO:
 	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-		h.p.log.Warn("cluster: accept: out of resources; backing off", "key", h.key, "err", aerr)
+		h.p.logger().Warn("cluster: accept: out of resources; backing off", "key", h.key, "err", aerr)
 		time.Sleep(10 * time.Millisecond) // level-triggered: the socket stays readable
 	default:
 		if !h.isClosed() {
-			h.p.log.Error("cluster: accept failed; listener stopped", "key", h.key, "err", aerr)
+			h.p.logger().Error("cluster: accept failed; listener stopped", "key", h.key, "err", aerr)
 			h.p.loop.remove(h.fd, h.entry)
 		}
 	}
@@ -332,17 +299,6 @@ func (h *rrHandle) setData(d json.RawMessage) {
 }
 
 func (h *rrHandle) holdable() bool { return true }
-
-// accept4 accepts a connection, non-blocking and close-on-exec, without asking for the peer's address
-// (unix.Accept4 decodes it, which costs a getsockopt per connection). The socket is non-blocking, so
-// the raw system call never blocks the thread.
-func accept4(lfd int) (int, error) {
-	fd, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
-	if errno != 0 {
-		return -1, errno
-	}
-	return int(fd), nil
-}
 
 func (h *rrHandle) isClosed() bool {
 	h.p.mu.Lock()
@@ -373,26 +329,26 @@ func (h *rrHandle) pumpLocked() {
 	}
 }
 
+// sendLocked hands fd to w. The write usually happens right here, on the poll loop, under p.mu: the
+// ipc package allows that because it never runs a callback on the sender's goroutine. If the write
+// fails (the worker died), onHandleReply learns it later on the channel's goroutine.
 func (h *rrHandle) sendLocked(w *Worker, fd int) {
 	p := h.p
 	seq := p.nextSeq()
 	ho := &handoff{fd: fd, seq: seq}
 	h.busy[w] = ho
-	w.cbmu.Lock()
-	w.callbacks[seq] = func(reply *wireMsg) { h.onAccepted(w, ho, reply) }
-	w.cbmu.Unlock()
+	w.callbacks[seq] = func(reply *wireMsg) { h.onAcceptedLocked(w, ho, reply) }
 	msg := &wireMsg{Cmd: "NODE_CLUSTER", Act: "newconn", Key: h.key, Seq: seq}
 	if err := w.ch.SendHandle(msg, "net.Native", fd, func(err error) { h.onHandleReply(w, ho, err) }); err != nil {
 		// The channel is closed: the worker is leaving. Its connection goes to someone else.
 		delete(h.busy, w)
-		w.cbmu.Lock()
 		delete(w.callbacks, seq)
-		w.cbmu.Unlock()
 		h.requeueLocked(fd)
 	}
 }
 
-// onHandleReply runs when the worker answered NODE_HANDLE_ACK/NACK or the channel closed.
+// onHandleReply runs when the worker answered NODE_HANDLE_ACK/NACK (on the poll loop) or the channel
+// closed first (on the channel's writer goroutine); no lock is held.
 func (h *rrHandle) onHandleReply(w *Worker, ho *handoff, err error) {
 	p := h.p
 	p.mu.Lock()
@@ -406,9 +362,7 @@ func (h *rrHandle) onHandleReply(w *Worker, ho *handoff, err error) {
 	}
 	// The fd never reached the worker: give the connection to someone else.
 	delete(h.busy, w)
-	w.cbmu.Lock()
 	delete(w.callbacks, ho.seq)
-	w.cbmu.Unlock()
 	h.requeueLocked(ho.fd)
 	if _, member := h.all[w]; member && w.connected && !errors.Is(err, ipc.ErrClosed) {
 		h.free = append(h.free, w) // a NACK: the worker is still there
@@ -416,11 +370,9 @@ func (h *rrHandle) onHandleReply(w *Worker, ho *handoff, err error) {
 	h.pumpLocked()
 }
 
-// onAccepted handles the worker's {ack, accepted} reply to a newconn.
-func (h *rrHandle) onAccepted(w *Worker, ho *handoff, reply *wireMsg) {
-	p := h.p
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// onAcceptedLocked handles the worker's {ack, accepted} reply to a newconn: a reply callback, called
+// on the poll loop with p.mu held.
+func (h *rrHandle) onAcceptedLocked(w *Worker, ho *handoff, reply *wireMsg) {
 	if h.busy[w] != ho {
 		return
 	}
@@ -479,9 +431,7 @@ func (h *rrHandle) remove(w *Worker) bool {
 	// accepted, or not accepted and given to another worker. On a closed channel nothing will answer.
 	if ho := h.busy[w]; ho != nil && !w.connected {
 		delete(h.busy, w)
-		w.cbmu.Lock()
 		delete(w.callbacks, ho.seq)
-		w.cbmu.Unlock()
 		if ho.acked {
 			unix.Close(ho.fd) // the worker got it; whatever it did with it, our copy goes
 		} else {

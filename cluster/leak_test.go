@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/cluster"
+	"github.com/corralhq/corral/internal/testutil"
 )
 
 func openFDs(t testing.TB) int {
@@ -25,11 +26,13 @@ func TestNoFDLeak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
-	port := freePort(t)
+	testutil.CheckGoroutines(t)
+	port := testutil.FreePort(t)
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	before := openFDs(t)
 	p := cluster.NewPrimary(cluster.Settings{Args: []string{"-test.run=^$"}, HoldListeners: true,
-		Env: []string{"CLUSTER_TEST_HELPER=http", fmt.Sprintf("ADDR=127.0.0.1:%d", port)}})
+		ExtraEnv: []string{"CLUSTER_TEST_HELPER=http", workerGORACE, fmt.Sprintf("ADDR=127.0.0.1:%d", port)}})
+	t.Cleanup(func() { killAndShutdown(t, p) }) // on failure; a second Shutdown is harmless
 	ws := forkListening(t, p, 2)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -55,20 +58,20 @@ func TestNoFDLeak(t *testing.T) {
 	}
 	for i := 0; i < 100; i++ {
 		old := ws[i%2]
+		var err error
 		if i%2 == 0 {
-			old.Kill(nil) // crash-like
+			err = old.Kill(nil) // crash-like
 		} else {
-			old.Disconnect() // graceful
+			err = old.Disconnect() // graceful
 		}
-		<-old.Done()
+		if err != nil {
+			t.Fatalf("restart %d: %v", i, err)
+		}
+		wait(t, old.Done(), "exit of the replaced worker")
 		ws[i%2] = forkListening(t, p, 1)[0]
 	}
 	get(t, url)
-	for _, w := range ws {
-		w.Kill(nil)
-		<-w.Done()
-	}
-	p.Close()
+	killAndShutdown(t, p) // every worker gone and every goroutine of p ended: no descriptor in flight
 	http.DefaultClient.CloseIdleConnections()
 	if after := openFDs(t); after > before {
 		t.Fatalf("open fds: %d before, %d after 10,000 hand-offs and 100 restarts", before, after)

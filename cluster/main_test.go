@@ -2,19 +2,22 @@ package cluster_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/corralhq/corral/cluster"
-	"github.com/corralhq/corral/internal/ipc"
+	"github.com/corralhq/corral/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,8 +31,9 @@ var helpers = map[string]func(){
 	"echo":  helperEcho,
 	"udp":   helperUDP,
 	"raw":   helperRaw,
-	"idle":  func() { select {} },
+	"idle":  helperIdle,
 	"lines": helperLines,
+	"stuck": helperStuck,
 }
 
 func TestMain(m *testing.M) {
@@ -56,6 +60,36 @@ func helperHTTP() {
 	}
 	if err := cluster.ServeHTTP(srv, network, os.Getenv("ADDR")); err != nil {
 		fmt.Fprintln(os.Stderr, "serve:", err)
+		os.Exit(1)
+	}
+}
+
+// helperIdle ignores everything, the primary's disconnect included; only a signal (or the primary's
+// death, which closes its channel) ends it.
+func helperIdle() {
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// helperStuck serves with ServeWith and a 300ms ShutdownTimeout a handler that never finishes (it
+// tells the primary "in-handler" when a request is in it); when the drain is cut it prints the error
+// and exits 3.
+func helperStuck() {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cluster.Send("in-handler")
+		<-r.Context().Done()
+	})}
+	ln, err := cluster.Listen("tcp", os.Getenv("ADDR"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen:", err)
+		os.Exit(1)
+	}
+	if err := cluster.ServeWith(srv, ln, cluster.ServeOptions{ShutdownTimeout: 300 * time.Millisecond}); err != nil {
+		fmt.Fprintln(os.Stderr, "serve:", err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			os.Exit(3)
+		}
 		os.Exit(1)
 	}
 }
@@ -184,36 +218,43 @@ func syscallRights(fd int) []byte { return syscall.UnixRights(fd) }
 
 // --- test utilities ---
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// newPrimary returns a Primary whose workers run helper; it kills them all when the test ends.
+// newPrimary returns a Primary whose workers run helper. It checks that every goroutine started from
+// here on has ended when the test ends, after the cleanup has killed the workers and shut p down.
 func newPrimary(t testing.TB, s cluster.Settings, helper string, env ...string) *cluster.Primary {
 	t.Helper()
+	testutil.CheckGoroutines(t)
 	if s.Exec == "" {
 		s.Args = []string{"-test.run=^$"}
 	}
-	s.Env = append(append(s.Env, "CLUSTER_TEST_HELPER="+helper), env...)
+	s.ExtraEnv = append(append(s.ExtraEnv, "CLUSTER_TEST_HELPER="+helper, workerGORACE), env...)
 	p := cluster.NewPrimary(s)
-	t.Cleanup(func() {
-		for _, w := range p.Workers() {
-			w.Process.Kill()
-			select {
-			case <-w.Done():
-			case <-time.After(10 * time.Second):
-				t.Errorf("worker %d not reaped", w.ID)
-			}
-		}
-		p.Close()
-	})
+	t.Cleanup(func() { killAndShutdown(t, p) })
 	return p
+}
+
+// workerGORACE spares each helper worker of a -race test binary the race runtime's 1s sleep at exit
+// (atexit_sleep_ms), which made every graceful exit take a second. Races are still reported.
+var workerGORACE = "GORACE=" + strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")
+
+// killAndShutdown kills every worker of p with SIGKILL, then shuts p down, which waits for all the
+// goroutines p started.
+func killAndShutdown(t testing.TB, p *cluster.Primary) {
+	t.Helper()
+	for _, w := range p.Workers() {
+		w.Kill(syscall.SIGKILL)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Shutdown after killing the workers: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("Shutdown did not return within 30s")
+	}
 }
 
 // rawPrimary returns a primary whose workers are this binary with the cluster variables stripped, so
@@ -228,6 +269,22 @@ func rawPrimary(t testing.TB, mode string, env ...string) *cluster.Primary {
 	return newPrimary(t, s, "raw", env...)
 }
 
+// mixedPrimary returns a primary that runs both kinds of worker: a fork with forkRaw's options is the
+// raw helper in mode, any other fork the Go helper.
+func mixedPrimary(t testing.TB, mode, helper string, env ...string) *cluster.Primary {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := `if [ -n "$RAW" ]; then exec env -u NODE_UNIQUE_ID -u NODE_CHANNEL_FD RAW_CHANNEL_FD=3 RAW_MODE=` + mode +
+		` "$0" -test.run='^$'; else exec "$0" -test.run='^$'; fi`
+	return newPrimary(t, cluster.Settings{Exec: "sh", Args: []string{"-c", script, exe}}, helper, env...)
+}
+
+// forkRaw are the ForkOptions that make a mixedPrimary start its raw helper.
+var forkRaw = cluster.ForkOptions{Env: map[string]string{"RAW": "1", "CLUSTER_TEST_HELPER": "raw"}}
+
 func wait[T any](t testing.TB, ch <-chan T, what string) T {
 	t.Helper()
 	select {
@@ -238,6 +295,16 @@ func wait[T any](t testing.TB, ch <-chan T, what string) T {
 	}
 	var zero T
 	return zero
+}
+
+// fork forks one worker and fails the test if that fails.
+func fork(t testing.TB, p *cluster.Primary, o cluster.ForkOptions) *cluster.Worker {
+	t.Helper()
+	w, err := p.ForkWith(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
 
 // get does one request on a fresh connection and returns the body.
@@ -254,5 +321,3 @@ func get(t testing.TB, url string) string {
 	b, _ := io.ReadAll(res.Body)
 	return string(b)
 }
-
-var _ = ipc.ErrClosed

@@ -16,6 +16,7 @@ import (
 
 	"github.com/corralhq/corral/cluster"
 	"github.com/corralhq/corral/internal/nodetest"
+	"github.com/corralhq/corral/internal/testutil"
 )
 
 // A Go primary runs unmodified Node workers, on every Node line.
@@ -29,7 +30,7 @@ func TestGoPrimaryNodeWorkers(t *testing.T) {
 	script, _ := filepath.Abs("testdata/node_worker.js")
 	for _, major := range majors {
 		t.Run("node"+major, func(t *testing.T) {
-			httpPort, netPort, udpPort := freePort(t), freePort(t), freePort(t)
+			httpPort, netPort, udpPort := testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)
 			p := newPrimary(t, cluster.Settings{Exec: lines[major], Args: []string{script}}, "none",
 				fmt.Sprintf("HTTP_PORT=%d", httpPort), fmt.Sprintf("NET_PORT=%d", netPort), fmt.Sprintf("UDP_PORT=%d", udpPort))
 			msgs := make(chan string, 20)
@@ -40,8 +41,8 @@ func TestGoPrimaryNodeWorkers(t *testing.T) {
 			p.OnExit(func(w *cluster.Worker, code int, sig os.Signal) {
 				exits <- fmt.Sprintf("%d %d %v %v", w.ID, code, sig, w.ExitedAfterDisconnect())
 			})
-			w1, _ := p.Fork(nil)
-			w2, _ := p.Fork(nil)
+			w1 := fork(t, p, cluster.ForkOptions{})
+			w2 := fork(t, p, cluster.ForkOptions{})
 			seen := map[string]int{}
 			for i := 0; i < 6; i++ { // http, net and udp of two workers
 				seen[wait(t, listening, "listening").AddressType.String()]++
@@ -118,7 +119,7 @@ func TestNodePrimaryGoWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	cmd := exec.Command(node, "testdata/node_primary.js")
 	cmd.Env = append(os.Environ(), "GO_WORKER_BIN="+exe, fmt.Sprintf("PORT=%d", port))
 	stdin, _ := cmd.StdinPipe()

@@ -1,8 +1,8 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,17 +27,19 @@ type Settings struct {
 	// Args are the worker's arguments after the executable, e.g. {"server.js"} when Exec is node.
 	// When Exec is empty and Args nil, this program's own arguments are used, as Node does.
 	Args []string
-	// Environ is the workers' base environment; nil means the primary's own (os.Environ()), as in
-	// Node. A supervisor that gives each app exactly its own environment sets it.
-	Environ []string
-	// Env is added to the base environment for every worker.
-	Env []string
+	// BaseEnv is the workers' base environment, "KEY=value" entries. Nil means the primary's own
+	// (os.Environ()), as in Node; an empty non-nil slice means nothing, for a supervisor that gives
+	// each worker exactly its own environment.
+	BaseEnv []string
+	// ExtraEnv is added to BaseEnv for every worker, "KEY=value" entries.
+	ExtraEnv []string
 	// Dir is the workers' working directory; empty means the primary's.
 	Dir string
 	// Silent pipes each worker's stdout and stderr to Worker.Stdout and Worker.Stderr instead of
 	// sharing the primary's. ForkOptions.Stdout and Stderr take precedence.
 	Silent bool
-	// SchedulingPolicy is RoundRobin or None; the zero value honours NODE_CLUSTER_SCHED_POLICY.
+	// SchedulingPolicy is PolicyRoundRobin or PolicyNone; the zero value honours
+	// NODE_CLUSTER_SCHED_POLICY.
 	SchedulingPolicy Policy
 	// SysProcAttr is used for every worker (a process group, credentials, ...).
 	SysProcAttr *syscall.SysProcAttr
@@ -52,7 +54,8 @@ type Settings struct {
 
 // ForkOptions are the per-worker options of ForkWith.
 type ForkOptions struct {
-	// Env is added to the worker's environment, like the argument of Node's cluster.fork(env).
+	// Env is added to the worker's environment after Settings.BaseEnv and Settings.ExtraEnv (a key
+	// given twice takes the last value), like the argument of Node's cluster.fork(env).
 	Env map[string]string
 	// Stdout and Stderr receive the worker's output, as in exec.Cmd; nil follows Settings.Silent.
 	Stdout, Stderr io.Writer
@@ -61,106 +64,57 @@ type ForkOptions struct {
 }
 
 // Primary starts workers and shares listening sockets with them. Independent primaries can live in
-// one process; the package-level functions act on a default one.
+// one process; the package-level functions act on a default one. The package documentation says
+// which goroutines a Primary runs and what its lock guards.
 type Primary struct {
-	settings Settings
-	policy   Policy
-	log      *slog.Logger
-
 	seq    atomic.Int64 // NODE_CLUSTER seq, shared by all workers as in Node
 	nextID atomic.Int64
+	log    atomic.Pointer[slog.Logger]
 
-	mu      sync.Mutex
-	workers map[int]*Worker
-	handles map[string]handle
-	closed  bool
-	loop    *pollLoop // accept and channel reads; see poll.go
-
-	hmu      sync.Mutex
+	// mu guards the fields below, the fields of each Worker marked "guarded by p.mu" (its reply
+	// callbacks included), and the state of every handle. Held, it allows ipc sends and Close (the
+	// ipc package never calls back on the sender's goroutine), pollLoop.add/remove, eventQueue.push,
+	// binding and closing sockets; it never allows a call that waits for another goroutine of the
+	// Primary, nor user code.
+	mu       sync.Mutex
+	settings Settings
+	policy   Policy
+	workers  map[int]*Worker
+	handles  map[string]handle
 	handlers handlers
-	events   eventQueue
-}
+	closed   bool      // Close or Shutdown began: no more forks
+	loop     *pollLoop // accept and channel reads; see poll_linux.go
 
-type handlers struct {
-	fork, online, disconnect []func(*Worker)
-	listening                []func(*Worker, Address)
-	message                  []func(*Worker, json.RawMessage)
-	exit                     []func(*Worker, int, os.Signal)
+	waiters sync.WaitGroup // one per Primary.wait goroutine; Add happens under mu while !closed
+	events  eventQueue     // runs the user's handlers; see events.go
 }
 
 // NewPrimary returns a Primary that starts workers as s says.
 func NewPrimary(s Settings) *Primary {
-	lg := s.Logger
-	if lg == nil {
-		lg = slog.New(slog.DiscardHandler)
-	}
 	p := &Primary{
 		settings: s,
 		policy:   s.SchedulingPolicy.resolve(),
-		log:      lg,
 		workers:  make(map[int]*Worker),
 		handles:  make(map[string]handle),
 	}
+	p.setLogger(s.Logger)
 	return p
 }
 
+func (p *Primary) setLogger(lg *slog.Logger) {
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	p.log.Store(lg)
+}
+
+func (p *Primary) logger() *slog.Logger { return p.log.Load() }
+
 // Policy returns the scheduling policy in force.
-func (p *Primary) Policy() Policy { return p.policy }
-
-// OnFork registers f to run when a worker has been started (Node's 'fork').
-func (p *Primary) OnFork(f func(*Worker)) {
-	p.hmu.Lock()
-	p.handlers.fork = append(p.handlers.fork, f)
-	p.hmu.Unlock()
-}
-
-// OnOnline registers f to run when a worker reports it is running (Node's 'online').
-func (p *Primary) OnOnline(f func(*Worker)) {
-	p.hmu.Lock()
-	p.handlers.online = append(p.handlers.online, f)
-	p.hmu.Unlock()
-}
-
-// OnListening registers f to run when a worker is listening on an address (Node's 'listening').
-func (p *Primary) OnListening(f func(*Worker, Address)) {
-	p.hmu.Lock()
-	p.handlers.listening = append(p.handlers.listening, f)
-	p.hmu.Unlock()
-}
-
-// OnMessage registers f to run for every user message a worker sends (Node's 'message').
-func (p *Primary) OnMessage(f func(*Worker, json.RawMessage)) {
-	p.hmu.Lock()
-	p.handlers.message = append(p.handlers.message, f)
-	p.hmu.Unlock()
-}
-
-// OnDisconnect registers f to run when a worker's IPC channel has closed (Node's 'disconnect').
-func (p *Primary) OnDisconnect(f func(*Worker)) {
-	p.hmu.Lock()
-	p.handlers.disconnect = append(p.handlers.disconnect, f)
-	p.hmu.Unlock()
-}
-
-// OnExit registers f to run when a worker process has exited (Node's 'exit'). code is the exit status
-// and sig nil for a normal exit; for a worker killed by a signal, code is -1 and sig the signal.
-//
-// Handlers of all events run one at a time, in the order the events happened, on a goroutine owned by
-// the Primary; a handler that blocks delays the events after it. Handlers may call any method of the
-// Primary or of a Worker, including Fork.
-func (p *Primary) OnExit(f func(w *Worker, code int, sig os.Signal)) {
-	p.hmu.Lock()
-	p.handlers.exit = append(p.handlers.exit, f)
-	p.hmu.Unlock()
-}
-
-func (p *Primary) emit(f func(h *handlers)) {
-	p.events.push(func() {
-		p.hmu.Lock()
-		h := p.handlers
-		p.hmu.Unlock()
-		f(&h)
-	})
+func (p *Primary) Policy() Policy {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.policy
 }
 
 // Workers returns the live workers keyed by Worker.ID. A worker leaves the map once it has both
@@ -180,13 +134,14 @@ func (p *Primary) Fork(env map[string]string) (*Worker, error) {
 	return p.ForkWith(ForkOptions{Env: env})
 }
 
-// ForkWith starts a worker.
+// ForkWith starts a worker. It fails with an error wrapping ErrPrimaryClosed once Close or Shutdown
+// has begun, and ErrNotSupported on systems other than Linux.
 func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 	p.mu.Lock()
 	closed, s := p.closed, p.settings
 	p.mu.Unlock()
 	if closed {
-		return nil, errors.New("cluster: fork: primary is closed")
+		return nil, fmt.Errorf("cluster: fork: %w", ErrPrimaryClosed)
 	}
 	path, args := s.Exec, s.Args
 	if path == "" {
@@ -199,6 +154,10 @@ func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 			args = os.Args[1:]
 		}
 	}
+	loop, err := p.pollLoop()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: fork: %w", err)
+	}
 	id := int(p.nextID.Add(1))
 	parent, child, err := ipc.Pair()
 	if err != nil {
@@ -209,82 +168,88 @@ func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 	cmd := exec.Command(path, args...)
 	cmd.Dir = s.Dir
 	cmd.SysProcAttr = s.SysProcAttr
-	base := s.Environ
-	if base == nil {
-		base = os.Environ()
-	}
-	env := append(append([]string(nil), base...), s.Env...)
-	keys := make([]string, 0, len(o.Env))
-	for k := range o.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		env = append(env, k+"="+o.Env[k])
-	}
-	cmd.Env = append(withoutKeys(env, "NODE_UNIQUE_ID", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE"),
-		"NODE_UNIQUE_ID="+strconv.Itoa(id), "NODE_CHANNEL_FD=3", "NODE_CHANNEL_SERIALIZATION_MODE=json")
+	cmd.Env = workerEnv(id, s, o.Env)
 	cmd.ExtraFiles = append([]*os.File{child}, o.ExtraFiles...)
 
-	w := &Worker{ID: id, p: p, done: make(chan struct{}), listening: make(chan struct{}),
-		callbacks: make(map[int64]func(*wireMsg)), state: stateNone}
-	cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
-	if cmd.Stdout == nil {
-		if s.Silent {
-			r, err := cmd.StdoutPipe()
-			if err != nil {
-				parent.Close()
-				return nil, fmt.Errorf("cluster: fork worker %d: %w", id, err)
+	w := &Worker{ID: id, p: p, done: make(chan struct{}), exited: make(chan struct{}),
+		listening: make(chan struct{}), callbacks: make(map[int64]func(*wireMsg)), state: stateNone}
+	// Silent output goes through plain pipes, not cmd.StdoutPipe: the package waits for the process
+	// itself (Primary.wait), and exec.Cmd.Wait would close a StdoutPipe's read end under the user's
+	// reader. The parent keeps only the read end, so the reader drains everything, then sees io.EOF.
+	var childEnds []*os.File
+	defer func() {
+		for _, f := range childEnds {
+			f.Close()
+		}
+	}()
+	closeReaders := func() {
+		for _, r := range []io.ReadCloser{w.Stdout, w.Stderr} {
+			if r != nil {
+				r.Close()
 			}
-			w.Stdout = r
-		} else {
-			cmd.Stdout = os.Stdout
 		}
 	}
-	if cmd.Stderr == nil {
-		if s.Silent {
-			r, err := cmd.StderrPipe()
+	silent := func(dst *io.Writer, std *os.File, rd *io.ReadCloser) error {
+		switch {
+		case *dst != nil:
+		case s.Silent:
+			r, wr, err := os.Pipe()
 			if err != nil {
-				parent.Close()
-				return nil, fmt.Errorf("cluster: fork worker %d: %w", id, err)
+				return err
 			}
-			w.Stderr = r
-		} else {
-			cmd.Stderr = os.Stderr
+			childEnds = append(childEnds, wr)
+			*dst, *rd = wr, r
+		default:
+			*dst = std
 		}
+		return nil
+	}
+	cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
+	err = silent(&cmd.Stdout, os.Stdout, &w.Stdout)
+	if err == nil {
+		err = silent(&cmd.Stderr, os.Stderr, &w.Stderr)
+	}
+	if err != nil {
+		parent.Close()
+		closeReaders()
+		return nil, fmt.Errorf("cluster: fork worker %d: %w", id, err)
 	}
 	if err := cmd.Start(); err != nil {
 		parent.Close()
+		closeReaders()
 		return nil, fmt.Errorf("cluster: fork worker %d: %w", id, err)
 	}
 	w.cmd = cmd
 	w.Process = cmd.Process
-	p.mu.Lock()
-	p.workers[id] = w
-	w.connected = true
-	p.mu.Unlock()
-	loop, err := p.pollLoop()
-	if err != nil {
-		parent.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-		return nil, fmt.Errorf("cluster: fork worker %d: %w", id, err)
-	}
 	w.ch = ipc.New(parent, ipc.Options{
 		OnMessage:    w.onMessage,
 		OnClose:      func(error) { p.onChannelClosed(w) },
-		Logger:       p.log.With("worker", id),
+		Logger:       p.logger().With("worker", id),
 		ExternalRead: true,
 	})
-	e, err := loop.add(w.ch.FD(), func() { w.ch.ReadOnce() })
+
+	// Register the worker and its channel in one step under p.mu, so that Close and Shutdown either
+	// see the worker or make this fork fail, and so that the first message (which the poll loop may
+	// read as soon as the channel is added) finds the worker connected.
+	p.mu.Lock()
+	err = ErrPrimaryClosed
+	var entry *pollEntry
+	if !p.closed {
+		entry, err = loop.add(w.ch.FD(), func() { w.ch.ReadOnce() })
+	}
 	if err != nil {
+		p.mu.Unlock()
 		w.ch.Close()
 		cmd.Process.Kill()
 		cmd.Wait()
-		return nil, fmt.Errorf("cluster: fork worker %d: watch channel: %w", id, err)
+		<-w.ch.Done()
+		closeReaders()
+		return nil, fmt.Errorf("cluster: fork worker %d: %w", id, err)
 	}
-	p.mu.Lock()
-	w.pollEntry = e
+	w.pollEntry = entry
+	w.connected = true
+	p.workers[id] = w
+	p.waiters.Add(1)
 	p.mu.Unlock()
 	go p.wait(w)
 	p.emit(func(h *handlers) {
@@ -293,6 +258,26 @@ func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 		}
 	})
 	return w, nil
+}
+
+// workerEnv is BaseEnv (or the primary's environment), ExtraEnv, the fork's own variables in key
+// order, and the channel variables.
+func workerEnv(id int, s Settings, forkEnv map[string]string) []string {
+	base := s.BaseEnv
+	if base == nil {
+		base = os.Environ()
+	}
+	env := append(append([]string(nil), base...), s.ExtraEnv...)
+	keys := make([]string, 0, len(forkEnv))
+	for k := range forkEnv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+forkEnv[k])
+	}
+	return append(withoutKeys(env, "NODE_UNIQUE_ID", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE"),
+		"NODE_UNIQUE_ID="+strconv.Itoa(id), "NODE_CHANNEL_FD=3", "NODE_CHANNEL_SERIALIZATION_MODE=json")
 }
 
 func withoutKeys(env []string, keys ...string) []string {
@@ -310,8 +295,9 @@ outer:
 }
 
 // wait reaps the worker and reports its exit once its channel has closed too (or shortly after the
-// exit, if a grandchild holds the channel open).
+// exit, if a grandchild holds the channel open). It runs on a goroutine of its own per worker.
 func (p *Primary) wait(w *Worker) {
+	defer p.waiters.Done()
 	err := w.cmd.Wait()
 	code, sig := 0, os.Signal(nil)
 	if st, ok := w.cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
@@ -324,17 +310,20 @@ func (p *Primary) wait(w *Worker) {
 	} else if err != nil {
 		code = -1
 	}
+	t := time.NewTimer(200 * time.Millisecond)
 	select {
 	case <-w.ch.Done():
-	case <-time.After(200 * time.Millisecond):
+	case <-t.C:
 		w.ch.Close()
-		<-w.ch.Done()
+		<-w.ch.Done() // the channel's writer has run its close callbacks and is ending
 	}
+	t.Stop()
 	p.mu.Lock()
 	w.dead = true
 	w.exitCode, w.exitSig = code, sig
 	delete(p.workers, w.ID)
 	p.mu.Unlock()
+	close(w.exited)
 	p.emit(func(h *handlers) {
 		close(w.done)
 		for _, f := range h.exit {
@@ -343,15 +332,18 @@ func (p *Primary) wait(w *Worker) {
 	})
 }
 
+// onChannelClosed is w's channel's OnClose: on the channel's writer goroutine, no lock held.
 func (p *Primary) onChannelClosed(w *Worker) {
 	p.mu.Lock()
+	was := w.connected
 	w.connected = false
 	p.removeWorkerLocked(w)
 	e, loop := w.pollEntry, p.loop
 	p.mu.Unlock()
-	if loop != nil {
-		loop.remove(w.ch.FD(), e)
+	if !was {
+		return // a fork that failed after its channel was made: the worker never existed
 	}
+	loop.remove(w.ch.FD(), e)
 	p.emit(func(h *handlers) {
 		for _, f := range h.disconnect {
 			f(w)
@@ -375,8 +367,11 @@ func (p *Primary) removeFromHandleLocked(key string, w *Worker) {
 	}
 }
 
-// Close closes every listening socket the primary holds and drops the connections waiting in them.
-// It does not stop the workers: Disconnect or Kill them.
+// Close closes every listening socket the primary holds at once, dropping the connections waiting
+// in them, and makes later forks fail with ErrPrimaryClosed. It does not stop the workers and waits
+// for nothing: their channels stay open and their events keep coming until they exit, and the
+// primary's goroutines end after the last worker's. To stop the workers too, and wait until
+// everything the Primary started has ended, use Shutdown; or Disconnect or Kill each worker.
 func (p *Primary) Close() error {
 	p.mu.Lock()
 	p.closed = true
@@ -392,6 +387,57 @@ func (p *Primary) Close() error {
 	return nil
 }
 
+// Shutdown stops the Primary gracefully: it makes later forks fail (ErrPrimaryClosed), asks every
+// worker to disconnect (Worker.Disconnect: a worker closes its servers, finishes its work and
+// exits), and waits for them to exit. If ctx ends first, it kills the workers still running with
+// SIGKILL (Worker.Kill) and returns an error wrapping ctx's error. Either way it then closes the
+// listening sockets (as Close) and waits until every goroutine the Primary started has ended: the
+// poll loop, each worker's channel goroutine and waiter, and the event goroutine, after the queued
+// event handlers (the workers' disconnect and exit events included) have returned.
+//
+// Since it waits for the handlers to return, Shutdown must not be called from an event handler, nor
+// while holding a lock that a handler takes. Calling it again, or after Close, is safe.
+func (p *Primary) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	ws := make([]*Worker, 0, len(p.workers))
+	for _, w := range p.workers {
+		ws = append(ws, w)
+	}
+	p.mu.Unlock()
+	for _, w := range ws {
+		_ = w.Disconnect() // ErrNotConnected: its channel has closed already; its exit is awaited below
+	}
+	killed := 0
+	for _, w := range ws {
+		select {
+		case <-w.exited:
+			continue
+		case <-ctx.Done():
+		}
+		select {
+		case <-w.exited:
+		default:
+			w.Kill(syscall.SIGKILL)
+			killed++
+			<-w.exited // SIGKILL cannot be caught: the exit follows
+		}
+	}
+	p.Close()
+	p.waiters.Wait() // every worker reaped, its channel closed and its writer goroutine ending
+	p.mu.Lock()
+	loop := p.loop
+	p.mu.Unlock()
+	if loop != nil {
+		loop.wait() // it stops once its last descriptor is removed, which Close and the channels did
+	}
+	p.events.wait()
+	if killed > 0 {
+		return fmt.Errorf("cluster: shutdown: killed %d worker(s) still running: %w", killed, ctx.Err())
+	}
+	return nil
+}
+
 // pollLoop returns the Primary's poll loop, starting it on first use.
 func (p *Primary) pollLoop() (*pollLoop, error) {
 	p.mu.Lock()
@@ -399,7 +445,7 @@ func (p *Primary) pollLoop() (*pollLoop, error) {
 	if p.loop == nil {
 		l, err := newPollLoop()
 		if err != nil {
-			return nil, fmt.Errorf("epoll: %w", err)
+			return nil, fmt.Errorf("poll loop: %w", err)
 		}
 		p.loop = l
 	}
@@ -408,38 +454,35 @@ func (p *Primary) pollLoop() (*pollLoop, error) {
 
 func (p *Primary) nextSeq() int64 { return p.seq.Add(1) - 1 }
 
-// sendCluster sends a NODE_CLUSTER message to w, registering cb for its reply.
-func (p *Primary) sendCluster(w *Worker, m *wireMsg, cb func(*wireMsg)) error {
+// sendCluster sends a NODE_CLUSTER message to w. It may be called with p.mu held.
+func (p *Primary) sendCluster(w *Worker, m *wireMsg) error {
 	m.Cmd = "NODE_CLUSTER"
 	m.Seq = p.nextSeq()
-	if cb != nil {
-		w.cbmu.Lock()
-		w.callbacks[m.Seq] = cb
-		w.cbmu.Unlock()
-	}
 	return w.ch.Send(m)
 }
 
 func (p *Primary) reply(w *Worker, req *wireMsg, m *wireMsg) {
 	ack := req.Seq
 	m.Ack = &ack
-	if err := p.sendCluster(w, m, nil); err != nil {
-		p.log.Debug("cluster: reply to worker", "worker", w.ID, "err", err)
+	if err := p.sendCluster(w, m); err != nil {
+		p.logger().Debug("cluster: reply to worker", "worker", w.ID, "err", err)
 	}
 }
 
-// onInternal handles a NODE_CLUSTER message from w (on w's channel reader goroutine).
+// onInternal handles a NODE_CLUSTER message from w, on the poll loop (w's channel reader).
 func (p *Primary) onInternal(w *Worker, m *wireMsg, fd int) {
 	if fd >= 0 { // workers send no handles in the cluster protocol
 		unix.Close(fd)
 	}
 	if m.Ack != nil {
-		w.cbmu.Lock()
+		p.mu.Lock()
 		cb := w.callbacks[*m.Ack]
 		delete(w.callbacks, *m.Ack)
-		w.cbmu.Unlock()
 		if cb != nil {
-			cb(m)
+			cb(m) // with p.mu held
+		}
+		p.mu.Unlock()
+		if cb != nil {
 			return
 		}
 	}
@@ -485,6 +528,6 @@ func (p *Primary) onInternal(w *Worker, m *wireMsg, fd int) {
 		p.mu.Unlock()
 		p.reply(w, m, &wireMsg{})
 	default:
-		p.log.Debug("cluster: unknown act from worker; ignored", "worker", w.ID, "act", m.Act)
+		p.logger().Debug("cluster: unknown act from worker; ignored", "worker", w.ID, "act", m.Act)
 	}
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -21,15 +22,20 @@ const (
 	stateListening
 )
 
-// Worker is a worker process as its primary sees it: the value Node's cluster.fork() returns.
+// Worker is a worker process as its primary sees it: the value Node's cluster.fork() returns. (The
+// worker process's own side of the package is in self.go, listen.go and rrlistener.go.) Its methods
+// are safe for concurrent use and may be called from event handlers.
 type Worker struct {
 	// ID is unique among the workers of one Primary and is the worker's NODE_UNIQUE_ID.
 	ID int
 	// Process is the worker's process.
 	Process *os.Process
 	// Stdout and Stderr read the worker's output when Settings.Silent is set and ForkOptions gave no
-	// writers; nil otherwise. Read them to the end before the worker's exit is waited for, as with
-	// exec.Cmd pipes.
+	// writers; nil otherwise. They are the read ends of pipes whose write ends only the worker (and
+	// the processes it starts) holds: a reader gets everything the worker wrote, then io.EOF once they
+	// have all exited, whenever it reads, before or after the worker's exit. The package never closes
+	// them; the caller closes each when done (unlike exec.Cmd.StdoutPipe, the exit does not). A
+	// worker blocks when a pipe is full, so read them.
 	Stdout, Stderr io.ReadCloser
 
 	p   *Primary
@@ -43,40 +49,57 @@ type Worker struct {
 	exitCode              int
 	exitSig               os.Signal
 	pollEntry             *pollEntry
-
-	cbmu      sync.Mutex
+	// callbacks wait for replies (the ack of a message the primary sent); the poll loop calls and
+	// removes one when its reply arrives, with p.mu held.
 	callbacks map[int64]func(*wireMsg)
 
-	done       chan struct{}
+	exited     chan struct{} // closed by Primary.wait once the exit is recorded (Shutdown waits on it)
+	done       chan struct{} // closed on the event goroutine, just before the exit handlers
 	listening  chan struct{}
 	listenOnce sync.Once
 }
 
 // Send sends msg to the worker as JSON: Node's worker.send(). A Go string "shutdown" arrives in a
-// Node worker as the string 'shutdown'. Send does not block on the worker.
+// Node worker as the string 'shutdown'. Send does not block on the worker; a nil error means the
+// message is queued. It returns an error wrapping ErrNotConnected once the channel has closed.
 func (w *Worker) Send(msg any) error {
+	var err error
 	if raw, ok := msg.(json.RawMessage); ok {
-		return w.ch.SendRaw(raw)
+		err = w.ch.SendRaw(raw)
+	} else {
+		err = w.ch.Send(msg)
 	}
-	return w.ch.Send(msg)
+	return w.sendErr("send to", err)
+}
+
+func (w *Worker) sendErr(what string, err error) error {
+	if errors.Is(err, ipc.ErrClosed) {
+		err = ErrNotConnected
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: %s worker %d: %w", what, w.ID, err)
+	}
+	return nil
 }
 
 // Disconnect asks the worker to close its servers and then its channel, after which it exits once its
-// work is done: Node's worker.disconnect(). The worker takes no new connections from now on.
+// work is done: Node's worker.disconnect(). The worker takes no new connections from now on. It
+// returns an error wrapping ErrNotConnected if the channel has closed already.
 func (w *Worker) Disconnect() error {
 	p := w.p
 	p.mu.Lock()
 	if !w.connected {
 		p.mu.Unlock()
-		return errors.New("cluster: worker is not connected")
+		return w.sendErr("disconnect", ErrNotConnected)
 	}
 	w.exitedAfterDisconnect = true
 	p.removeWorkerLocked(w)
 	p.mu.Unlock()
-	return p.sendCluster(w, &wireMsg{Act: "disconnect"}, nil)
+	return w.sendErr("disconnect", p.sendCluster(w, &wireMsg{Act: "disconnect"}))
 }
 
 // Kill closes the worker's channel and then sends it sig (SIGTERM when nil): Node's worker.kill().
+// It does not wait: Done is closed once the worker has exited.
 func (w *Worker) Kill(sig os.Signal) error {
 	if sig == nil {
 		sig = syscall.SIGTERM
@@ -137,6 +160,7 @@ func (w *Worker) ExitSignal() os.Signal {
 // Listening is closed when the worker first reports that it is listening.
 func (w *Worker) Listening() <-chan struct{} { return w.listening }
 
+// onMessage is the channel's OnMessage: on the poll loop, no lock of the package held.
 func (w *Worker) onMessage(m ipc.Message) {
 	p := w.p
 	if m.Internal {
@@ -150,7 +174,7 @@ func (w *Worker) onMessage(m ipc.Message) {
 		if ack, accepted, seq, ok := parseAcceptedReply(m.Raw); ok { // every hand-off: skip reflection
 			cm = wireMsg{Cmd: "NODE_CLUSTER", Ack: &ack, Accepted: &accepted, Seq: seq}
 		} else if err := json.Unmarshal(m.Raw, &cm); err != nil {
-			p.log.Warn("cluster: malformed NODE_CLUSTER message from worker; ignored", "worker", w.ID, "err", err)
+			p.logger().Warn("cluster: malformed NODE_CLUSTER message from worker; ignored", "worker", w.ID, "err", err)
 			if m.FD >= 0 {
 				unix.Close(m.FD)
 			}

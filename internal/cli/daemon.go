@@ -25,6 +25,7 @@ import (
 	"github.com/corralhq/corral/internal/activation"
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/daemonproc"
+	"github.com/corralhq/corral/internal/fdhygiene"
 	"github.com/corralhq/corral/internal/systemd"
 	"github.com/spf13/cobra"
 )
@@ -55,6 +56,15 @@ func (a *app) daemonCommand() *cobra.Command {
 // the saved process list is started before readiness is reported.
 func (a *app) runDaemon(ctx context.Context, foreground, resurrect bool) error {
 	readyFD := daemonproc.TakeReadyFD()
+	// Descriptors the daemon inherited (a CI runner's pipe, make's jobserver, a shell's `exec
+	// 7>file`) are closed, before anything else opens any: neither the daemon nor its apps hold
+	// them. The readiness pipe is close-on-exec by now, so it stays.
+	if err := fdhygiene.CloseInherited(); err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	if err := fdhygiene.CloexecFrom(3); err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
 	if a.opts.NewBackend == nil {
 		return errors.New("daemon: this binary has no process manager built in")
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/daemon"
+	"github.com/corralhq/corral/internal/fdhygiene"
 	"github.com/corralhq/corral/internal/logs"
 	"github.com/corralhq/corral/internal/metrics"
 	"golang.org/x/sys/unix"
@@ -259,6 +260,13 @@ const ChildEnv = "CORRAL_RUNTIME_CHILD"
 // it, reaps every zombie, and returns the child's exit code with ok true; the caller exits with it.
 // In the child it returns ok false and the caller runs the apps.
 func Init() (code int, ok bool) {
+	// Descriptors inherited from whoever started the runtime are closed, so that neither the
+	// child nor the apps get them.
+	if err := fdhygiene.CloseInherited(); err != nil {
+		fmt.Fprintln(os.Stderr, "corral-runtime:", err)
+	} else if err := fdhygiene.CloexecFrom(3); err != nil {
+		fmt.Fprintln(os.Stderr, "corral-runtime:", err)
+	}
 	if os.Getenv(ChildEnv) != "" {
 		return 0, false
 	}

@@ -89,7 +89,8 @@
 // (bounded by closeWait), then for the sampler and the reaper. What it cannot wait for is logged:
 // a pump whose pipe is still held by a process that left the instance's process group, or a
 // goroutine blocked in a cluster primary that never releases its lock. Logs streams end with their
-// context or at Close.
+// context or at Close; a reload's settle timer (settled) ends within listen_timeout; the
+// goroutines of eachLocked and stopAll end before their caller returns.
 package daemon
 
 import (
@@ -196,10 +197,12 @@ type instance struct {
 	next     *run // a reload's replacement, until it takes over
 	timer    *time.Timer
 	timerGen int
-	op       chan struct{} // the operation token: one user operation at a time (stop, restart, reload, delete); taken before mu, never under it
-	deleted  bool
-	cpu      float64
-	mem      uint64
+	// op is the operation token: one user operation at a time (stop, restart, reload, delete).
+	// Taken before mu, never while holding it.
+	op      chan struct{}
+	deleted bool
+	cpu     float64
+	mem     uint64
 	// userStopped is set by Stop (and for autostart off) and cleared by the next launch: the
 	// instance is left alone by cron_restart and watch meanwhile.
 	userStopped bool

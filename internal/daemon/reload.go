@@ -67,8 +67,8 @@ func (m *Manager) Reload(ctx context.Context, targets []string, opts api.Restart
 			return m.list(ins), notes, err
 		}
 	}
-	m.waitStarted(ins)
-	return m.list(ins), notes, nil
+	err = m.waitStarted(ins)
+	return m.list(ins), notes, err
 }
 
 // reloadSettle is how long a listen-mode replacement without wait_ready must stay up before it

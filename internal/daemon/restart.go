@@ -112,7 +112,7 @@ func (m *Manager) Restart(ctx context.Context, targets []string, opts api.Restar
 		return m.restartWithOverrides(ctx, ins, opts, "restart")
 	}
 	_, err = m.restartAll(ctx, ins, opts)
-	m.waitStarted(ins)
+	err = errors.Join(err, m.waitStarted(ins))
 	return m.list(ins), nil, err
 }
 

@@ -202,7 +202,7 @@ func (m *Manager) forkWorker(r *run, f fork) {
 	m.kids.add(r)
 	m.kids.mu.Unlock()
 	r.sig = f.ws.get(w)
-	if in.run == r {
+	if in.run == r && !in.deleted {
 		in.st.PID, in.st.PGID = r.pid, r.pid
 		m.writePidFile(in, r.pid)
 	}
@@ -239,7 +239,7 @@ func (m *Manager) primaryFor(a *app) *cluster.Primary {
 		Dir:           a.res.cwd,
 		SysProcAttr:   &syscall.SysProcAttr{Setpgid: true, Credential: a.res.cred},
 		HoldListeners: true,
-		Environ:       []string{}, // each worker gets exactly its instance env (ForkOptions.Env), not the daemon's
+		BaseEnv:       []string{}, // each worker gets exactly its instance env (ForkOptions.Env), not the daemon's
 		Logger:        m.log.With("app", a.spec.Name),
 	})
 	ws := a.workers

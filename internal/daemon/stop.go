@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/api"
+	"github.com/corralhq/corral/internal/procstat"
 	"golang.org/x/sys/unix"
 )
 
 // stopOne stops in's process (and a pending reload replacement) and waits until it is reaped
-// and its process group is gone. The caller holds in's operation lock, not m.mu. When ctx ends
+// and its process group and tree are gone (clearTree). The caller holds in's operation lock, not m.mu. When ctx ends
 // first the stop goes on in the background (kill_timeout still applies).
 func (m *Manager) stopOne(ctx context.Context, in *instance) error {
 	m.mu.Lock()
@@ -154,7 +155,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 }
 
 // requestStop records that r must stop and has askStop ask it, on a goroutine; the supervisor
-// sends SIGKILL to the group after kill_timeout. The caller holds m.mu, which is why the asking
+// sends SIGKILL to the group and the rest of the tree after kill_timeout. The caller holds m.mu, which is why the asking
 // is not done here: Worker.Disconnect takes the cluster primary's lock, and an IPC write may
 // wait for the channel's writer, neither of which m.mu may wait for.
 func (m *Manager) requestStop(r *run) {
@@ -166,7 +167,7 @@ func (m *Manager) requestStop(r *run) {
 
 // askStop asks r to stop, once it has been started: the "shutdown" message when
 // shutdown_with_message is set and the process has an IPC channel, otherwise the kill signal to
-// its whole process group.
+// its whole process group and every other process of its tree (stopSignal).
 //
 // A cluster worker is first disconnected (Node's worker.disconnect(): the primary routes it no
 // more connections, and the worker closes its servers once their requests are done, then its
@@ -176,11 +177,6 @@ func (m *Manager) askStop(r *run) {
 	<-r.forked
 	if r.startErr != nil {
 		return
-	}
-	select {
-	case <-r.done:
-		return // nothing left to ask; supervise clears the group
-	default:
 	}
 	sent := false
 	if r.shutdownWithMessage {
@@ -199,7 +195,7 @@ func (m *Manager) askStop(r *run) {
 			m.signalAfterDisconnect(r)
 		}
 	case !sent:
-		m.signalGroup(r, r.killSignal)
+		m.stopSignal(r)
 	}
 }
 
@@ -217,7 +213,59 @@ func (m *Manager) signalAfterDisconnect(r *run) {
 	select {
 	case <-r.done:
 	default:
+		m.stopSignal(r)
+	}
+}
+
+// stopSignal sends r's kill signal, once, to its process group and to every process of its tree
+// outside the group (see tree): PM2 ends an app's whole process tree, and a process that called
+// setsid() or setpgid() no longer gets what is sent to the group.
+func (m *Manager) stopSignal(r *run) {
+	t := m.kids.treeOf(r)
+	if t == nil {
 		m.signalGroup(r, r.killSignal)
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m.stopSignalLocked(t)
+}
+
+// stopSignalLocked is stopSignal with t.mu held; it does nothing once the signal was sent.
+func (m *Manager) stopSignalLocked(t *tree) {
+	if t.stopSig != 0 {
+		return
+	}
+	t.stopSig = t.r.killSignal
+	m.signalGroup(t.r, t.stopSig)
+	m.signalMembers(t, m.members(t))
+}
+
+// signalMembers sends the stop signal, once stopSignal has sent it to the group, to the processes
+// of ms outside the group that have not had it yet. The caller holds t.mu.
+func (m *Manager) signalMembers(t *tree, ms []procstat.Stat) {
+	if t.stopSig == 0 {
+		return
+	}
+	for _, st := range ms {
+		k := keyOf(st)
+		if st.PGRP == t.r.pid || t.signalled[k] {
+			continue
+		}
+		t.signalled[k] = true
+		if _, err := procstat.Signal(st.PID, st.Start, t.stopSig); err != nil {
+			m.log.Warn("signal descendant", "pid", st.PID, "app_pid", t.r.pid, "signal", unix.SignalName(t.stopSig), "err", err)
+		}
+	}
+}
+
+// killTree sends SIGKILL to r's process group and to ms.
+func (m *Manager) killTree(r *run, ms []procstat.Stat) {
+	_ = unix.Kill(-r.pid, unix.SIGKILL)
+	for _, st := range ms {
+		if _, err := procstat.Signal(st.PID, st.Start, unix.SIGKILL); err != nil {
+			m.log.Warn("kill descendant", "pid", st.PID, "app_pid", r.pid, "err", err)
+		}
 	}
 }
 
@@ -228,9 +276,14 @@ func (m *Manager) signalGroup(r *run, sig syscall.Signal) {
 	}
 }
 
+// treePoll is how often the tree of a process that was asked to stop is walked while the
+// process runs: descendants seen are remembered when the process's exit re-parents them, and
+// those started since the stop signal get it too.
+const treePoll = 100 * time.Millisecond
+
 // supervise waits for r to end, enforces kill_timeout once a stop was requested, makes sure no
-// process of its group survives, and hands the exit to the state machine. A process that could
-// not be started goes to startFailed instead.
+// process of its tree survives (clearTree), and hands the exit to the state machine. A process
+// that could not be started goes to startFailed instead.
 func (m *Manager) supervise(r *run) {
 	defer close(r.finished)
 	<-r.forked
@@ -240,20 +293,38 @@ func (m *Manager) supervise(r *run) {
 		m.mu.Unlock()
 		return
 	}
+	defer m.kids.dropTree(r)
+	t := m.kids.treeOf(r)
+	deadline := time.Now() // after a crash, what is left of the tree is killed at once
 	select {
 	case <-r.done:
-	case <-r.stopReq:
-		t := time.NewTimer(r.killTimeout)
 		select {
-		case <-r.done:
-			t.Stop()
-		case <-t.C:
-			m.log.Info("kill_timeout passed; sending SIGKILL", "pid", r.pid, "kill_timeout", r.killTimeout)
-			_ = unix.Kill(-r.pid, unix.SIGKILL)
-			<-r.done
+		case <-r.stopReq:
+			deadline = deadline.Add(r.killTimeout)
+		default:
 		}
+	case <-r.stopReq:
+		deadline = deadline.Add(r.killTimeout)
+		kill := time.NewTimer(r.killTimeout)
+		poll := time.NewTicker(treePoll)
+	wait:
+		for {
+			select {
+			case <-r.done:
+				break wait
+			case <-poll.C:
+				m.trackTree(t)
+			case <-kill.C:
+				m.log.Info("kill_timeout passed; sending SIGKILL", "pid", r.pid, "kill_timeout", r.killTimeout)
+				m.killTree(r, m.trackTree(t))
+				<-r.done
+				break wait
+			}
+		}
+		kill.Stop()
+		poll.Stop()
 	}
-	m.clearGroup(r)
+	m.clearTree(r, t, deadline)
 	if r.ch != nil {
 		r.ch.Close()
 	}
@@ -262,39 +333,58 @@ func (m *Manager) supervise(r *run) {
 	m.mu.Unlock()
 }
 
-// clearGroup makes sure no process of r's group outlives its leader. After a stop request the
-// rest of the group gets until kill_timeout to finish (it received the signal too); after an
-// unrequested exit (a crash) the leftovers are killed at once. Zombies of the group are reaped
-// when the daemon is their subreaper.
-func (m *Manager) clearGroup(r *run) {
-	pgid := r.pid
-	select {
-	case <-r.stopReq:
-	default:
-		_ = unix.Kill(-pgid, unix.SIGKILL)
+// trackTree walks t's tree, records it and passes the stop signal on to what has not had it
+// yet (see signalMembers); it returns the tree's live processes. t may be nil.
+func (m *Manager) trackTree(t *tree) []procstat.Stat {
+	if t == nil {
+		return nil
 	}
-	deadline := time.Now().Add(r.killTimeout)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ms := m.members(t)
+	m.signalMembers(t, ms)
+	return ms
+}
+
+// clearTree makes sure no process of r's tree outlives it: its process group and every other
+// process of its tree (t, nil for a run without a record). After a stop request they get until
+// deadline (kill_timeout after the request) to finish, and the kill signal if r left without
+// having been sent it (a cluster worker that exited after its disconnect); after an unrequested
+// exit (a crash) the deadline is now and they are killed at once. Zombies of the group are reaped
+// when the daemon is their subreaper; re-parented zombies outside it are the orphan reaper's.
+func (m *Manager) clearTree(r *run, t *tree, deadline time.Time) {
+	pgid := r.pid
+	if t != nil && time.Now().Before(deadline) {
+		t.mu.Lock()
+		m.stopSignalLocked(t)
+		t.mu.Unlock()
+	}
 	hard := deadline.Add(2 * time.Second)
 	killed := false
+	pause := 5 * time.Millisecond
 	for {
 		reapGroup(pgid)
-		if err := unix.Kill(-pgid, 0); err != nil {
-			if !errors.Is(err, unix.ESRCH) {
-				m.log.Warn("check process group", "pgid", pgid, "err", err)
-			}
+		ms := m.trackTree(t)
+		groupErr := unix.Kill(-pgid, 0)
+		if groupErr != nil && !errors.Is(groupErr, unix.ESRCH) {
+			m.log.Warn("check process group", "pgid", pgid, "err", groupErr)
+		}
+		if groupErr != nil && len(ms) == 0 {
 			return
 		}
 		now := time.Now()
-		if !killed && now.After(deadline) {
-			_ = unix.Kill(-pgid, unix.SIGKILL)
+		if !killed && !now.Before(deadline) {
+			m.killTree(r, ms)
 			killed = true
 		}
 		if now.After(hard) {
-			m.log.Warn("processes of the group survive SIGKILL", "pgid", pgid)
+			m.log.Warn("processes of the app survive SIGKILL", "pgid", pgid, "others", len(ms))
 			return
 		}
-		// No event tells when the last member of a group is gone: poll, bounded by the deadline.
-		time.Sleep(5 * time.Millisecond)
+		// No event tells when the last process of a group or tree is gone: poll, bounded by the
+		// deadline, less often as it takes longer.
+		time.Sleep(pause)
+		pause = min(2*pause, 50*time.Millisecond)
 	}
 }
 

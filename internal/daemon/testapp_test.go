@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -52,6 +53,13 @@ func TestMain(m *testing.M) {
 //	        GRANDCHILD_PID_FILE, prints "orphaned <pid>" and sleeps like "sleep"
 //	spawn-grandchild  the intermediate of "orphaner"
 //	cluster-http  a cluster worker (corral's cluster package) serving HTTP on 127.0.0.1:$PORT
+//	tree    starts a grandchild ("tree-g") in a new session (setsid) and waits for its report; the
+//	        grandchild starts a great-grandchild ("sleep"), reports both pids and sleeps like
+//	        "sleep" (TREE_G_IGNORE=1 ignores SIGINT/SIGTERM) — or, with TREE_G_EXIT=1, exits at
+//	        once, orphaning the great-grandchild, and "tree" waits for that exit. The
+//	        great-grandchild ignores SIGINT/SIGTERM with TREE_GG_IGNORE=1 and runs with an empty
+//	        environment (no unique_id) with TREE_GG_SCRUB=1. Then "tree" prints
+//	        "tree <grandchild> <great-grandchild>" and sleeps like "sleep".
 func testApp(mode string) int {
 	switch mode {
 	case "sleep":
@@ -133,6 +141,10 @@ func testApp(mode string) int {
 		return 0 // without waiting: the grandchild is orphaned
 	case "cluster-http":
 		return clusterHTTPApp()
+	case "tree":
+		return treeApp()
+	case "tree-g":
+		return treeGrandchild()
 	}
 	fmt.Fprintf(os.Stderr, "unknown test app %q\n", mode)
 	return 2
@@ -202,6 +214,80 @@ func clusterHTTPApp() int {
 	if err := cluster.ServeHTTP(srv, "tcp", "127.0.0.1:"+os.Getenv("PORT")); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	return 0
+}
+
+// treeApp is the "tree" test app: a process tree that leaves the app's process group.
+func treeApp() int {
+	exe, _ := os.Executable()
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	g := exec.Command(exe)
+	g.Env = append(os.Environ(), testAppEnv+"=tree-g")
+	g.Stdout = w // its report; stdin and stderr on /dev/null: it must not hold the app's pipes
+	g.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = g.Start()
+	w.Close()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tree:", err)
+		return 1
+	}
+	var gpid, ggpid int
+	if _, err := fmt.Fscan(r, &gpid, &ggpid); err != nil {
+		fmt.Fprintln(os.Stderr, "tree: report:", err)
+		return 1
+	}
+	r.Close()
+	if os.Getenv("TREE_G_EXIT") == "1" {
+		g.Wait() // the great-grandchild has been re-parented by now
+	} else {
+		go g.Wait()
+	}
+	fmt.Printf("tree %d %d\n", gpid, ggpid)
+	return sleepApp()
+}
+
+// treeGrandchild is the "tree-g" test app (see testApp).
+func treeGrandchild() int {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	exe, _ := os.Executable()
+	gg := exec.Command(exe)
+	gg.Env = append(os.Environ(), testAppEnv+"=sleep", "IGNORE_SIGINT="+os.Getenv("TREE_GG_IGNORE"))
+	if os.Getenv("TREE_GG_SCRUB") == "1" {
+		gg.Env = []string{testAppEnv + "=sleep", "IGNORE_SIGINT=" + os.Getenv("TREE_GG_IGNORE"), "GORACE=atexit_sleep_ms=0"}
+	}
+	out, err := gg.StdoutPipe()
+	if err == nil {
+		err = gg.Start()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tree-g:", err)
+		return 1
+	}
+	var started string
+	var pid int
+	if _, err := fmt.Fscan(out, &started, &pid); err != nil { // "started <pid>": its handlers are set
+		fmt.Fprintln(os.Stderr, "tree-g: great-grandchild:", err)
+		return 1
+	}
+	fmt.Printf("%d %d\n", os.Getpid(), gg.Process.Pid)
+	os.Stdout.Close()
+	if os.Getenv("TREE_G_EXIT") == "1" {
+		return 0
+	}
+	go func() {
+		io.Copy(io.Discard, out)
+		gg.Wait()
+	}()
+	for range ch {
+		if os.Getenv("TREE_G_IGNORE") != "1" {
+			return 0
+		}
 	}
 	return 0
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/api"
+	"github.com/corralhq/corral/internal/fdhygiene"
 	"golang.org/x/sys/unix"
 )
 
@@ -293,6 +294,12 @@ func Spawn(ctx context.Context, p Paths, self string, env []string) error {
 	cmd.Stderr = logf
 	cmd.ExtraFiles = []*os.File{w} // fd 3
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// os/exec passes on every descriptor without FD_CLOEXEC, not only those given: mark what this
+	// process inherited (the shell's, a CI runner's) close-on-exec, so the daemon does not get it.
+	if err := fdhygiene.CloexecFrom(3); err != nil {
+		w.Close()
+		return fmt.Errorf("start daemon: %w", err)
+	}
 	err = cmd.Start()
 	w.Close() // only the daemon holds the write end now
 	if err != nil {

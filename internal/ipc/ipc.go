@@ -9,6 +9,37 @@
 //   - an object whose "cmd" is a string longer than 5 bytes starting with "NODE_" is internal;
 //   - an fd travels alone on the sendmsg that carries its NODE_HANDLE line, and the sender writes nothing
 //     else (but ACK/NACK) until the receiver answers NODE_HANDLE_ACK or NODE_HANDLE_NACK.
+//
+// # Goroutines and callbacks
+//
+// A Channel has a writer goroutine, and a reader goroutine unless Options.ExternalRead is set; then
+// "the reader" is whichever goroutine of the owner calls ReadOnce (in the cluster package, the
+// Primary's poll loop). The callbacks run on those two goroutines only:
+//
+//   - OnMessage, and a handle's onReply with nil or ErrNACK (the peer answered): on the reader, one
+//     at a time, in the order the lines arrived.
+//   - A handle's onReply with ErrClosed, the ErrClosed result of a SendWait whose message never went
+//     out, then OnClose: on the writer goroutine, once the channel has closed and the last OnMessage
+//     has returned. No OnMessage runs after OnClose has begun; Done is closed after OnClose returns.
+//
+// The rule that makes a Channel safe to use under locks: it never runs a callback on the goroutine of
+// a caller of Send, SendRaw, SendHandle, SendWait, Close or CloseAfterFlush, not even when a write
+// fails at once because the peer died (EPIPE, ECONNRESET): the failure only marks the channel closed,
+// and the writer goroutine, which holds no caller's locks, runs the callbacks. So those methods may be
+// called while holding a lock that a callback takes (the cluster package sends while holding
+// Primary.mu), and a callback may call any method of its Channel.
+//
+// Send, SendRaw and SendHandle make one non-blocking write on the caller's goroutine when nothing is
+// queued ahead of the message (the hot path of a round-robin hand-off: no writer wake-up); what does
+// not go out at once is left to the writer. A nil error from them means "queued", not "delivered".
+//
+// Locks: Channel.mu guards the send state and is a leaf (nothing that takes another lock, and no
+// callback, runs under it). Channel.readMu is held by the reader across a read and the OnMessage and
+// onReply calls it makes, and by the writer for a moment when the channel closes, so that OnClose
+// follows the last OnMessage; hence ReadOnce must not be called while holding a lock that OnMessage
+// takes.
+//
+// The package works on Linux; elsewhere Pair and FromFD return ErrNotSupported.
 package ipc
 
 import (
@@ -19,7 +50,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"syscall"
 
@@ -39,6 +69,8 @@ var (
 	ErrClosed = errors.New("ipc: channel closed")
 	// ErrNACK is reported to a handle callback when the peer answered NODE_HANDLE_NACK (no fd arrived).
 	ErrNACK = errors.New("ipc: peer did not receive the handle (NODE_HANDLE_NACK)")
+	// ErrNotSupported is returned by Pair and FromFD on systems other than Linux.
+	ErrNotSupported = errors.New("ipc: Node IPC channels are only supported on Linux")
 )
 
 // Message is one message received on the channel.
@@ -58,10 +90,12 @@ type Message struct {
 // Options configures a Channel.
 type Options struct {
 	// OnMessage is called for every message but the channel's own NODE_HANDLE_ACK/NACK, one at a
-	// time, on the channel's reader goroutine. It must not block for long.
+	// time, on the reader (the channel's reader goroutine, or the caller of ReadOnce). It must not
+	// block for long: it holds up every later message.
 	OnMessage func(Message)
-	// OnClose is called once when the channel is closed by either side; err is nil on a clean EOF or a
-	// local Close.
+	// OnClose is called once when the channel is closed by either side, on the channel's writer
+	// goroutine, after the last OnMessage and the last handle callback; err is nil on a clean EOF, a
+	// local Close or CloseAfterFlush. It must not wait for Done, which is closed after it returns.
 	OnClose func(err error)
 	// Logger receives protocol errors (garbage from the peer). Nil discards them.
 	Logger *slog.Logger
@@ -81,64 +115,34 @@ type outMsg struct {
 	rawBytes bool
 }
 
-// Channel is one end of a Node IPC channel. Its methods are safe for concurrent use.
+// Channel is one end of a Node IPC channel. Its methods are safe for concurrent use. See the package
+// documentation for the goroutines its callbacks run on.
 type Channel struct {
 	conn *net.UnixConn
 	opts Options
 	log  *slog.Logger
+	raw  syscall.RawConn
+	fd   int
 
+	// mu guards the send state. It is a leaf lock: under it the channel makes no call that takes
+	// another lock and runs no callback. cond (on mu) is what the writer goroutine waits on.
 	mu       sync.Mutex
 	cond     *sync.Cond
 	ctrl     [][]byte // ACK/NACK: bypass the handle gate
 	queue    []outMsg
 	awaiting *outMsg // handle message written, reply not yet received
-	closed   bool
+	closed   bool    // set once, by fail; the writer then runs the close callbacks (finish)
 	closeErr error
 	flushing bool // CloseAfterFlush: close once everything queued is written
 	writing  bool // a write is in progress (writer goroutine or a sender's fast path)
-	raw      syscall.RawConn
-	fd       int
-	rd       *reader // ExternalRead
 
-	done      chan struct{}
-	closeOnce sync.Once
-}
+	// readMu is held by the reader across one read and the callbacks it makes, and by finish while it
+	// ends reading, so that OnClose comes after the last OnMessage. It guards readDone and rd.
+	readMu   sync.Mutex
+	readDone bool    // finish ran: no more reads, no more OnMessage
+	rd       *reader // ExternalRead: the receive state ReadOnce uses
 
-// Pair creates a connected pair for a child process: parent is this process's end, child is the file to
-// pass in exec.Cmd.ExtraFiles (close it after the child has started).
-func Pair() (parent *net.UnixConn, child *os.File, err error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ipc: socketpair: %w", err)
-	}
-	pf := os.NewFile(uintptr(fds[0]), "ipc-parent")
-	defer pf.Close()
-	c, err := net.FileConn(pf)
-	if err != nil {
-		unix.Close(fds[1])
-		return nil, nil, fmt.Errorf("ipc: socketpair conn: %w", err)
-	}
-	return c.(*net.UnixConn), os.NewFile(uintptr(fds[1]), "ipc-child"), nil
-}
-
-// FromFD opens the channel end a parent passed to this process as fd (NODE_CHANNEL_FD). The fd is
-// duplicated and closed, and the duplicate is close-on-exec.
-func FromFD(fd int) (*net.UnixConn, error) {
-	f := os.NewFile(uintptr(fd), "ipc")
-	if f == nil {
-		return nil, fmt.Errorf("ipc: bad fd %d", fd)
-	}
-	defer f.Close()
-	c, err := net.FileConn(f)
-	if err != nil {
-		return nil, fmt.Errorf("ipc: fd %d: %w", fd, err)
-	}
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		c.Close()
-		return nil, fmt.Errorf("ipc: fd %d is not a unix socket", fd)
-	}
-	return uc, nil
+	done chan struct{} // closed at the end of finish, after OnClose
 }
 
 // New starts a Channel on conn. The channel owns conn from now on.
@@ -166,7 +170,7 @@ func New(conn *net.UnixConn, opts Options) *Channel {
 	return c
 }
 
-// Done is closed when the channel has closed.
+// Done is closed when the channel has closed and its close callbacks (OnClose last) have returned.
 func (c *Channel) Done() <-chan struct{} { return c.done }
 
 // Send queues a JSON-encoded message. It never blocks on the peer.
@@ -179,7 +183,9 @@ func (c *Channel) Send(v any) error {
 }
 
 // SendWait sends a JSON-encoded message and waits until it has been written to the socket (after any
-// handle ahead of it was acknowledged), so that a process may exit right after it returns.
+// handle ahead of it was acknowledged), so that a process may exit right after it returns. It returns
+// ErrClosed if the channel closed before the message went out. The message always goes through the
+// writer goroutine.
 func (c *Channel) SendWait(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -201,9 +207,10 @@ func (c *Channel) SendRaw(line []byte) error {
 }
 
 // SendHandle queues msg wrapped in a NODE_HANDLE of the given type, with fd attached. The caller keeps
-// ownership of fd and must keep it open until onReply runs: with nil once the peer acknowledged it,
-// ErrNACK if the peer got no fd, or ErrClosed if the channel closed first. onReply runs on one of the
-// channel's goroutines and must not block.
+// ownership of fd and must keep it open until onReply runs: with nil once the peer acknowledged it or
+// ErrNACK if the peer got no fd (both on the reader), or ErrClosed if the channel closed first (on the
+// writer goroutine, also when the write itself failed). onReply never runs on the caller's goroutine,
+// so the caller may hold a lock that onReply takes; it must not block.
 func (c *Channel) SendHandle(msg any, handleType string, fd int, onReply func(error)) error {
 	inner, err := json.Marshal(msg)
 	if err != nil {
@@ -255,10 +262,16 @@ func (c *Channel) enqueue(m outMsg) error {
 		full := append(append(make([]byte, 0, len(m.line)+1), m.line...), '\n')
 		c.queue = append([]outMsg{{line: full[n:], fd: -1, rawBytes: true}}, c.queue...)
 	}
-	c.kickLocked()
+	if c.closed {
+		c.cond.Signal() // the writer may be waiting in finish for this write to end
+	} else {
+		c.kickLocked()
+	}
 	c.mu.Unlock()
 	if err != nil {
-		c.shutdown(fmt.Errorf("ipc: write: %w", err))
+		// Only mark the channel closed: m (its onReply, if it carries a handle) and everything queued
+		// are settled by the writer goroutine, never here, where the caller may hold locks.
+		c.fail(fmt.Errorf("ipc: write: %w", err))
 	}
 	return nil
 }
@@ -275,7 +288,7 @@ func (c *Channel) tryWrite(m outMsg) (int, error) {
 	var n int
 	var werr error
 	err := c.raw.Write(func(fd uintptr) bool {
-		n, werr = unix.SendmsgN(int(fd), line, oob, nil, unix.MSG_NOSIGNAL)
+		n, werr = unix.SendmsgN(int(fd), line, oob, nil, sendFlags)
 		return true
 	})
 	if err != nil {
@@ -308,7 +321,8 @@ func (c *Channel) kickLocked() {
 }
 
 // CloseAfterFlush closes the channel once every message queued so far has been written (and a handle
-// in flight acknowledged). Messages sent after it are still written if they are queued in time.
+// in flight acknowledged). Messages sent after it are still written if they are queued in time. It
+// returns at once; the close callbacks run on the writer goroutine.
 func (c *Channel) CloseAfterFlush() {
 	c.mu.Lock()
 	c.flushing = true
@@ -316,45 +330,72 @@ func (c *Channel) CloseAfterFlush() {
 	c.mu.Unlock()
 }
 
-// Close closes the channel. Queued messages that were not written are dropped; handle callbacks get
-// ErrClosed.
+// Close closes the channel. Queued messages that were not written are dropped. It returns at once:
+// the handle callbacks (with ErrClosed) and OnClose run on the writer goroutine; wait for Done to know
+// they have.
 func (c *Channel) Close() error {
-	c.shutdown(nil)
+	c.fail(nil)
 	return nil
 }
 
-func (c *Channel) shutdown(err error) {
-	c.closeOnce.Do(func() {
-		c.mu.Lock()
-		c.closed = true
-		c.closeErr = err
-		pending := c.queue
-		awaiting := c.awaiting
-		c.queue, c.ctrl, c.awaiting = nil, nil, nil
-		c.cond.Broadcast()
+// fail marks the channel closed with err (nil: a clean close) and closes the socket, which ends a
+// blocked read or write. It runs no callback, so any goroutine may call it, holding any lock; the
+// writer goroutine sees closed and runs finish. Only the first call counts.
+func (c *Channel) fail(err error) {
+	c.mu.Lock()
+	if c.closed {
 		c.mu.Unlock()
-		c.conn.Close()
-		if awaiting != nil {
-			awaiting.onReply(ErrClosed)
+		return
+	}
+	c.closed = true
+	c.closeErr = err
+	c.cond.Signal()
+	c.mu.Unlock()
+	c.conn.Close()
+}
+
+// finish runs on the writer goroutine once the channel is closed: it ends reading (waiting for an
+// OnMessage in progress), waits for a sender's fast-path write to end, and then runs the close
+// callbacks: ErrClosed to the handle awaiting its ACK and to everything still queued, OnClose, and
+// finally closes done.
+func (c *Channel) finish() {
+	c.readMu.Lock()
+	c.readDone = true
+	if c.rd != nil {
+		c.rd.closeFDs() // fds received but never claimed by a NODE_HANDLE line
+	}
+	c.readMu.Unlock()
+
+	c.mu.Lock()
+	for c.writing {
+		c.cond.Wait()
+	}
+	err := c.closeErr
+	awaiting, pending := c.awaiting, c.queue
+	c.queue, c.ctrl, c.awaiting = nil, nil, nil
+	c.mu.Unlock()
+	if awaiting != nil {
+		awaiting.onReply(ErrClosed)
+	}
+	for _, m := range pending {
+		if m.onReply != nil {
+			m.onReply(ErrClosed)
 		}
-		for _, m := range pending {
-			if m.onReply != nil {
-				m.onReply(ErrClosed)
-			}
-			if m.written != nil {
-				m.written <- ErrClosed
-			}
+		if m.written != nil {
+			m.written <- ErrClosed
 		}
-		close(c.done)
-		if c.opts.OnClose != nil {
-			c.opts.OnClose(err)
-		}
-	})
+	}
+	if c.opts.OnClose != nil {
+		c.opts.OnClose(err)
+	}
+	close(c.done)
 }
 
 // writeLoop writes queued messages in order, holding back everything but ACK/NACK while a handle is
-// awaiting its acknowledgement, and coalescing plain messages into one write.
+// awaiting its acknowledgement, and coalescing plain messages into one write. Once the channel is
+// closed it runs the close callbacks (finish) and ends.
 func (c *Channel) writeLoop() {
+	defer c.finish()
 	var buf []byte
 	var batch []outMsg
 	for {
@@ -362,7 +403,7 @@ func (c *Channel) writeLoop() {
 		for !c.closed && (c.writing || len(c.ctrl) == 0 && (c.queue0Gated() || len(c.queue) == 0)) {
 			if c.flushing && !c.writing && c.awaiting == nil && len(c.queue) == 0 {
 				c.mu.Unlock()
-				c.shutdown(nil)
+				c.fail(nil)
 				return
 			}
 			c.cond.Wait()
@@ -373,15 +414,17 @@ func (c *Channel) writeLoop() {
 		}
 		buf = buf[:0]
 		batch = batch[:0]
+		// The tail of a fast-path write goes first, even before ACK/NACK: a line once started must be
+		// finished before any other byte, or an ACK would land inside it.
+		if len(c.queue) > 0 && c.queue[0].rawBytes {
+			buf = append(buf, c.queue[0].line...)
+			c.queue = c.queue[1:]
+		}
 		for _, l := range c.ctrl {
 			buf = append(append(buf, l...), '\n')
 		}
 		c.ctrl = c.ctrl[:0]
 		var handle *outMsg
-		if len(c.queue) > 0 && c.queue[0].rawBytes { // the tail of a fast-path write goes first
-			buf = append(buf, c.queue[0].line...)
-			c.queue = c.queue[1:]
-		}
 		if c.awaiting == nil {
 			n := 0
 			for n < len(c.queue) && len(buf) < 64<<10 {
@@ -418,7 +461,7 @@ func (c *Channel) writeLoop() {
 			m.written <- err
 		}
 		if err != nil {
-			c.shutdown(fmt.Errorf("ipc: write: %w", err))
+			c.fail(fmt.Errorf("ipc: write: %w", err))
 			return
 		}
 	}
@@ -459,28 +502,43 @@ func (r *reader) closeFDs() {
 	r.fds = nil
 }
 
+// readLoop is the reader goroutine of a channel without Options.ExternalRead. It blocks in recvmsg
+// holding readMu; closing the socket (fail) ends the read, so finish never waits long for it.
 func (c *Channel) readLoop() {
 	r := newReader()
 	defer r.closeFDs()
 	for {
-		n, oobn, _, _, err := c.conn.ReadMsgUnix(r.buf, r.oob)
-		if !c.feed(r, n, oobn, err) {
+		c.readMu.Lock()
+		if c.readDone {
+			c.readMu.Unlock()
+			return
+		}
+		n, oobn, _, _, err := c.conn.ReadMsgUnix(r.buf, r.oob) // MSG_CMSG_CLOEXEC on Linux
+		ok := c.feed(r, n, oobn, err)
+		c.readMu.Unlock()
+		if !ok {
 			return
 		}
 	}
 }
 
 // ReadOnce reads what the socket has (one non-blocking recvmsg) and dispatches it, for a channel made
-// with Options.ExternalRead whose owner polls the socket (see FD). It reports false once the channel
-// is closed. It must not be called concurrently with itself.
+// with Options.ExternalRead whose owner polls the socket (see FD). OnMessage runs on the caller's
+// goroutine, so the caller must not hold a lock that OnMessage takes. It reports false once the
+// channel is closed. It must not be called concurrently with itself.
 func (c *Channel) ReadOnce() bool {
 	if c.rd == nil || c.raw == nil {
+		return false
+	}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if c.readDone {
 		return false
 	}
 	var n, oobn int
 	var rerr error
 	err := c.raw.Read(func(fd uintptr) bool {
-		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), c.rd.buf, c.rd.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), c.rd.buf, c.rd.oob, recvFlags)
 		return true // one attempt: the owner waits for readiness, not us
 	})
 	switch {
@@ -526,7 +584,7 @@ func (c *Channel) feed(r *reader, n, oobn int, err error) bool {
 		}
 		if len(r.pending)+len(data) > c.opts.MaxLine {
 			c.log.Warn("ipc: message line too long; closing channel", "limit", c.opts.MaxLine)
-			c.shutdown(fmt.Errorf("ipc: message longer than %d bytes", c.opts.MaxLine))
+			c.fail(fmt.Errorf("ipc: message longer than %d bytes", c.opts.MaxLine))
 			return false
 		}
 		r.pending = append(r.pending, data...)
@@ -540,7 +598,7 @@ func (c *Channel) feed(r *reader, n, oobn int, err error) bool {
 		if len(r.pending) > 0 {
 			c.log.Warn("ipc: channel closed in the middle of a message", "bytes", len(r.pending))
 		}
-		c.shutdown(err)
+		c.fail(err)
 		return false
 	}
 	return true

@@ -7,15 +7,20 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/corralhq/corral/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
-// pair returns a Channel and the raw peer socket.
+// pair returns a Channel and the raw peer socket. The test fails if a goroutine the channel started
+// outlives it.
 func pair(t testing.TB, opts Options) (*Channel, *net.UnixConn) {
 	t.Helper()
+	testutil.CheckGoroutines(t)
 	parent, child, err := Pair()
 	if err != nil {
 		t.Fatal(err)
@@ -175,6 +180,62 @@ func TestReceiveHandle(t *testing.T) {
 		t.Fatalf("message %+v", m)
 	}
 	unix.Close(m.FD)
+}
+
+// A write that fails at once (the peer shut its read side: EPIPE) closes the channel, and the
+// callbacks it causes (the handle's onReply, OnClose) run on the channel's goroutine, not on the
+// sender's: a sender holding a lock that the callbacks take must not deadlock.
+func TestCallbacksNeverRunOnTheSendersGoroutine(t *testing.T) {
+	var mu sync.Mutex // stands for the caller's lock (cluster's Primary.mu)
+	closed := make(chan error, 1)
+	replied := make(chan error, 1)
+	c, peer := pair(t, Options{OnClose: func(err error) { mu.Lock(); defer mu.Unlock(); closed <- err }})
+	if err := peer.CloseRead(); err != nil {
+		t.Fatal(err)
+	}
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	defer w.Close()
+	sent := make(chan error, 1)
+	go func() {
+		mu.Lock()
+		defer mu.Unlock()
+		sent <- c.SendHandle("conn", "net.Native", int(r.Fd()), func(err error) { mu.Lock(); defer mu.Unlock(); replied <- err })
+	}()
+	select {
+	case err := <-sent:
+		if err != nil {
+			t.Fatalf("SendHandle: %v (want nil: queued; the failure goes to onReply)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SendHandle did not return: it ran a callback on its caller's goroutine, under the caller's lock")
+	}
+	if err := within(t, replied); !errors.Is(err, ErrClosed) {
+		t.Fatalf("onReply(%v), want ErrClosed", err)
+	}
+	if err := within(t, closed); !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("OnClose(%v), want the EPIPE of the failed write", err)
+	}
+	within(t, c.Done())
+	if err := c.Send("x"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after the failure: %v, want ErrClosed", err)
+	}
+}
+
+// Close returns at once, under a lock OnClose takes; OnClose follows on the writer goroutine, before Done.
+func TestCloseRunsOnCloseOnTheWriter(t *testing.T) {
+	var mu sync.Mutex
+	var ran bool
+	c, _ := pair(t, Options{OnClose: func(err error) { mu.Lock(); ran = true; mu.Unlock() }})
+	mu.Lock()
+	c.Close()
+	mu.Unlock()
+	within(t, c.Done())
+	mu.Lock()
+	defer mu.Unlock()
+	if !ran {
+		t.Fatal("Done closed before OnClose ran")
+	}
 }
 
 func TestOversizedLineClosesChannel(t *testing.T) {

@@ -83,8 +83,13 @@ func (c *Client) roundTrip(ctx context.Context, h header, payload []byte, fds []
 	}
 	dl, _ := ctx.Deadline()
 	c.c.SetDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { c.c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	expired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { c.c.SetDeadline(time.Unix(1, 0)); close(expired) })
+	defer func() {
+		if !stop() { // it ran, or runs: let it finish before the next call sets its deadline
+			<-expired
+		}
+	}()
 	fail := func(err error) (header, []byte, []int, error) {
 		if ctx.Err() != nil {
 			err = ctx.Err()

@@ -439,7 +439,7 @@ func (k *keeper) daemonExited(ws unix.WaitStatus) {
 
 func describe(ws unix.WaitStatus) string {
 	if ws.Signaled() {
-		return "killed by " + ws.Signal().String()
+		return "killed by signal " + strconv.Itoa(int(ws.Signal())) + " (" + ws.Signal().String() + ")"
 	}
 	return "exited with status " + strconv.Itoa(ws.ExitStatus())
 }
@@ -478,7 +478,7 @@ func (k *keeper) stop(why string) {
 		return
 	}
 	unix.Kill(k.pid, unix.SIGTERM)
-	k.stopBy = time.Now().Add(k.cfg.StopTimeout)
+	k.stopBy, k.readyBy = time.Now().Add(k.cfg.StopTimeout), time.Time{}
 }
 
 // timers acts on the deadlines that have passed.
@@ -512,7 +512,8 @@ func (k *keeper) timers(now time.Time) {
 	}
 }
 
-// nextTimeout returns poll's timeout in ms until the next deadline, -1 for none.
+// nextTimeout returns poll's timeout in ms until the next deadline, -1 for none. Each deadline
+// is cleared when it fires or stops applying, so none stays in the past.
 func (k *keeper) nextTimeout(now time.Time) int {
 	var next time.Time
 	for _, t := range [...]time.Time{k.restartAt, k.stopBy, k.upd.deadline, k.readyBy} {
@@ -661,9 +662,10 @@ func (k *keeper) closeConn(i int) {
 	*c = conn{fd: -1}
 }
 
-// recv reads one record into rbuf and its fds into fdsIn. It returns the record length, the
-// number of fds, and false when the connection is to be closed (EOF, error, truncation).
-func (k *keeper) recv(fd int) (int, int, bool) {
+// recv reads one record into rbuf and its fds into fdsIn. It returns the record length (-1: no
+// record after all, 0: the connection is to be closed) and the number of fds. A record too long
+// for rbuf or with more fds than fdsIn holds comes back with its fds closed and nfds -1.
+func (k *keeper) recv(fd int) (int, int) {
 	k.iov.Base = &k.rbuf[0]
 	k.iov.SetLen(len(k.rbuf))
 	k.msg = unix.Msghdr{Iov: &k.iov, Control: &k.roob[0]}
@@ -671,7 +673,7 @@ func (k *keeper) recv(fd int) (int, int, bool) {
 	k.msg.SetControllen(len(k.roob))
 	n, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&k.msg)), unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
 	if e == unix.EAGAIN || e == unix.EINTR {
-		return -1, 0, true
+		return -1, 0
 	}
 	nfds := 0
 	oob := k.roob[:min(uint64(k.msg.Controllen), uint64(len(k.roob)))]
@@ -692,11 +694,15 @@ func (k *keeper) recv(fd int) (int, int, bool) {
 		}
 		oob = oob[next:]
 	}
-	if e != 0 || n == 0 || k.msg.Flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+	if e != 0 || n == 0 {
 		k.closeIn(nfds)
-		return 0, 0, false
+		return 0, 0
 	}
-	return int(n), nfds, true
+	if k.msg.Flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		k.closeIn(nfds)
+		return int(n), -1
+	}
+	return int(n), nfds
 }
 
 func (k *keeper) closeIn(nfds int) {
@@ -742,17 +748,19 @@ func (k *keeper) ok(ci int, op byte, arg uint64) {
 
 // serve handles one record from connection ci.
 func (k *keeper) serve(ci int) {
-	n, nfds, alive := k.recv(int(k.conns[ci].fd))
-	if !alive {
-		k.closeConn(ci)
+	n, nfds := k.recv(int(k.conns[ci].fd))
+	if n <= 0 {
+		if n == 0 {
+			k.closeConn(ci)
+		}
 		return
 	}
-	if n < 0 {
-		return
+	h, p, code := header{}, []byte(nil), codeBadRequest
+	if nfds >= 0 {
+		h, p, code = parseRequest(k.rbuf[:n], nfds)
 	}
-	h, p, code := parseRequest(k.rbuf[:n], nfds)
 	if code != 0 {
-		k.closeIn(nfds)
+		k.closeIn(max(nfds, 0))
 		k.sendErr(ci, code, "")
 		if code == codeBadRequest {
 			k.closeConn(ci)
@@ -926,7 +934,7 @@ func (k *keeper) update(ci int, p []byte, timeout time.Duration) {
 		k.start(fd, argv, timeout)
 		return
 	}
-	k.upd.phase = phaseHandover
+	k.upd.phase, k.readyBy = phaseHandover, time.Time{} // only the handover deadline counts now
 	k.upd.deadline = time.Now().Add(k.cfg.HandoverTimeout)
 	unix.Kill(k.pid, HandoverSignal)
 }

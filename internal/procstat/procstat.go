@@ -64,12 +64,15 @@ type prevSample struct {
 	cpu   float64 // the CPU figure reported
 }
 
-// Stat is the part of /proc/<pid>/stat that corral reads: what a sample uses, and what the
-// daemon's orphan reaper uses to recognise a zombie child outside its own process group.
+// Stat is the part of /proc/<pid>/stat that corral reads: what a sample uses, what the daemon's
+// orphan reaper uses to recognise a zombie child outside its own process group, and what the
+// daemon's tree stop uses to find and recognise an app's descendants (see Descendants).
 type Stat struct {
+	PID     int    // the process's pid
 	State   byte   // R, S, D, Z, ...
 	PPID    int    // parent pid
 	PGRP    int    // process group id
+	Session int    // session id
 	Ticks   uint64 // utime+stime+cutime+cstime, in clock ticks
 	Threads int
 	Start   uint64 // start time after boot, in clock ticks
@@ -277,6 +280,9 @@ func parseStat(b []byte) (Stat, bool) {
 		return Stat{}, false
 	}
 	var st Stat
+	if j := bytes.IndexByte(b, ' '); j > 0 && j < i {
+		st.PID = int(parseUint(b[:j]))
+	}
 	st.State = b[i+2]
 	// Fields after the name, numbered from 3 (state) as in proc_pid_stat(5).
 	field := 3
@@ -294,6 +300,8 @@ func parseStat(b []byte) (Stat, bool) {
 			st.PPID = int(parseUint(tok))
 		case 5:
 			st.PGRP = int(parseUint(tok))
+		case 6:
+			st.Session = int(parseUint(tok))
 		case 14, 15, 16, 17: // utime, stime, cutime, cstime
 			st.Ticks += parseUint(tok)
 		case 20:

@@ -257,7 +257,7 @@ func TestParseStat(t *testing.T) {
 	if !ok {
 		t.Fatal("parse failed")
 	}
-	want := Stat{State: 'S', PPID: 1, PGRP: 1234, Ticks: 250 + 50 + 7 + 3, Threads: 11, Start: 98765, RSS: 2048}
+	want := Stat{PID: 1234, State: 'S', PPID: 1, PGRP: 1234, Session: 1234, Ticks: 250 + 50 + 7 + 3, Threads: 11, Start: 98765, RSS: 2048}
 	if st != want {
 		t.Errorf("got %+v, want %+v", st, want)
 	}

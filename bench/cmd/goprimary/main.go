@@ -63,9 +63,9 @@ func run() error {
 	var sched cluster.Policy
 	switch *policy {
 	case "rr":
-		sched = cluster.RoundRobin
+		sched = cluster.PolicyRoundRobin
 	case "none":
-		sched = cluster.None
+		sched = cluster.PolicyNone
 	default:
 		return fmt.Errorf("-policy %q: want rr or none", *policy)
 	}

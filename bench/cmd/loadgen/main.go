@@ -6,15 +6,40 @@
 //
 //	loadgen -url http://127.0.0.1:8080/ -rate 500 -duration 20s [-close] [-timeout 2s]
 //
-// prints one summary line of key=value pairs:
+// prints one summary line of key=value pairs (after "# <count>x <error>" sample lines):
 //
 //	sent=10000 ok=9998 non200=0 timeouts=0 errors=2 dropped=0 failures=2 p50_ms=0.4 p99_ms=1.9
+//	err_refused=0 err_reset=2 err_eof=0 err_other=0 longest_outage_ms=3.1 outage_at_s=12.40
+//	outages=0 outage_total_ms=0.0 pids=4 achieved_rps=500.0 send_lag_max_ms=0.8 cpu_pct=6.1
 //
-// SIGINT or SIGTERM ends the sending early; the answers still outstanding are waited for and counted.
-// failures = non200 + timeouts + errors + dropped (dropped: not sent because -max-inflight
-// requests were already outstanding). With -close every request goes on a new connection
-// (Connection: close); otherwise connections are kept alive. Go's client silently retries a GET that
-// failed on a reused keep-alive connection before any answer; -method POST turns that off.
+// (one line). SIGINT or SIGTERM ends the sending early; the answers still outstanding are waited for
+// and counted. failures = non200 + timeouts + errors + dropped (dropped: not sent because -max-inflight
+// requests were already outstanding); errors are split into err_refused (connection refused),
+// err_reset (connection reset or broken pipe), err_eof (connection closed before an answer) and
+// err_other. With -close every request goes on a new connection (Connection: close); otherwise
+// connections are kept alive. Go's client silently retries a GET that failed on a reused keep-alive
+// connection before any answer; -method POST turns that off.
+//
+// Outage: the send window runs from the first send to the last (or to SIGINT). Take the times at
+// which requests completed with a 200, add both ends of the window, sort: longest_outage_ms is the
+// longest interval between two neighbours, that is the longest time during which no request
+// succeeded; outage_at_s is when it began (seconds after the first send). outages and
+// outage_total_ms count and sum the intervals of at least -outage-min (default 100ms). At 500 req/s a
+// healthy server's longest interval is a few milliseconds; a request that times out after -timeout
+// ends no interval, so a port that stops answering shows as an outage of at least that long.
+// pids is the number of distinct X-Worker-Pid headers among the 200s. achieved_rps is sent / send
+// window, send_lag_max_ms how late the sender was at worst and cpu_pct loadgen's own CPU time (user +
+// system, % of one core) over the run: if the first is short of -rate or the others are high, the
+// machine, not the server, was the limit. -timeline FILE writes one line per second of completions:
+// "second ok non200 timeouts errors".
+//
+// Burst mode, for connections handed to a worker that dies before accepting them:
+//
+//	loadgen -burst 16 -mark 400ms -url URL -close -timeout 3s
+//
+// sends 16 requests at once, waits for every answer and prints the counters above plus
+// pending_at_mark (requests without an answer -mark after the burst), pending_ok (of those, how many
+// got a 200 later) and pending_failed.
 //
 // Wait mode, for crash-to-serving times:
 //
@@ -63,6 +88,10 @@ type config struct {
 	notPID      string
 	interval    time.Duration
 	deadline    time.Duration
+	outageMin   time.Duration
+	timeline    string
+	burst       int
+	mark        time.Duration
 }
 
 func run() error {
@@ -78,12 +107,17 @@ func run() error {
 	flag.StringVar(&c.notPID, "not-pid", "", "wait mode: ignore answers whose X-Worker-Pid is this")
 	flag.DurationVar(&c.interval, "interval", 5*time.Millisecond, "wait mode: time between requests")
 	flag.DurationVar(&c.deadline, "deadline", 60*time.Second, "wait mode: give up after this long")
+	flag.DurationVar(&c.outageMin, "outage-min", 100*time.Millisecond, "count gaps between successes at least this long as outages")
+	flag.StringVar(&c.timeline, "timeline", "", "write per-second completion counts to this file")
+	flag.IntVar(&c.burst, "burst", 0, "burst mode: send this many requests at once, then wait for them")
+	flag.DurationVar(&c.mark, "mark", 400*time.Millisecond, "burst mode: count the requests still unanswered this long after the burst")
 	flag.Parse()
 	if c.url == "" {
 		return errors.New("-url is required")
 	}
-	if c.rate < 1 || c.duration <= 0 || c.timeout <= 0 || c.maxInflight < 1 || c.interval <= 0 || c.deadline <= 0 {
-		return errors.New("-rate, -duration, -timeout, -max-inflight, -interval and -deadline must be positive")
+	if c.rate < 1 || c.duration <= 0 || c.timeout <= 0 || c.maxInflight < 1 || c.interval <= 0 || c.deadline <= 0 ||
+		c.outageMin <= 0 || c.mark <= 0 || c.burst < 0 {
+		return errors.New("-rate, -duration, -timeout, -max-inflight, -interval, -deadline, -outage-min and -mark must be positive")
 	}
 	client := &http.Client{
 		Timeout: c.timeout,
@@ -98,9 +132,19 @@ func run() error {
 	if c.waitOK {
 		return waitOK(client, c)
 	}
+	if c.burst > 0 {
+		fmt.Println(burst(client, c))
+		return nil
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fmt.Println(steady(ctx, client, c))
+	s := steady(ctx, client, c)
+	if c.timeline != "" {
+		if err := os.WriteFile(c.timeline, []byte(s.timeline()), 0o644); err != nil {
+			return fmt.Errorf("write timeline: %w", err)
+		}
+	}
+	fmt.Println(s)
 	return nil
 }
 
@@ -141,28 +185,97 @@ func do(client *http.Client, c config) (outcome, string, error) {
 // summary counts the outcomes of a steady run.
 type summary struct {
 	mu                                        sync.Mutex
+	outageMin                                 time.Duration
+	start                                     time.Time
+	window                                    time.Duration // first send to last send
+	sendLag                                   time.Duration // worst lateness of a send
+	cpu                                       time.Duration // loadgen's own user+system time
 	sent, ok, non200, timeouts, errs, dropped int
+	refused, reset, eof                       int
 	latencies                                 []time.Duration
+	okAt                                      []time.Duration // completion of each 200, since start
+	pids                                      map[string]bool
+	perSecond                                 map[int]*[4]int // completion second -> ok, non200, timeouts, errors
 	samples                                   map[string]int
 }
 
-func (s *summary) add(o outcome, d time.Duration, err error) {
+func newSummary(outageMin time.Duration) *summary {
+	return &summary{outageMin: outageMin, start: time.Now(), pids: map[string]bool{}, perSecond: map[int]*[4]int{}, samples: map[string]int{}}
+}
+
+func (s *summary) add(o outcome, d time.Duration, pid string, err error) {
+	at := time.Since(s.start)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	sec := int(at / time.Second)
+	if s.perSecond[sec] == nil {
+		s.perSecond[sec] = new([4]int)
+	}
+	s.perSecond[sec][o]++
 	switch o {
 	case ok:
 		s.ok++
 		s.latencies = append(s.latencies, d)
+		s.okAt = append(s.okAt, at)
+		s.pids[pid] = true
 	case non200:
 		s.non200++
 	case timeout:
 		s.timeouts++
 	default:
 		s.errs++
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			s.refused++
+		case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+			s.reset++
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			s.eof++
+		}
 	}
 	if err != nil && len(s.samples) < 8 {
 		s.samples[err.Error()]++
 	}
+}
+
+// outage returns the longest interval without a 200 in the send window (see the package comment),
+// when it began, and the count and sum of the intervals of at least s.outageMin. The caller holds s.mu.
+func (s *summary) outage() (longest, at time.Duration, n int, total time.Duration) {
+	t := make([]time.Duration, 0, len(s.okAt)+2)
+	t = append(t, 0, s.window)
+	t = append(t, s.okAt...)
+	slices.Sort(t)
+	for i := 1; i < len(t); i++ {
+		gap := t[i] - t[i-1]
+		if gap > longest {
+			longest, at = gap, t[i-1]
+		}
+		if gap >= s.outageMin {
+			n++
+			total += gap
+		}
+	}
+	return longest, at, n, total
+}
+
+// timeline renders the per-second completion counts.
+func (s *summary) timeline() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := -1
+	for sec := range s.perSecond {
+		last = max(last, sec)
+	}
+	var b strings.Builder
+	b.WriteString("# second ok non200 timeouts errors (by completion time)\n")
+	for sec := 0; sec <= last; sec++ {
+		c := s.perSecond[sec]
+		if c == nil {
+			c = new([4]int)
+		}
+		fmt.Fprintf(&b, "%d %d %d %d %d\n", sec, c[ok], c[non200], c[timeout], c[failed])
+	}
+	return b.String()
 }
 
 func (s *summary) String() string {
@@ -180,22 +293,47 @@ func (s *summary) String() string {
 	for msg, n := range s.samples {
 		fmt.Fprintf(&b, "# %dx %s\n", n, msg)
 	}
+	ms := func(d time.Duration) string {
+		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64)
+	}
 	fmt.Fprintf(&b, "sent=%d ok=%d non200=%d timeouts=%d errors=%d dropped=%d failures=%d p50_ms=%s p99_ms=%s",
 		s.sent, s.ok, s.non200, s.timeouts, s.errs, s.dropped, s.non200+s.timeouts+s.errs+s.dropped, pct(0.50), pct(0.99))
+	fmt.Fprintf(&b, " err_refused=%d err_reset=%d err_eof=%d err_other=%d", s.refused, s.reset, s.eof, s.errs-s.refused-s.reset-s.eof)
+	longest, at, n, total := s.outage()
+	rps := 0.0
+	if s.window > 0 {
+		rps = float64(s.sent) / s.window.Seconds()
+	}
+	wall := time.Since(s.start)
+	fmt.Fprintf(&b, " longest_outage_ms=%s outage_at_s=%.2f outages=%d outage_total_ms=%s pids=%d achieved_rps=%.1f send_lag_max_ms=%s cpu_pct=%.1f",
+		ms(longest), at.Seconds(), n, ms(total), len(s.pids), rps, ms(s.sendLag), 100*s.cpu.Seconds()/wall.Seconds())
 	return b.String()
+}
+
+// cpuTime returns the user+system CPU time of this process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // steady sends c.rate requests a second for c.duration (or until ctx is done), open loop, and waits for
 // the answers.
 func steady(ctx context.Context, client *http.Client, c config) *summary {
-	s := &summary{samples: map[string]int{}}
+	cpu0 := cpuTime()
+	s := newSummary(c.outageMin)
 	slots := make(chan struct{}, c.maxInflight)
 	var wg sync.WaitGroup
-	start := time.Now()
+	start := s.start
 	every := time.Second / time.Duration(c.rate)
 	for i := 0; ; i++ {
 		at := start.Add(time.Duration(i) * every)
 		if at.Sub(start) >= c.duration {
+			s.mu.Lock()
+			s.window = time.Since(start)
+			s.mu.Unlock()
 			break
 		}
 		if d := time.Until(at); d > 0 {
@@ -205,7 +343,13 @@ func steady(ctx context.Context, client *http.Client, c config) *summary {
 			}
 		}
 		if ctx.Err() != nil {
+			s.mu.Lock()
+			s.window = time.Since(start)
+			s.mu.Unlock()
 			break
+		}
+		if lag := time.Since(at); lag > s.sendLag {
+			s.sendLag = lag // only this goroutine writes sendLag before wg.Wait
 		}
 		select {
 		case slots <- struct{}{}:
@@ -224,12 +368,47 @@ func steady(ctx context.Context, client *http.Client, c config) *summary {
 			defer wg.Done()
 			defer func() { <-slots }()
 			t0 := time.Now()
-			o, _, err := do(client, c)
-			s.add(o, time.Since(t0), err)
+			o, pid, err := do(client, c)
+			s.add(o, time.Since(t0), pid, err)
 		}()
 	}
 	wg.Wait()
+	s.mu.Lock()
+	s.cpu = cpuTime() - cpu0
+	s.mu.Unlock()
 	return s
+}
+
+// burst sends c.burst requests at once and waits for all of them; the requests still unanswered
+// c.mark after the burst are also counted apart (pending_*).
+func burst(client *http.Client, c config) string {
+	cpu0 := cpuTime()
+	s := newSummary(c.outageMin)
+	var mu sync.Mutex
+	var pending, pendingOK int
+	var wg sync.WaitGroup
+	for range c.burst {
+		s.sent++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			o, pid, err := do(client, c)
+			s.add(o, time.Since(t0), pid, err)
+			if time.Since(s.start) >= c.mark {
+				mu.Lock()
+				pending++
+				if o == ok {
+					pendingOK++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	s.window = time.Since(s.start)
+	wg.Wait()
+	s.cpu = cpuTime() - cpu0
+	return fmt.Sprintf("%s pending_at_mark=%d pending_ok=%d pending_failed=%d", s, pending, pendingOK, pending-pendingOK)
 }
 
 // waitOK polls c.url until an answer is 200 from a process other than c.notPID.

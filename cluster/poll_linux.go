@@ -10,10 +10,11 @@ import (
 // pollLoop runs the round-robin hot path of a Primary on one goroutine: accepting on its listening
 // sockets and reading its workers' channels, driven by a level-triggered epoll set. A connection then
 // costs the same system calls as in Node's primary (accept4, sendmsg, recvmsg, close) and no hand-off
-// between goroutines.
+// between goroutines. The loop calls each handler with no lock held.
 type pollLoop struct {
 	epfd, wake int // wake: an eventfd that interrupts epoll_wait to stop
 
+	// mu guards the table below; a leaf lock (add and remove are called under Primary.mu).
 	mu       sync.Mutex
 	handlers map[int32]*pollEntry
 	stopping bool // the Primary closed: stop once nothing is registered
@@ -90,6 +91,9 @@ func (l *pollLoop) stop() {
 	}
 }
 
+// wait returns once the loop goroutine has ended (after stop, when nothing is registered).
+func (l *pollLoop) wait() { <-l.done }
+
 func (l *pollLoop) signal() {
 	var one = [8]byte{1}
 	unix.Write(l.wake, one[:])
@@ -135,4 +139,15 @@ func (l *pollLoop) run() {
 	l.mu.Lock()
 	l.running = false
 	l.mu.Unlock()
+}
+
+// accept4 accepts a connection, non-blocking and close-on-exec, without asking for the peer's address
+// (unix.Accept4 decodes it, which costs a getsockopt per connection). The socket is non-blocking, so
+// the raw system call never blocks the thread.
+func accept4(lfd int) (int, error) {
+	fd, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(fd), nil
 }

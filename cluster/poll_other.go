@@ -1,0 +1,22 @@
+//go:build !linux
+
+package cluster
+
+// The poll loop and accept4 are Linux-only (epoll); elsewhere forking fails with ErrNotSupported
+// before either is needed.
+
+type pollLoop struct{}
+
+type pollEntry struct{}
+
+func newPollLoop() (*pollLoop, error) { return nil, ErrNotSupported }
+
+func (l *pollLoop) add(fd int, fn func()) (*pollEntry, error) { return nil, ErrNotSupported }
+
+func (l *pollLoop) remove(fd int, e *pollEntry) {}
+
+func (l *pollLoop) stop() {}
+
+func (l *pollLoop) wait() {}
+
+func accept4(lfd int) (int, error) { return -1, ErrNotSupported }
