@@ -232,12 +232,10 @@ start_app() {
 	corral) PORT=$port cli corral start "$APP" -i "$INSTANCES" --name "$APP_NAME" >"$OUT/$tool-start.log" 2>&1 ;;
 	corral-go) PORT=$port cli corral start "$GOWORKER" -i "$INSTANCES" --exec-mode cluster --name "$APP_NAME" >"$OUT/$tool-start.log" 2>&1 ;;
 	pm2) PORT=$port cli pm2 start "$APP" -i "$INSTANCES" --name "$APP_NAME" >"$OUT/$tool-start.log" 2>&1 ;;
-	node) PRIMARY_PID=$(PORT=$port spawn "$OUT/$tool-primary.log" "$NODE" "$REPO/bench/chaos-primary.js" "$INSTANCES" "$APP") ;;
-	node-go) PRIMARY_PID=$(PORT=$port WORKER_EXEC=$GOWORKER spawn "$OUT/$tool-primary.log" "$NODE" "$REPO/bench/chaos-primary.js" "$INSTANCES" goworker) ;;
+	node) PORT=$port spawn "$OUT/$tool-primary.log" "$NODE" "$REPO/bench/chaos-primary.js" "$INSTANCES" "$APP" && PRIMARY_PID=$SPAWNED ;;
+	node-go) PORT=$port WORKER_EXEC=$GOWORKER spawn "$OUT/$tool-primary.log" "$NODE" "$REPO/bench/chaos-primary.js" "$INSTANCES" goworker && PRIMARY_PID=$SPAWNED ;;
 	*) die "unknown tool $tool (TOOLS=$TOOLS)" ;;
 	esac || return 1
-	# spawn ran in a command substitution, so its record of the group is lost: keep it here for cleanup.
-	case $tool in node*) STARTED_PGIDS+=("$PRIMARY_PID") ;; esac
 	case $tool in node*) wait_line "$OUT/$tool-primary.log" " ready $INSTANCES\$" 30 || return 1 ;; esac
 	wait_online "$tool" 30 && wait_serving "$port" 10
 }

@@ -48,11 +48,11 @@ log "node $("$NODE" --version), $(wrk --version 2>&1 | head -n 1 | cut -c1-40), 
 start_config() {
 	local name=$1 port=$2 logf=$OUT/$1.log pid
 	case $name in
-	node-node) pid=$(PORT=$port spawn "$logf" "$NODE" "$REPO/bench/node-primary.js" "$WORKERS" "$APP") ;;
-	go-node) pid=$(spawn "$logf" "$BENCH_TMP/goprimary" -workers "$WORKERS" -exec "$NODE" -port "$port" -- "$APP") ;;
-	go-go) pid=$(spawn "$logf" "$BENCH_TMP/goprimary" -workers "$WORKERS" -exec "$BENCH_TMP/goworker" -port "$port") ;;
-	node-go) pid=$(PORT=$port WORKER_EXEC=$BENCH_TMP/goworker spawn "$logf" "$NODE" "$REPO/bench/node-primary.js" "$WORKERS" goworker) ;;
-	single) pid=$(PORT=$port HOST=127.0.0.1 spawn "$logf" "$NODE" "$APP") ;;
+	node-node) PORT=$port spawn "$logf" "$NODE" "$REPO/bench/node-primary.js" "$WORKERS" "$APP" && pid=$SPAWNED ;;
+	go-node) spawn "$logf" "$BENCH_TMP/goprimary" -workers "$WORKERS" -exec "$NODE" -port "$port" -- "$APP" && pid=$SPAWNED ;;
+	go-go) spawn "$logf" "$BENCH_TMP/goprimary" -workers "$WORKERS" -exec "$BENCH_TMP/goworker" -port "$port" && pid=$SPAWNED ;;
+	node-go) PORT=$port WORKER_EXEC=$BENCH_TMP/goworker spawn "$logf" "$NODE" "$REPO/bench/node-primary.js" "$WORKERS" goworker && pid=$SPAWNED ;;
+	single) PORT=$port HOST=127.0.0.1 spawn "$logf" "$NODE" "$APP" && pid=$SPAWNED ;;
 	*) die "unknown config $name (CONFIGS=$CONFIGS)" ;;
 	esac
 	if [ "$name" = single ]; then

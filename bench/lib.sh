@@ -25,14 +25,14 @@ ensure_apt() {
 	command -v "$1" >/dev/null 2>&1
 }
 
-# spawn LOG CMD... starts CMD in a new session with stdout+stderr to LOG and prints its pid (= its pgid).
+# spawn LOG CMD... starts CMD in a new session with stdout+stderr to LOG and sets SPAWNED to its pid
+# (= its pgid), which cleanup_all stops. Call it directly, not in $(...): a subshell would lose the record.
 spawn() {
 	local logf=$1
 	shift
 	setsid "$@" >"$logf" 2>&1 </dev/null &
-	local pid=$!
-	STARTED_PGIDS+=("$pid")
-	echo "$pid"
+	SPAWNED=$!
+	STARTED_PGIDS+=("$SPAWNED")
 }
 
 # stop_group PID sends SIGTERM to PID, waits up to 5 s for it, then SIGKILLs its whole process group.
@@ -73,10 +73,11 @@ wait_line() {
 	return 1
 }
 
-# wait_http PORT SECONDS waits until http://127.0.0.1:PORT/ answers 200.
+# wait_http PORT SECONDS waits until http://127.0.0.1:PORT/ answers 200, for at most SECONDS of wall time.
 wait_http() {
-	local port=$1 secs=$2 i
-	for i in $(seq $((secs * 20))); do
+	local port=$1 secs=$2 deadline
+	deadline=$((SECONDS + secs))
+	while [ "$SECONDS" -lt "$deadline" ]; do
 		curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/" 2>/dev/null && return 0
 		sleep 0.05
 	done

@@ -13,7 +13,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -41,7 +40,7 @@ func run() error {
 	port := flag.Int("port", 8080, "value of PORT in the workers' environment (negative: leave PORT alone)")
 	policy := flag.String("policy", "rr", "scheduling policy: rr (round-robin) or none (shared socket)")
 	readyTimeout := flag.Duration("ready-timeout", 30*time.Second, "how long to wait for every worker to listen")
-	stopTimeout := flag.Duration("stop-timeout", 5*time.Second, "how long to wait for workers after SIGTERM before SIGKILL")
+	stopTimeout := flag.Duration("stop-timeout", 5*time.Second, "how long to wait for workers to finish after the disconnect before SIGKILL")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the primary to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -79,7 +78,15 @@ func run() error {
 		SchedulingPolicy: sched,
 		Logger:           slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
-	defer p.Close()
+	// On the way out, whatever happened: disconnect every worker, give them -stop-timeout to finish,
+	// then SIGKILL the rest, and wait for the primary's goroutines.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), *stopTimeout)
+		defer cancel()
+		if err := p.Shutdown(sctx); err != nil {
+			fmt.Fprintf(os.Stderr, "goprimary: shutdown: %v\n", err)
+		}
+	}()
 
 	stopping := make(chan struct{})
 	p.OnExit(func(w *cluster.Worker, code int, sig os.Signal) {
@@ -95,7 +102,6 @@ func run() error {
 		env["PORT"] = strconv.Itoa(*port)
 	}
 	var forked []*cluster.Worker
-	defer func() { stopWorkers(forked, *stopTimeout) }()
 	for i := 0; i < *workers; i++ {
 		w, err := p.Fork(env)
 		if err != nil {
@@ -123,29 +129,4 @@ func run() error {
 	<-ctx.Done()
 	close(stopping)
 	return nil
-}
-
-// stopWorkers sends SIGTERM to every live worker, waits up to timeout for them, then kills the rest.
-func stopWorkers(workers []*cluster.Worker, timeout time.Duration) {
-	for _, w := range workers {
-		if !w.IsDead() {
-			if err := w.Kill(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-				fmt.Fprintf(os.Stderr, "goprimary: stop worker %d: %v\n", w.ID, err)
-			}
-		}
-	}
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for _, w := range workers {
-		select {
-		case <-w.Done():
-		case <-deadline.C:
-			for _, w := range workers {
-				if !w.IsDead() {
-					_ = w.Process.Kill()
-				}
-			}
-			return
-		}
-	}
 }
