@@ -212,11 +212,43 @@ func Wrap(cmd *exec.Cmd, corralBinary string, files []*os.File) {
 	env = slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
 		return strings.HasPrefix(kv, EnvFDs+"=") || strings.HasPrefix(kv, EnvPID+"=") || strings.HasPrefix(kv, EnvFDNames+"=")
 	})
+	// The shim is the corral binary, which links the cluster package: its init would take a Node IPC
+	// channel meant for the program (NODE_CHANNEL_FD) as its own and unset the variables. Hide them
+	// from the shim under other names; Exec puts them back for the program.
+	for i, kv := range env {
+		for _, k := range nodeChannelEnv {
+			if strings.HasPrefix(kv, k+"=") {
+				env[i] = hiddenPrefix + kv
+			}
+		}
+	}
 	names := make([]string, len(files))
 	for i, f := range files {
 		names[i] = f.Name()
 	}
 	cmd.Env = append(env, Env(len(files), names)...)
+}
+
+// nodeChannelEnv are the variables of a Node IPC channel that Wrap hides from the shim.
+var nodeChannelEnv = []string{"NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE", "NODE_UNIQUE_ID"}
+
+// hiddenPrefix renames a variable for the way through the shim.
+const hiddenPrefix = "CORRAL_ACTIVATE_"
+
+// unhide restores the variables Wrap hid.
+func unhide(env []string) []string {
+	out := make([]string, len(env))
+	for i, kv := range env {
+		out[i] = kv
+		if rest, ok := strings.CutPrefix(kv, hiddenPrefix); ok {
+			for _, k := range nodeChannelEnv {
+				if strings.HasPrefix(rest, k+"=") {
+					out[i] = rest
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Exec is the activation shim: args is the program and its arguments. It checks that the
@@ -244,7 +276,7 @@ func Exec(args []string) error {
 	if err != nil && !errors.Is(err, exec.ErrDot) {
 		return fmt.Errorf("activate: %w", err)
 	}
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, EnvPID+"=") })
+	env := slices.DeleteFunc(unhide(os.Environ()), func(kv string) bool { return strings.HasPrefix(kv, EnvPID+"=") })
 	env = append(env, EnvPID+"="+strconv.Itoa(os.Getpid()))
 	for fd := FirstFD; fd < FirstFD+n; fd++ {
 		if err := setCloexec(fd, false); err != nil {
