@@ -299,6 +299,10 @@ func TestRuntimeAppsInheritOnlyTheirFDs(t *testing.T) {
 	rt.Dir = dir
 	rt.Env = env
 	r := testutil.Start(t, rt)
+	t.Cleanup(func() { // before testutil's SIGKILL of the group: the runtime stops its apps
+		rt.Process.Signal(syscall.SIGTERM)
+		r.Wait(t, 30*time.Second)
+	})
 	reports.expect(t, map[string]string{"fork": wantFDs["fork"]})
 	checkNotHeld(t, "the runtime's init", rt.Process.Pid, held)
 	rt.Process.Signal(syscall.SIGTERM)

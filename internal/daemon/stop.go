@@ -14,8 +14,8 @@ import (
 )
 
 // stopOne stops in's process (and a pending reload replacement) and waits until it is reaped
-// and its process group and tree are gone (clearTree). The caller holds in's operation lock, not m.mu. When ctx ends
-// first the stop goes on in the background (kill_timeout still applies).
+// and its process group and tree are gone (clearTree). The caller holds in's operation lock, not
+// m.mu. When ctx ends first the stop goes on in the background (kill_timeout still applies).
 func (m *Manager) stopOne(ctx context.Context, in *instance) error {
 	m.mu.Lock()
 	var wait []*run
@@ -155,9 +155,9 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 }
 
 // requestStop records that r must stop and has askStop ask it, on a goroutine; the supervisor
-// sends SIGKILL to the group and the rest of the tree after kill_timeout. The caller holds m.mu, which is why the asking
-// is not done here: Worker.Disconnect takes the cluster primary's lock, and an IPC write may
-// wait for the channel's writer, neither of which m.mu may wait for.
+// sends SIGKILL to the group and the rest of the tree after kill_timeout. The caller holds m.mu,
+// which is why the asking is not done here: Worker.Disconnect takes the cluster primary's lock,
+// and an IPC write may wait for the channel's writer, neither of which m.mu may wait for.
 func (m *Manager) requestStop(r *run) {
 	r.stopOnce.Do(func() {
 		close(r.stopReq)
@@ -360,14 +360,15 @@ func (m *Manager) clearTree(r *run, t *tree, deadline time.Time) {
 		t.mu.Unlock()
 	}
 	hard := deadline.Add(2 * time.Second)
-	killed := false
+	killed, warned := false, false
 	pause := 5 * time.Millisecond
 	for {
 		reapGroup(pgid)
 		ms := m.trackTree(t)
 		groupErr := unix.Kill(-pgid, 0)
-		if groupErr != nil && !errors.Is(groupErr, unix.ESRCH) {
+		if groupErr != nil && !errors.Is(groupErr, unix.ESRCH) && !warned {
 			m.log.Warn("check process group", "pgid", pgid, "err", groupErr)
+			warned = true
 		}
 		if groupErr != nil && len(ms) == 0 {
 			return

@@ -73,7 +73,8 @@ func checkGone(t *testing.T, what string, ps []treeProc) {
 	}
 }
 
-// treeApp returns the "tree" app with the given settings of testApp.
+// treeTestApp returns the "tree" app (see testApp) with kill_signal SIGTERM, the kill_timeout
+// given in milliseconds and the environment env.
 func treeTestApp(t *testing.T, name string, killTimeout int64, env map[string]string) appspec.App {
 	a := goApp(t, name, "tree", env)
 	a.KillTimeout = killTimeout

@@ -54,6 +54,11 @@ type Config struct {
 
 	// ReadyFile, if set, gets one byte and is closed when the first daemon reports READY.
 	ReadyFile *os.File
+	// GiveUpBeforeReady makes Run return an error, instead of restarting, when the first daemon
+	// exits before it ever sent READY (a daemon that cannot start: a bad configuration, another
+	// daemon running). Later daemons are restarted as usual. `corral __keeper` sets it, so that
+	// the CLI that spawned it sees the failure rather than a keeper retrying forever.
+	GiveUpBeforeReady bool
 
 	ReadyTimeout    time.Duration // 60s: a daemon that has not sent READY by then is killed
 	RestartMin      time.Duration // 100ms: first restart delay after a crash; doubles per crash
@@ -169,9 +174,11 @@ type keeper struct {
 		timeout  time.Duration
 		deadline time.Time
 	}
-	stopping bool
-	stopBy   time.Time
-	done     bool
+	stopping  bool
+	stopBy    time.Time
+	done      bool
+	everReady bool  // some daemon has sent READY
+	gaveUp    error // GiveUpBeforeReady: why Run gives up
 }
 
 // Run is the keeper: it starts cfg.Daemon and supervises it until ctx is done (then it stops the
@@ -250,7 +257,7 @@ func Run(ctx context.Context, cfg Config) error {
 		k.reap()
 	}
 	k.log.Info("keeper exiting", "pid", k.self)
-	return nil
+	return k.gaveUp
 }
 
 // newKeeper allocates every table and opens the socket; it starts nothing.
@@ -386,9 +393,13 @@ func (k *keeper) start(exeFD int, argv []string, readyTimeout time.Duration) {
 		Sys: &syscall.SysProcAttr{Pdeathsig: DeathSignal}})
 	if err != nil {
 		k.log.Error("start daemon", "argv", argv, "err", err)
-		if k.upd.phase == phaseTrial {
+		switch {
+		case k.upd.phase == phaseTrial:
 			k.rollback(fmt.Sprintf("start %s: %v", argv[0], err))
-		} else {
+		case k.cfg.GiveUpBeforeReady && !k.everReady:
+			k.gaveUp = fmt.Errorf("keeper: start the daemon: %w", err)
+			k.done = true
+		default:
 			k.scheduleRestart(time.Now())
 		}
 		return
@@ -428,6 +439,10 @@ func (k *keeper) daemonExited(ws unix.WaitStatus) {
 		k.rollback(fmt.Sprintf("new daemon (pid %d) %s before READY", pid, why))
 	case ws.Exited() && ws.ExitStatus() == 0:
 		k.log.Info("daemon shut down cleanly; keeper exits")
+		k.done = true
+	case k.cfg.GiveUpBeforeReady && !k.everReady:
+		k.log.Error("the first daemon exited before READY; keeper gives up", "status", describe(ws))
+		k.gaveUp = fmt.Errorf("keeper: the daemon (pid %d) %s before it was ready", pid, describe(ws))
 		k.done = true
 	default:
 		if wasReady && now.Sub(k.readyAt) >= k.cfg.StableAfter {
@@ -891,7 +906,7 @@ func (k *keeper) readyFrom(ci int) {
 		return
 	}
 	if !k.ready {
-		k.ready, k.readyAt, k.readyBy = true, time.Now(), time.Time{}
+		k.ready, k.readyAt, k.readyBy, k.everReady = true, time.Now(), time.Time{}, true
 		k.log.Info("daemon ready", "pid", k.pid, "gen", k.gen)
 	}
 	k.ok(ci, opReady, 0)

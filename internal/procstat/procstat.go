@@ -6,7 +6,8 @@
 // and children are found through /proc/<pid>/task/<tid>/children. gopsutil builds a full
 // Process object per pid and finds children by reading the stat file of every process on the
 // machine, once per parent, which is far too much work to repeat every second for a hundred
-// apps. The package is Linux-only.
+// apps. It also walks and signals process trees, for the daemon's stop of an app's whole tree
+// (tree.go). The package is Linux-only.
 package procstat
 
 import (

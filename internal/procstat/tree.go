@@ -29,23 +29,6 @@ func treeInit() {
 	})
 }
 
-// Children returns the pids of pid's children: from the children file of each of its threads
-// (a child belongs to the thread that forked it) or, on kernels without those files, by reading
-// the parent of every process. It fails with an error wrapping fs.ErrNotExist when pid is gone.
-// Like the children files themselves, the answer is a snapshot: a child forked or re-parented
-// meanwhile may be missing.
-func Children(pid int) ([]int, error) {
-	treeInit()
-	if !treeChildren {
-		kids, err := parents()
-		if err != nil {
-			return nil, err
-		}
-		return kids[pid], nil
-	}
-	return children(nil, pid)
-}
-
 // children appends the children of pid, read from its threads' children files.
 func children(dst []int, pid int) ([]int, error) {
 	dir := "/proc/" + strconv.Itoa(pid) + "/task"
