@@ -285,8 +285,14 @@ func TestStopKillsWholeGroupAfterKillTimeout(t *testing.T) {
 	logs := followLogs(t, m)
 	a := goApp(t, "parent", "child", map[string]string{"GRANDCHILD_PID_FILE": pidFile})
 	a.KillTimeout = 300
+	started := time.Now()
 	p := start(t, m, a)[0]
 	logs.waitCount(t, 2, func(l api.LogLine) bool { return strings.HasPrefix(l.Text, "started ") })
+	// kill_timeout counts from the stop request, not from the start: let the app run longer than it
+	// first (the condition is time itself, so this wait is the test's subject, not a guess).
+	testutil.WaitFor(t, 5*time.Second, "the app to run for twice kill_timeout", func() bool {
+		return time.Since(started) > 600*time.Millisecond
+	})
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		t.Fatal(err)

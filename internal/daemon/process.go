@@ -103,9 +103,22 @@ type run struct {
 
 	stopReq  chan struct{} // closed once a stop was requested (askStop sends the signal or message)
 	stopOnce sync.Once
+	stopAt   time.Time // when the stop was requested; written before stopReq is closed
 	finished chan struct{} // closed after the Manager processed the exit (group gone, state set)
 
 	stdoutFD, stderrFD, ipcFD int
+
+	// Under a keeper (keeperstore.go): the process's start time (clock ticks since boot, against
+	// pid reuse), the names of its fds in the keeper's store, and whether an earlier daemon
+	// started it (adopt.go).
+	procStart                 uint64
+	outName, errName, ipcName string
+	adopted                   bool
+	// Cluster workers, for the state: the worker's ID, and (written under m.mu once it listens)
+	// the handle keys of its sockets.
+	workerID  int
+	keys      []string
+	listening bool
 }
 
 // send delivers an IPC message to the process, if it has a channel.

@@ -160,6 +160,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 // and an IPC write may wait for the channel's writer, neither of which m.mu may wait for.
 func (m *Manager) requestStop(r *run) {
 	r.stopOnce.Do(func() {
+		r.stopAt = time.Now()
 		close(r.stopReq)
 		m.bg.Go(func() { m.askStop(r) })
 	})
@@ -295,17 +296,18 @@ func (m *Manager) supervise(r *run) {
 	}
 	defer m.kids.dropTree(r)
 	t := m.kids.treeOf(r)
-	deadline := time.Now() // after a crash, what is left of the tree is killed at once
+	var deadline time.Time // after a crash (no stop requested), what is left of the tree is killed at once
 	select {
 	case <-r.done:
+		deadline = time.Now()
 		select {
 		case <-r.stopReq:
-			deadline = deadline.Add(r.killTimeout)
+			deadline = r.stopAt.Add(r.killTimeout) // kill_timeout counts from the request
 		default:
 		}
 	case <-r.stopReq:
-		deadline = deadline.Add(r.killTimeout)
-		kill := time.NewTimer(r.killTimeout)
+		deadline = r.stopAt.Add(r.killTimeout)
+		kill := time.NewTimer(time.Until(deadline))
 		poll := time.NewTicker(treePoll)
 	wait:
 		for {
