@@ -103,7 +103,7 @@ type run struct {
 
 	stopReq  chan struct{} // closed once a stop was requested (askStop sends the signal or message)
 	stopOnce sync.Once
-	stopAt   time.Time // when the stop was requested; written before stopReq is closed
+	stopAt   time.Time     // when the stop was requested; written before stopReq is closed
 	finished chan struct{} // closed after the Manager processed the exit (group gone, state set)
 
 	stdoutFD, stderrFD, ipcFD int
