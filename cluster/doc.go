@@ -47,6 +47,15 @@
 // ServeHTTP drain and return nil, and the program ends its main. A process that is not a worker is
 // never exited by the package. Without NODE_CHANNEL_FD, init only reads the environment.
 //
+// # Adopting workers
+//
+// A supervisor that must outlive its own death (the corral daemon, with its keeper) keeps duplicates
+// of the Primary's listening sockets (Primary.ListenerFiles) and of its end of each worker's channel
+// (Worker.ChannelFile) in another process. The workers then see no end of file when the supervisor
+// dies, and a new Primary takes them over: Primary.AdoptListener for each socket, Primary.Adopt for
+// each worker, SetNextSeq and SetNextWorkerID to continue the numbering (Linux only). See adopt.go
+// and docs/protocol.md §8.5 for what travels on the channels then.
+//
 // # Names
 //
 // File and type names follow Node's lib/internal/cluster, which helps a reader who knows Node and can
@@ -59,12 +68,14 @@
 //
 // Goroutines. A Primary runs these, and Shutdown waits for all of them:
 //
-//   - The poll loop (poll_linux.go), one per Primary, from the first Fork until the Primary is closed
-//     and the last worker's channel has closed. It is the only goroutine that accepts connections
+//   - The poll loop (poll_linux.go), one per Primary, from the first Fork (or AdoptListener, Adopt)
+//     until the Primary is closed and the last worker's channel has closed (and, for an adopted
+//     worker, its pidfd has reported the exit). It is the only goroutine that accepts connections
 //     (rrHandle.acceptOne, which hands each one over: rrHandle.distribute, sendLocked) and that reads
 //     the workers' channels (ipc Channel.ReadOnce, which runs Worker.onMessage: queryServer,
 //     listening, close, the reply callbacks such as rrHandle.onAcceptedLocked, and the handles'
-//     ACK/NACK callback rrHandle.onHandleReply).
+//     ACK/NACK callback rrHandle.onHandleReply). It also watches the pidfd of each adopted worker
+//     (Primary.onAdoptedExit).
 //   - One writer goroutine per worker channel (package ipc). It writes what a sender could not write
 //     at once and, when the channel closes, runs the close callbacks: onHandleReply with ErrClosed for
 //     a hand-off never acknowledged (the connection goes to another worker), then
@@ -72,7 +83,8 @@
 //     loop, queues the 'disconnect' event).
 //   - One waiter per worker (Primary.wait): reaps the process, waits for its channel to close (closes
 //     it 200ms after the exit if a grandchild keeps it open), records the exit and queues the 'exit'
-//     event.
+//     event. For an adopted worker, which is not our child (Primary.waitAdopted): waits for its
+//     pidfd's report from the poll loop, calls AdoptSpec.Status under no lock, then the same.
 //   - The event goroutine (eventQueue in events.go), which exists while events are queued: it runs
 //     the user's handlers one at a time, in event order, and closes Worker.Done just before the exit
 //     handlers.
@@ -106,10 +118,14 @@
 //	rrHandle.onHandleReply, ErrClosed         channel writer   none
 //	Primary.onChannelClosed (ipc OnClose)     channel writer   none
 //	rrHandle.acceptOne                        poll loop        none
+//	Primary.onAdoptedExit (pidfd readable)    poll loop        none
+//	adoption sync's handle callback, ACK/NACK poll loop        Channel.readMu
+//	adoption sync's handle callback, ErrClosed channel writer   none
+//	AdoptSpec.Status                          waiter           none
 //	user handlers (OnFork ... OnExit)         event goroutine  none
 //
-// The user's calls (Fork, Workers, Worker.Send, Disconnect, Kill, Close, Shutdown) take Primary.mu
-// briefly and never call user code; they may be made from handlers, except Shutdown, which waits for
+// The user's calls (Fork, Adopt, AdoptListener, Workers, Worker.Send, Disconnect, Kill, Close,
+// Shutdown) take Primary.mu briefly and never call user code; they may be made from handlers, except Shutdown, which waits for
 // the handlers.
 //
 // # Concurrency in a worker

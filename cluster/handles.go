@@ -24,8 +24,15 @@ type handle interface {
 	add(w *Worker, req *wireMsg)
 	// remove drops w; it reports whether w was the last worker. Called with p.mu held.
 	remove(w *Worker) bool
-	// holdable reports whether the handle may outlive its workers (Settings.HoldListeners).
-	holdable() bool
+	// join makes w, an adopted worker that already uses the socket, a member without telling it
+	// anything; called with p.mu held.
+	join(w *Worker)
+	// member reports whether w uses the socket; called with p.mu held.
+	member(w *Worker) bool
+	// sockFD is the socket's descriptor, valid while the handle is in p.handles.
+	sockFD() int
+	// keepOpen reports whether the handle outlives its last worker; hold is Settings.HoldListeners.
+	keepOpen(hold bool) bool
 	// close releases the socket; called with p.mu held, as the handle leaves p.handles.
 	close()
 	setData(json.RawMessage)
@@ -162,6 +169,14 @@ func newSharedHandle(p *Primary, key, network, address string) (*sharedHandle, e
 			Close() error
 		})
 	}
+	return sharedHandleOn(h, c)
+}
+
+// sharedHandleOn completes h around c, which it owns from now on (it is closed on failure).
+func sharedHandleOn(h *sharedHandle, c interface {
+	syscall.Conn
+	Close() error
+}) (*sharedHandle, error) {
 	fd, err := dupFD(c)
 	if err != nil {
 		c.Close()
@@ -198,7 +213,16 @@ func (h *sharedHandle) remove(w *Worker) bool {
 	return len(h.workers) == 0
 }
 
-func (h *sharedHandle) holdable() bool { return false }
+func (h *sharedHandle) keepOpen(bool) bool { return false }
+
+func (h *sharedHandle) join(w *Worker) { h.workers[w] = struct{}{} }
+
+func (h *sharedHandle) member(w *Worker) bool {
+	_, ok := h.workers[w]
+	return ok
+}
+
+func (h *sharedHandle) sockFD() int { return h.fd }
 
 func (h *sharedHandle) close() {
 	unix.Close(h.fd)
@@ -216,6 +240,8 @@ type rrHandle struct {
 	entry    *pollEntry
 	sockname *sockname
 	data     json.RawMessage
+
+	adopted bool // AdoptListener: the socket comes from an earlier primary and outlives its workers
 
 	// Guarded by p.mu.
 	all    map[*Worker]struct{}
@@ -237,6 +263,12 @@ func newRRHandle(p *Primary, key, network, address string) (*rrHandle, error) {
 	if err != nil {
 		return nil, err
 	}
+	return rrHandleOn(p, key, ln)
+}
+
+// rrHandleOn makes a round-robin handle of ln, which it owns from now on (it is closed on failure).
+// Called with p.mu held, once the poll loop exists.
+func rrHandleOn(p *Primary, key string, ln net.Listener) (*rrHandle, error) {
 	fd, err := dupFD(ln.(syscall.Conn))
 	if err != nil {
 		ln.Close()
@@ -257,7 +289,7 @@ func newRRHandle(p *Primary, key, network, address string) (*rrHandle, error) {
 		ip := ta.IP.String()
 		h.sockname = &sockname{Address: ip, Family: rawString(fam), Port: ta.Port}
 	}
-	// A worker exists (it asked for this socket), so the poll loop does too.
+	// The poll loop exists: a worker asked for this socket, or AdoptListener started the loop.
 	if h.entry, err = p.loop.add(fd, h.acceptOne); err != nil {
 		h.file.Close()
 		ln.Close()
@@ -298,7 +330,33 @@ func (h *rrHandle) setData(d json.RawMessage) {
 	}
 }
 
-func (h *rrHandle) holdable() bool { return true }
+func (h *rrHandle) keepOpen(hold bool) bool { return hold || h.adopted }
+
+// join adds w as a member; it is put on the free list by rejoinLocked, once its first round trip
+// after adoption is done.
+func (h *rrHandle) join(w *Worker) { h.all[w] = struct{}{} }
+
+func (h *rrHandle) member(w *Worker) bool {
+	_, ok := h.all[w]
+	return ok
+}
+
+func (h *rrHandle) sockFD() int { return h.fd }
+
+// rejoinLocked puts w, a member, on the free list if it is not busy: the end of an adopted worker's
+// first round trip.
+func (h *rrHandle) rejoinLocked(w *Worker) {
+	if _, member := h.all[w]; !member || !w.connected || h.busy[w] != nil {
+		return
+	}
+	for _, fw := range h.free {
+		if fw == w {
+			return
+		}
+	}
+	h.free = append(h.free, w)
+	h.pumpLocked()
+}
 
 func (h *rrHandle) isClosed() bool {
 	h.p.mu.Lock()
@@ -412,8 +470,10 @@ func (h *rrHandle) add(w *Worker, req *wireMsg) {
 		return
 	}
 	h.all[w] = struct{}{}
-	h.free = append(h.free, w)
-	h.pumpLocked()
+	if !w.syncing { // an adopted worker joins the free list once its first round trip is done
+		h.free = append(h.free, w)
+		h.pumpLocked()
+	}
 }
 
 func (h *rrHandle) remove(w *Worker) bool {

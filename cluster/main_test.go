@@ -37,7 +37,7 @@ var helpers = map[string]func(){
 }
 
 func TestMain(m *testing.M) {
-	if name := os.Getenv("CLUSTER_TEST_HELPER"); name != "" && (cluster.IsWorker() || os.Getenv("RAW_CHANNEL_FD") != "") {
+	if name := os.Getenv("CLUSTER_TEST_HELPER"); name != "" && (cluster.IsWorker() || os.Getenv("RAW_CHANNEL_FD") != "" || os.Getenv("ADOPT_PRIMARY_FD") != "") {
 		f, ok := helpers[name]
 		if !ok {
 			fmt.Fprintln(os.Stderr, "unknown helper", name)

@@ -310,6 +310,12 @@ func (p *Primary) wait(w *Worker) {
 	} else if err != nil {
 		code = -1
 	}
+	p.finishWorker(w, code, sig)
+}
+
+// finishWorker reports the exit of w (forked or adopted) once its channel has closed too, or 200ms
+// after the exit if a grandchild holds the channel open; on the worker's waiter goroutine.
+func (p *Primary) finishWorker(w *Worker, code int, sig os.Signal) {
 	t := time.NewTimer(200 * time.Millisecond)
 	select {
 	case <-w.ch.Done():
@@ -361,7 +367,7 @@ func (p *Primary) removeWorkerLocked(w *Worker) {
 
 func (p *Primary) removeFromHandleLocked(key string, w *Worker) {
 	h, ok := p.handles[key]
-	if ok && h.remove(w) && !(p.settings.HoldListeners && h.holdable()) {
+	if ok && h.remove(w) && !h.keepOpen(p.settings.HoldListeners) {
 		delete(p.handles, key)
 		h.close()
 	}
@@ -438,11 +444,15 @@ func (p *Primary) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// pollLoop returns the Primary's poll loop, starting it on first use.
+// pollLoop returns the Primary's poll loop, starting it on first use; a closed Primary starts none
+// (nothing would stop it).
 func (p *Primary) pollLoop() (*pollLoop, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.loop == nil {
+		if p.closed {
+			return nil, ErrPrimaryClosed
+		}
 		l, err := newPollLoop()
 		if err != nil {
 			return nil, fmt.Errorf("poll loop: %w", err)

@@ -39,8 +39,15 @@ type Worker struct {
 	Stdout, Stderr io.ReadCloser
 
 	p   *Primary
-	cmd *exec.Cmd
+	cmd *exec.Cmd // nil for an adopted worker
 	ch  *ipc.Channel
+
+	// Set by Adopt for a worker an earlier primary started (see adopt_linux.go); cmd is nil.
+	pid      int           // for Status (Process.Release would reset Process.Pid)
+	pidfd    int           // its pidfd, in the poll loop until the exit; owned by the loop's handler
+	gone     chan struct{} // closed by the poll loop when the pidfd reports the exit
+	status   func(pid int) (code int, sig os.Signal, ok bool)
+	pidEntry *pollEntry // guarded by p.mu
 
 	// Guarded by p.mu.
 	state                 workerState
@@ -49,6 +56,11 @@ type Worker struct {
 	exitCode              int
 	exitSig               os.Signal
 	pollEntry             *pollEntry
+	// syncing: adopted, and its first round trip (Primary.sendSyncLocked) is unanswered; until it is,
+	// the worker is a member of its handles but not free: replies meant for the earlier primary may
+	// still come.
+	syncing bool
+	syncSeq int64 // the seq of the latest round trip
 	// callbacks wait for replies (the ack of a message the primary sent); the poll loop calls and
 	// removes one when its reply arrives, with p.mu held.
 	callbacks map[int64]func(*wireMsg)

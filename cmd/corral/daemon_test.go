@@ -27,11 +27,18 @@ func testHome(t *testing.T) (daemonproc.Paths, []string) {
 	p := daemonproc.PathsFor(filepath.Join(dir, "h"))
 	t.Cleanup(func() {
 		if pid, err := daemonproc.ReadPid(p.PidFile); err == nil && daemonproc.Alive(pid) {
+			kpid := daemonproc.KeeperOf(p, pid)
 			syscall.Kill(pid, syscall.SIGTERM)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			daemonproc.WaitExit(ctx, pid)
 			cancel()
+			if kpid > 0 { // first: it would start another daemon
+				syscall.Kill(kpid, syscall.SIGKILL)
+			}
 			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		if kpid := daemonproc.KeeperOf(p, 0); kpid > 0 {
+			syscall.Kill(kpid, syscall.SIGKILL)
 		}
 		os.RemoveAll(dir)
 	})

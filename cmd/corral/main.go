@@ -19,6 +19,7 @@ import (
 	"github.com/corralhq/corral/internal/cli"
 	"github.com/corralhq/corral/internal/container"
 	"github.com/corralhq/corral/internal/daemon"
+	"github.com/corralhq/corral/internal/keeper"
 )
 
 func main() {
@@ -32,11 +33,24 @@ func main() {
 // newBackend builds the daemon's process manager.
 func newBackend(cfg cli.DaemonConfig) (api.Backend, func(), error) {
 	// Subreaper: the daemon reaps what its apps orphan (process-wide; this is the daemon process).
-	m, err := daemon.New(daemon.Config{Home: cfg.Home, Logger: cfg.Logger, Self: cfg.Self, Subreaper: true})
+	m, err := daemon.New(daemon.Config{Home: cfg.Home, Logger: cfg.Logger, Self: cfg.Self, Subreaper: true,
+		Keeper: cfg.Keeper, KeeperSocket: cfg.KeeperSocket})
 	if err != nil {
 		return nil, nil, err
 	}
+	if cfg.Keeper != nil {
+		return keptManager{m}, func() { m.Close() }, nil
+	}
 	return m, func() { m.Close() }, nil
+}
+
+// keptManager is the Manager of a daemon started by the keeper: a cli.KeeperBackend.
+type keptManager struct{ *daemon.Manager }
+
+func (k keptManager) RecoverFrom(ctx context.Context, entries []keeper.Entry) (bool, []any, error) {
+	rep, err := k.Recover(ctx, entries)
+	return rep.State, []any{"apps", rep.Apps, "adopted", rep.Adopted, "dead", rep.Dead, "strays", rep.Strays,
+		"exit_records", rep.Exits, "released_fds", rep.Released}, err
 }
 
 // runRuntime is container mode: the first process becomes the reaping,

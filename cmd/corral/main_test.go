@@ -11,10 +11,17 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-// binDir holds the corral binary built once by TestMain.
+// binDir holds the corral binary built once by TestMain, and corral-v2, the same program with
+// another version (for `corral update`).
 var binDir string
 
+// v2Version is corral-v2's version.
+const v2Version = "0.2.0-keeper-test"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(testAppEnv) != "" { // re-executed as an app by the keeper tests
+		os.Exit(testApp())
+	}
 	os.Exit(run(m))
 }
 
@@ -25,10 +32,22 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "corral"), ".")
+	// CORRAL_TEST_RACE=1 builds the binaries with the race detector (slow; for the daemon's own races).
+	var race []string
+	if os.Getenv("CORRAL_TEST_RACE") != "" {
+		race = []string{"-race"}
+	}
+	build := exec.Command("go", append(append([]string{"build"}, race...), "-o", filepath.Join(dir, "corral"), ".")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "build corral: %v\n", err)
+		return 1
+	}
+	build = exec.Command("go", append(append([]string{"build"}, race...), "-o", filepath.Join(dir, "corral-v2"),
+		"-ldflags", "-X github.com/corralhq/corral/internal/cli.Version="+v2Version, ".")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "build corral-v2: %v\n", err)
 		return 1
 	}
 	binDir = dir

@@ -86,7 +86,7 @@ func TestStartupPrintOnly(t *testing.T) {
 	for _, want := range []string{
 		"/etc/systemd/system/corral-test.service",
 		"\nType=notify\n",
-		"\nExecStart=" + bin + " daemon --foreground --resurrect\n",
+		"\nExecStart=" + bin + " __keeper --foreground --resurrect\n",
 		"\nExecReload=" + bin + " reload all\n",
 		"CORRAL_HOME=" + p.Home,
 		"systemctl daemon-reload",
@@ -271,7 +271,7 @@ func TestStartupInstallAsRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := run(env, "startup", "--print-only", "--service-name", "corral-test")
-	if !strings.Contains(want, string(data)) || !strings.Contains(string(data), "ExecStart="+corralBin(t)+" daemon --foreground --resurrect") {
+	if !strings.Contains(want, string(data)) || !strings.Contains(string(data), "ExecStart="+corralBin(t)+" __keeper --foreground --resurrect") {
 		t.Errorf("installed unit differs from the printed one:\n%s\nprinted:\n%s", data, want)
 	}
 	if st, _ := os.Stat(unitPath); st.Mode().Perm() != 0o644 {

@@ -15,17 +15,23 @@ import (
 
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/daemonproc"
+	"github.com/corralhq/corral/internal/keeper"
 	"github.com/spf13/cobra"
 )
 
-// Version is the corral version printed by --version.
-const Version = "0.1.0-dev"
+// Version is the corral version printed by --version. It is a variable so that a build can set
+// it (-ldflags "-X github.com/corralhq/corral/internal/cli.Version=...").
+var Version = "0.1.0-dev"
 
 // DaemonConfig is what Options.NewBackend receives to build the daemon.
 type DaemonConfig struct {
 	Home   string       // the corral home (state directory)
 	Logger *slog.Logger // the daemon's log (corral.log)
 	Self   string       // path of the corral binary, for the __activate shim
+	// Keeper is the connection to the keeper that started the daemon, nil without one; the
+	// backend owns it (and must implement KeeperBackend). KeeperSocket is the keeper's socket.
+	Keeper       *keeper.Client
+	KeeperSocket string
 }
 
 // NewBackendFunc builds the daemon's process manager; close releases it after
@@ -268,6 +274,8 @@ func (a *app) rootCommand() *cobra.Command {
 		a.startOrCommand("startOrGracefulReload"),
 		a.initCommand(),
 		a.daemonCommand(),
+		a.keeperCommand(),
+		a.updateCommand(),
 		a.activateCommand(),
 		a.saveCommand(),
 		a.resurrectCommand(),

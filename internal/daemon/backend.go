@@ -89,6 +89,7 @@ func (m *Manager) Reset(ctx context.Context, targets []string) ([]api.Proc, erro
 		in.st.Restarts, in.st.UnstableRestarts, in.st.PrevRestartDelay = 0, 0, 0
 		in.st.CreatedAt = time.Now()
 	}
+	m.dirty()
 	return m.procList(ins), nil
 }
 

@@ -35,6 +35,9 @@
 //	logfiles.go   log files, Flush, ReloadLogs, Logs
 //	auto.go, cron.go, watch.go, monitor.go  automatic restarts: cron_restart, watch, max_memory_restart
 //	reaper.go     the orphan reaper (Config.Subreaper)
+//	keeperstore.go  under a keeper (Config.Keeper): what is stored in it and when; the serialised state
+//	adopt.go      Recover and Handover: taking the processes over from the previous daemon
+//	logpump.go    the log pump of a pipe kept in the keeper (peek with tee, write, then consume)
 //	resolve.go    resolving an app: program, interpreter, exec mode, environment
 //	targets.go    which instances a target names
 //
@@ -83,6 +86,9 @@
 //   - Timers (restartDue, cron and watch firings) run on their own goroutines, take mu and check a
 //     generation or stopped flag first, since they may fire after being cancelled.
 //   - The sampler reads /proc without mu; the orphan reaper takes only children.mu.
+//   - Under a keeper, stores and removals of fds and the state go through keeperLink's queue
+//     (its mu is a leaf after mu); one goroutine sends them to the keeper, taking mu only to
+//     marshal the state. No request to the keeper is made under mu.
 //
 // Goroutines: everything the Manager starts for a process, a primary, an automatic restart or a
 // memory restart is counted in Manager.bg, and Close waits for it after stopping every instance
@@ -109,6 +115,7 @@ import (
 	"github.com/corralhq/corral/cluster"
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
+	"github.com/corralhq/corral/internal/keeper"
 	"github.com/corralhq/corral/internal/logs"
 	"golang.org/x/sys/unix"
 )
@@ -132,6 +139,12 @@ type Config struct {
 	// SampleInterval is how often CPU and memory of online instances are sampled; 0 means one
 	// second, a negative value disables sampling.
 	SampleInterval time.Duration
+	// Keeper, when set, is the connection to the keeper that started this daemon
+	// (internal/keeper): every descriptor the apps depend on and the serialised process table are
+	// stored in it (keeperstore.go), Recover takes them back at start and Handover hands them over.
+	// KeeperSocket is the keeper's socket, for a second connection. The Manager owns the Client.
+	Keeper       *keeper.Client
+	KeeperSocket string
 }
 
 // Manager runs apps. It implements api.Backend. Create it with New and release it with Close.
@@ -159,6 +172,7 @@ type Manager struct {
 	stopSampler chan struct{}
 	samplerDone chan struct{}
 
+	kp         *keeperLink   // nil without Config.Keeper; own lock, after mu
 	kids       children      // processes started by the Manager, for the orphan reaper; own lock, after mu
 	stopReaper chan struct{} // nil without Config.Subreaper
 	reaperDone chan struct{}
@@ -187,6 +201,9 @@ type app struct {
 	cron      *cronJob // cron_restart schedule while armed, else nil
 	watch     *watcher // file watcher while armed, else nil
 	autoBusy  bool     // a cron or watch restart of the app is running
+
+	listenerNames []string          // the listeners' names in the keeper's store (keepListeners)
+	lnNames       map[string]string // cluster: the primary's sockets in the keeper's store, by handle key
 }
 
 // instance is one process slot of an app, with a stable pm_id.
@@ -272,6 +289,10 @@ func New(cfg Config) (*Manager, error) {
 		m.samplerDone = make(chan struct{})
 		go m.sample(interval)
 	}
+	if cfg.Keeper != nil {
+		m.kp = newKeeperLink(cfg.Keeper, cfg.KeeperSocket, lg)
+		m.kp.start(m.marshalState)
+	}
 	if cfg.Subreaper {
 		m.stopReaper = make(chan struct{})
 		m.reaperDone = make(chan struct{})
@@ -329,6 +350,7 @@ func (m *Manager) Close() {
 		close(m.stopReaper)
 		<-m.reaperDone
 	}
+	m.kp.close()
 	m.bc.Close()
 }
 
@@ -339,6 +361,7 @@ func (m *Manager) releaseApp(a *app) {
 		return
 	}
 	m.retirePrimary(a)
+	m.dropListeners(a)
 	for i, f := range a.listeners {
 		f.Close()
 		if i < len(a.spec.Listen) {

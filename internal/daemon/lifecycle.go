@@ -193,6 +193,7 @@ func (m *Manager) create(spec appspec.App, res resolved) ([]*instance, error) {
 			return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 		}
 		a.listeners = files
+		m.keepListeners(a)
 	}
 	m.apps[spec.Name] = a
 	m.appOrder = append(m.appOrder, spec.Name)
@@ -244,6 +245,7 @@ func (m *Manager) redefine(ctx context.Context, a *app, spec appspec.App, res re
 				return nil, fmt.Errorf("restart %s: %w", spec.Name, err)
 			}
 			a.listeners = files
+			m.keepListeners(a)
 		}
 	}
 	a.spec, a.res, a.notes = spec, res, res.notes
@@ -359,6 +361,7 @@ func (m *Manager) remove(in *instance) {
 	if len(m.procs) == 0 {
 		m.nextID = 0
 	}
+	m.dirty()
 	m.changed.Broadcast()
 }
 

@@ -205,6 +205,7 @@ func (m *Manager) retirePrimary(a *app) {
 		return
 	}
 	a.primary = nil
+	m.dropClusterListeners(a)
 	prev, done := a.released, make(chan struct{})
 	a.released = done
 	name := a.spec.Name

@@ -118,6 +118,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 		r.sig.markOnline()
 		if parent != nil {
 			r.ipcFD = fdOf(parent)
+			m.keepIPC(r, parent)
 			sig := r.sig
 			r.ch = ipc.New(parent, ipc.Options{
 				OnMessage: func(msg ipc.Message) {
@@ -142,15 +143,14 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 					r.exitCode = ws.ExitStatus()
 				}
 			}
+			m.dropIPC(r)
 			close(r.done)
 		})
 	}
 	r.startedAt = time.Now()
 	r.stdoutFD, r.stderrFD = fdOf(outR), fdOf(errR)
 
-	out, errw := m.lineWriters(in)
-	m.bg.Go(func() { pump(outR, out) })
-	m.bg.Go(func() { pump(errR, errw) })
+	m.keepPipes(r, outR, errR)
 	if !replacement && r.pid != 0 {
 		m.writePidFile(in, r.pid)
 	}
@@ -184,6 +184,9 @@ func (m *Manager) forkWorker(r *run, f fork) {
 	// the pumps see EOF when it ends.
 	f.opts.Stdout.(*os.File).Close()
 	f.opts.Stderr.(*os.File).Close()
+	if err == nil {
+		m.keepWorker(r, f.p, w)
+	}
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -201,6 +204,7 @@ func (m *Manager) forkWorker(r *run, f fork) {
 	r.pid = w.Process.Pid
 	m.kids.add(r)
 	m.kids.mu.Unlock()
+	m.noteStarted(r)
 	r.sig = f.ws.get(w)
 	if in.run == r && !in.deleted {
 		in.st.PID, in.st.PGID = r.pid, r.pid
@@ -216,6 +220,7 @@ func (m *Manager) forkWorker(r *run, f fork) {
 			r.exitSig = s
 		}
 		f.ws.drop(w)
+		m.dropIPC(r)
 		close(r.done)
 	})
 }

@@ -103,6 +103,7 @@ func (m *Manager) setStatus(in *instance, to Status) bool {
 		return false
 	}
 	in.st.Status = to
+	m.dirty()
 	m.log.Debug("state", "pm_id", in.st.PMID, "name", in.st.Name, "from", string(from), "to", string(to))
 	m.changed.Broadcast()
 	return true

@@ -2,6 +2,12 @@
 // the state directory, the pid file, starting the daemon in the background
 // with a readiness pingback, detecting and cleaning up after a crashed daemon,
 // and waiting for a daemon to exit.
+//
+// The daemon is started under a keeper (`corral __keeper`, internal/keeper):
+// Spawn starts the keeper, which starts the daemon and restarts it if it dies,
+// keeping the apps' descriptors meanwhile. The pid file (corral.pid) names the
+// daemon, as PM2's names its God daemon; keeper.pid names the keeper. Setting
+// $CORRAL_KEEPER=0 starts the daemon directly, as before the keeper existed.
 package daemonproc
 
 import (
@@ -14,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,6 +38,11 @@ const EnvHome = "CORRAL_HOME"
 // to write its readiness byte to.
 const EnvReadyFD = "CORRAL_READY_FD"
 
+// EnvKeeper, set to 0 in the environment of the command that starts the
+// daemon, starts it without a keeper: a daemon that dies then takes its apps'
+// descriptors with it, and `corral update` is not available.
+const EnvKeeper = "CORRAL_KEEPER"
+
 // Paths are the files of one corral home.
 type Paths struct {
 	Home      string // the state directory
@@ -38,6 +50,8 @@ type Paths struct {
 	PidFile   string // corral.pid: the daemon's pid
 	LogFile   string // corral.log: the daemon's own log
 	SpawnLock string // corral.lock: serialises concurrent daemon start-ups
+	// KeeperPidFile is keeper.pid: the pid of the keeper, when the daemon runs under one.
+	KeeperPidFile string
 }
 
 // DefaultHome returns $CORRAL_HOME, or ~/.corral when it is unset, as an
@@ -66,6 +80,8 @@ func PathsFor(home string) Paths {
 		PidFile:   filepath.Join(home, "corral.pid"),
 		LogFile:   filepath.Join(home, "corral.log"),
 		SpawnLock: filepath.Join(home, "corral.lock"),
+
+		KeeperPidFile: filepath.Join(home, "keeper.pid"),
 	}
 }
 
@@ -146,20 +162,49 @@ func Alive(pid int) bool {
 	return true
 }
 
-// isDaemon reports whether pid runs `corral daemon` (judged by its command
-// line), to tell a live daemon from a recycled pid.
+// isDaemon reports whether pid runs `corral daemon` or its keeper, `corral
+// __keeper` (judged by its command line), to tell a live daemon from a
+// recycled pid.
 func isDaemon(pid int) bool {
+	return hasArg(pid, "daemon") || isKeeper(pid)
+}
+
+// isKeeper reports whether pid runs `corral __keeper`.
+func isKeeper(pid int) bool { return hasArg(pid, "__keeper") }
+
+func hasArg(pid int, arg string) bool {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
 		return false
 	}
 	args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
 	for _, a := range args[1:] {
-		if a == "daemon" {
+		if a == arg {
 			return true
 		}
 	}
 	return false
+}
+
+// KeeperOf returns the pid of the keeper of home p (0 when none runs): the
+// parent of the daemon pid if it is a keeper, else the one keeper.pid names.
+func KeeperOf(p Paths, pid int) int {
+	if pid > 0 {
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			if i := bytes.LastIndexByte(st, ')'); i >= 0 {
+				f := strings.Fields(string(st[i+1:]))
+				if len(f) > 1 {
+					if ppid, err := strconv.Atoi(f[1]); err == nil && ppid > 1 && isKeeper(ppid) && Alive(ppid) {
+						return ppid
+					}
+				}
+			}
+		}
+	}
+	if kpid, err := ReadPid(p.KeeperPidFile); err == nil && kpid != os.Getpid() && Alive(kpid) && isKeeper(kpid) {
+		return kpid
+	}
+	return 0
 }
 
 // ping reports whether a daemon answers on the socket.
@@ -230,6 +275,14 @@ func Ensure(ctx context.Context, p Paths, self string, env []string) (*api.Clien
 	if _, err := ping(ctx, p.Socket); err == nil { // started while we waited for the lock
 		return api.NewClient(p.Socket), nil
 	}
+	if kpid := KeeperOf(p, 0); kpid > 0 {
+		// A keeper runs: it is restarting its daemon (which takes over the control socket).
+		// Starting another one would fail on the keeper's lock; wait for its daemon instead.
+		if err := waitAnswer(ctx, p.Socket, kpid, spawnTimeout); err != nil {
+			return nil, err
+		}
+		return api.NewClient(p.Socket), nil
+	}
 	if err := CleanStale(ctx, p); err != nil {
 		return nil, err
 	}
@@ -237,6 +290,27 @@ func Ensure(ctx context.Context, p Paths, self string, env []string) (*api.Clien
 		return nil, err
 	}
 	return api.NewClient(p.Socket), nil
+}
+
+// waitAnswer waits until a daemon answers on socket, while keeper kpid runs.
+func waitAnswer(ctx context.Context, socket string, kpid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := ping(ctx, socket)
+		if err == nil {
+			return nil
+		}
+		if !Alive(kpid) {
+			return fmt.Errorf("the corral keeper (pid %d) exited while its daemon was starting: %w", kpid, err)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("the corral keeper (pid %d) runs, but its daemon did not answer within %s: %w", kpid, timeout, err)
+		}
+		select { // the daemon restarts within RestartMin (100ms) of a crash, later after crash loops
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
 }
 
 // lock takes an exclusive flock on path and returns its release.
@@ -261,10 +335,11 @@ func lock(path string) (func(), error) {
 // spawnTimeout bounds how long Spawn waits for the daemon to become ready.
 const spawnTimeout = 20 * time.Second
 
-// Spawn starts `self daemon` detached (new session, stdio on corral.log,
+// Spawn starts `self __keeper` (which starts `self daemon`), or `self daemon`
+// when env sets $CORRAL_KEEPER=0, detached (new session, stdio on corral.log,
 // working directory the corral home) and waits until it reports readiness by
-// writing a byte on an inherited pipe, which it does once it listens on the
-// socket. If the daemon exits first, Spawn returns the end of its log.
+// writing a byte on an inherited pipe, which it does once the daemon listens on
+// the socket. If it exits first, Spawn returns the end of its log.
 func Spawn(ctx context.Context, p Paths, self string, env []string) error {
 	logf, err := os.OpenFile(p.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
@@ -286,7 +361,11 @@ func Spawn(ctx context.Context, p Paths, self string, env []string) error {
 	if st, err := logf.Stat(); err == nil {
 		logStart = st.Size()
 	}
-	cmd := exec.Command(self, "daemon")
+	sub := "__keeper"
+	if keeperDisabled(env) {
+		sub = "daemon"
+	}
+	cmd := exec.Command(self, sub)
 	cmd.Dir = p.Home
 	cmd.Env = append(withoutVars(env, EnvHome, EnvReadyFD), EnvHome+"="+p.Home, EnvReadyFD+"=3")
 	cmd.Stdin = devnull
@@ -327,6 +406,17 @@ func Spawn(ctx context.Context, p Paths, self string, env []string) error {
 	}
 	_ = cmd.Process.Kill()
 	return fmt.Errorf("the corral daemon did not become ready within %s (see %s): %w", budget, p.LogFile, rerr)
+}
+
+// keeperDisabled reports whether env sets $CORRAL_KEEPER=0 (or false, no, off).
+func keeperDisabled(env []string) bool {
+	v := ""
+	for _, kv := range env {
+		if strings.HasPrefix(kv, EnvKeeper+"=") {
+			v = strings.ToLower(kv[len(EnvKeeper)+1:])
+		}
+	}
+	return v == "0" || v == "false" || v == "no" || v == "off"
 }
 
 // TakeReadyFD returns the readiness descriptor a daemon started by Spawn
@@ -398,9 +488,13 @@ func WaitExit(ctx context.Context, pid int) error {
 	}
 }
 
-// Kill stops the daemon whose pid is given: SIGTERM, wait for it to exit
-// (SIGKILL after grace), then remove the socket and pid file.
+// Kill stops the daemon whose pid is given and its keeper: SIGTERM to the
+// daemon, which stops its apps and exits 0, upon which the keeper exits too;
+// after grace the keeper and then the daemon get SIGKILL (the keeper first, or
+// it would start another daemon). A keeper left without a daemon gets SIGTERM.
+// Then it removes the socket and pid files.
 func Kill(ctx context.Context, p Paths, pid int, grace time.Duration) error {
+	kpid := KeeperOf(p, pid)
 	if pid > 0 && Alive(pid) {
 		if err := unix.Kill(pid, unix.SIGTERM); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("signal daemon %d: %w", pid, err)
@@ -409,11 +503,35 @@ func Kill(ctx context.Context, p Paths, pid int, grace time.Duration) error {
 		err := WaitExit(wctx, pid)
 		cancel()
 		if err != nil {
+			if kpid > 0 {
+				_ = unix.Kill(kpid, unix.SIGKILL)
+			}
 			_ = unix.Kill(pid, unix.SIGKILL)
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			if err := WaitExit(wctx, pid); err != nil {
 				return err
+			}
+		}
+	}
+	if kpid > 0 && Alive(kpid) {
+		// Its daemon shut down (exit 0): the keeper follows at once. One left without a daemon
+		// (waiting to restart a crashed one) is told to stop.
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := WaitExit(wctx, kpid)
+		cancel()
+		if err != nil {
+			_ = unix.Kill(kpid, unix.SIGTERM)
+			wctx, cancel := context.WithTimeout(ctx, grace)
+			err = WaitExit(wctx, kpid)
+			cancel()
+			if err != nil {
+				_ = unix.Kill(kpid, unix.SIGKILL)
+				wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				if err := WaitExit(wctx, kpid); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -440,6 +558,8 @@ next:
 	return out
 }
 
+var keeperLine = regexp.MustCompile(` keeper=[0-9]+( |$)`)
+
 // logTail returns the daemon log written since offset (at most the last
 // few lines), for error messages.
 func logTail(path string, offset int64) string {
@@ -448,6 +568,16 @@ func logTail(path string, offset int64) string {
 		return "see " + path
 	}
 	lines := strings.Split(strings.TrimSpace(string(data[offset:])), "\n")
+	// The keeper's own lines (keeper=<pid>) say that the daemon failed; the daemon's say why.
+	var own []string
+	for _, l := range lines {
+		if !keeperLine.MatchString(l) {
+			own = append(own, l)
+		}
+	}
+	if len(own) > 0 {
+		lines = own
+	}
 	if len(lines) > 5 {
 		lines = lines[len(lines)-5:]
 	}

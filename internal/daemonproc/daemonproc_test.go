@@ -165,17 +165,26 @@ func writeScript(t *testing.T, dir, body string) string {
 	return p
 }
 
+// Spawn starts the keeper (`self __keeper`), or the daemon itself with $CORRAL_KEEPER=0, and waits
+// for its readiness byte.
 func TestSpawnWaitsForReadiness(t *testing.T) {
+	t.Run("keeper", func(t *testing.T) { testSpawnWaitsForReadiness(t, "__keeper", os.Environ()) })
+	t.Run("no-keeper", func(t *testing.T) {
+		testSpawnWaitsForReadiness(t, "daemon", append(os.Environ(), EnvKeeper+"=0"))
+	})
+}
+
+func testSpawnWaitsForReadiness(t *testing.T, sub string, env []string) {
 	dir := shortDir(t)
 	p := PathsFor(dir)
 	pidFile := filepath.Join(dir, "child.pid")
-	self := writeScript(t, dir, `[ "$1" = daemon ] || exit 3
+	self := writeScript(t, dir, `[ "$1" = `+sub+` ] || exit 3
 [ "$CORRAL_HOME" = "`+dir+`" ] || exit 4
 echo $$ > `+pidFile+`
 printf 1 >&$CORRAL_READY_FD
 exec sleep 30
 `)
-	if err := Spawn(context.Background(), p, self, os.Environ()); err != nil {
+	if err := Spawn(context.Background(), p, self, env); err != nil {
 		t.Fatalf("Spawn: %v", err)
 	}
 	data, err := os.ReadFile(pidFile)

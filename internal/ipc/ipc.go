@@ -50,6 +50,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 
@@ -104,6 +105,13 @@ type Options struct {
 	// ExternalRead leaves reading to the caller, who polls FD and calls ReadOnce when it is
 	// readable, instead of a goroutine per channel.
 	ExternalRead bool
+	// MidStream says that the stream may begin inside a line: the socket was read before by another
+	// process (a supervisor that died and left it to its successor). The first line is then delivered
+	// only if it is a JSON object or array, which the tail of a valid line never is (a tail starting
+	// outside a string leaves the enclosing brackets unbalanced; one starting inside a string has an
+	// odd number of quotes); anything else, such as a number or a string that may be the end of a
+	// longer one, is dropped with a warning. Later lines are handled as usual.
+	MidStream bool
 }
 
 type outMsg struct {
@@ -163,7 +171,7 @@ func New(conn *net.UnixConn, opts Options) *Channel {
 	}
 	go c.writeLoop()
 	if opts.ExternalRead {
-		c.rd = newReader()
+		c.rd = newReader(opts.MidStream)
 	} else {
 		go c.readLoop()
 	}
@@ -489,10 +497,11 @@ func (c *Channel) writeHandle(m *outMsg) error {
 type reader struct {
 	buf, oob, pending []byte
 	fds               []int
+	midStream         bool // Options.MidStream, until the first line has been seen
 }
 
-func newReader() *reader {
-	return &reader{buf: make([]byte, 64<<10), oob: make([]byte, unix.CmsgSpace(maxQueuedFDs*4))}
+func newReader(midStream bool) *reader {
+	return &reader{buf: make([]byte, 64<<10), oob: make([]byte, unix.CmsgSpace(maxQueuedFDs*4)), midStream: midStream}
 }
 
 func (r *reader) closeFDs() {
@@ -505,7 +514,7 @@ func (r *reader) closeFDs() {
 // readLoop is the reader goroutine of a channel without Options.ExternalRead. It blocks in recvmsg
 // holding readMu; closing the socket (fail) ends the read, so finish never waits long for it.
 func (c *Channel) readLoop() {
-	r := newReader()
+	r := newReader(c.opts.MidStream)
 	defer r.closeFDs()
 	for {
 		c.readMu.Lock()
@@ -560,6 +569,30 @@ func (c *Channel) ReadOnce() bool {
 // valid until the channel closes.
 func (c *Channel) FD() int { return c.fd }
 
+// File returns a duplicate of the channel's socket, close-on-exec, for a process that must keep the
+// channel open across its own restart; the caller owns it. It shares the socket (and its open file
+// description, O_NONBLOCK included): whoever reads from it takes bytes from this channel. It returns
+// ErrClosed once the channel is closed.
+func (c *Channel) File() (*os.File, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed || c.raw == nil {
+		return nil, ErrClosed
+	}
+	nfd := -1
+	var derr error
+	if err := c.raw.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, ErrClosed // closed meanwhile
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("ipc: duplicate channel socket: %w", derr)
+	}
+	return os.NewFile(uintptr(nfd), "ipc"), nil
+}
+
 // feed processes the result of one read; it reports false once the channel is closed.
 func (c *Channel) feed(r *reader, n, oobn int, err error) bool {
 	if oobn > 0 {
@@ -578,6 +611,14 @@ func (c *Channel) feed(r *reader, n, oobn int, err error) bool {
 				r.pending = r.pending[:0]
 			} else {
 				line = data[:i]
+			}
+			if r.midStream {
+				r.midStream = false
+				if !objectOrArray(line) {
+					c.log.Warn("ipc: first line may be the tail of a message read by an earlier reader; dropped", "bytes", len(line))
+					data = data[i+1:]
+					continue
+				}
 			}
 			r.fds = c.dispatch(line, r.fds)
 			data = data[i+1:]
@@ -602,6 +643,12 @@ func (c *Channel) feed(r *reader, n, oobn int, err error) bool {
 		return false
 	}
 	return true
+}
+
+// objectOrArray reports whether line starts, after blanks, like a JSON object or array.
+func objectOrArray(line []byte) bool {
+	line = bytes.TrimLeft(line, " \t\r")
+	return len(line) > 0 && (line[0] == '{' || line[0] == '[')
 }
 
 func (c *Channel) appendFDs(fds []int, oob []byte) []int {

@@ -92,8 +92,11 @@ func Unit(opts UnitOptions) string {
 	line("After=network.target")
 	line()
 	line("[Service]")
-	line("# The daemon sends READY=1 over $NOTIFY_SOCKET once the saved apps are resurrected.")
+	line("# The main process is corral's keeper, which runs the daemon and restarts it if it dies")
+	line("# (the apps keep running meanwhile). The daemon sends READY=1 over $NOTIFY_SOCKET once the")
+	line("# saved apps are resurrected; NotifyAccess=all lets it, as it is not the main process.")
 	line("Type=notify")
+	line("NotifyAccess=all")
 	if opts.User != "" {
 		line("User=", escapeSpecifiers(opts.User))
 	}
@@ -109,12 +112,12 @@ func Unit(opts UnitOptions) string {
 	}
 	// The program path of ExecStart= gets specifier expansion but no $VAR expansion, so '$' stays.
 	bin := quote(opts.Binary, false)
-	line("ExecStart=", bin, " daemon --foreground --resurrect")
+	line("ExecStart=", bin, " __keeper --foreground --resurrect")
 	line("ExecReload=", bin, " reload all")
-	line("# On stop the daemon itself stops every app gracefully (each app's kill_signal, then")
-	line("# SIGKILL after its kill_timeout). KillMode=mixed sends SIGTERM to the daemon only, so apps")
-	line("# are not signalled twice or out of order; whatever is still in the cgroup when")
-	line("# TimeoutStopSec expires gets SIGKILL.")
+	line("# On stop the keeper tells the daemon, which stops every app gracefully (each app's")
+	line("# kill_signal, then SIGKILL after its kill_timeout). KillMode=mixed sends SIGTERM to the")
+	line("# keeper only, so apps are not signalled twice or out of order; whatever is still in the")
+	line("# cgroup when TimeoutStopSec expires gets SIGKILL.")
 	line("KillMode=mixed")
 	line("TimeoutStopSec=", strconv.FormatInt(int64((stop+time.Second-1)/time.Second), 10))
 	line("Restart=on-failure")

@@ -62,7 +62,7 @@ func TestUnitContent(t *testing.T) {
 	unit := Unit(opts)
 	for _, want := range []string{
 		"\nType=notify\n", "\nUser=bob\n", "\nEnvironment=PATH=/usr/bin:/bin CORRAL_HOME=/home/bob/.corral\n",
-		"\nExecStart=/usr/bin/corral daemon --foreground --resurrect\n", "\nExecReload=/usr/bin/corral reload all\n",
+		"\nExecStart=/usr/bin/corral __keeper --foreground --resurrect\n", "\nNotifyAccess=all\n", "\nExecReload=/usr/bin/corral reload all\n",
 		"\nKillMode=mixed\n", "\nTimeoutStopSec=90\n", "\nRestart=on-failure\n", "\nLimitNOFILE=infinity\n",
 		"\nAfter=network.target\n", "\nWantedBy=multi-user.target\n",
 	} {

@@ -31,14 +31,24 @@ func Setup(env *testscript.Env) error {
 	env.Setenv("HOME", env.WorkDir)
 	env.Setenv("GORACE", "atexit_sleep_ms=0") // race-built binaries otherwise sleep 1 s at exit
 	env.Defer(func() {
-		// Stop the daemon gracefully (it stops its apps), then make sure: SIGKILL it and every
+		// Stop the daemon gracefully (it stops its apps, and its keeper follows), then make
+		// sure: SIGKILL the keeper (first: it would start another daemon), the daemon and every
 		// app pid the daemon or the script recorded.
-		if pid, err := daemonproc.ReadPid(filepath.Join(home, "corral.pid")); err == nil && daemonproc.Alive(pid) {
+		p := daemonproc.PathsFor(home)
+		if pid, err := daemonproc.ReadPid(p.PidFile); err == nil && daemonproc.Alive(pid) {
+			kpid := daemonproc.KeeperOf(p, pid)
 			syscall.Kill(pid, syscall.SIGTERM)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			daemonproc.WaitExit(ctx, pid)
 			cancel()
+			killWait(kpid)
 			killWait(pid)
+		}
+		if kpid := daemonproc.KeeperOf(p, 0); kpid > 0 {
+			killWait(kpid)
+		}
+		if pid, err := daemonproc.ReadPid(p.PidFile); err == nil {
+			killWait(pid) // one the keeper started meanwhile
 		}
 		var pids []string
 		files, _ := filepath.Glob(filepath.Join(home, "pids", "*.pid"))

@@ -1,0 +1,217 @@
+package daemon
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"time"
+
+	"github.com/corralhq/corral/internal/logs"
+	"golang.org/x/sys/unix"
+)
+
+// The log pump of a pipe kept in the keeper (keepPipes). A plain read-then-write pump loses what
+// it has read but not yet written when the daemon is SIGKILLed. This one peeks first: tee(2)
+// copies what the pipe holds into a private pipe without consuming it, the complete lines of that
+// copy are written to the log files (and subscribers), and only then are exactly those bytes
+// consumed from the app's pipe. A daemon killed between the write and the consume leaves those
+// bytes in the pipe, so the next daemon writes them again: a SIGKILL duplicates at most one chunk
+// (teeChunk, 64 KiB) per stream and loses nothing. A partial last line is not consumed: it waits in
+// the pipe for its newline (or for the writers to close it, or for MaxLine bytes), so it is never
+// held in memory where a SIGKILL would lose it. A hand-over (keeperLink.quiesce) stops a pump
+// between two chunks: nothing lost, nothing duplicated.
+
+// teeChunk bounds one peek: the capacity of the private pipes.
+const teeChunk = 64 << 10
+
+// teePipes is a pool of private pipes for the peeks; each is empty when in the pool.
+var teePipes = make(chan [2]int, 8)
+
+func getTeePipe() ([2]int, error) {
+	select {
+	case p := <-teePipes:
+		return p, nil
+	default:
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+func putTeePipe(p [2]int, ok bool) {
+	if ok {
+		select {
+		case teePipes <- p:
+			return
+		default:
+		}
+	}
+	unix.Close(p[0])
+	unix.Close(p[1])
+}
+
+// startKeptPump starts the pump of a kept pipe. The caller holds m.mu.
+func (m *Manager) startKeptPump(src *os.File, w *logs.LineWriter, name string) {
+	kp := m.kp
+	kp.mu.Lock()
+	kp.pumps[src] = struct{}{}
+	kp.mu.Unlock()
+	kp.pumpWG.Add(1)
+	m.bg.Go(func() {
+		defer kp.pumpWG.Done()
+		eof := m.pumpKept(src, w)
+		kp.mu.Lock()
+		delete(kp.pumps, src)
+		kp.mu.Unlock()
+		w.Close()
+		src.Close()
+		if eof {
+			kp.remove(name) // drained and every writer gone: nothing left to keep
+		}
+	})
+}
+
+// errQuiesce ends a pump for the hand-over.
+var errQuiesce = errors.New("hand-over")
+
+// pumpKept moves complete lines from src into w until every writer has closed the pipe (it then
+// returns true) or the hand-over stops it (false).
+func (m *Manager) pumpKept(src *os.File, w *logs.LineWriter) bool {
+	rc, err := src.SyscallConn()
+	if err != nil {
+		m.log.Warn("log pipe", "err", err)
+		return true
+	}
+	buf := make([]byte, teeChunk)
+	for {
+		if m.kp.quiesce.Load() {
+			return false
+		}
+		var eof bool
+		var perr error
+		err := rc.Read(func(fd uintptr) bool {
+			if m.kp.quiesce.Load() {
+				perr = errQuiesce
+				return true
+			}
+			done, end, err := teeOnce(int(fd), buf, w)
+			eof, perr = end, err
+			return done
+		})
+		switch {
+		case m.kp.quiesce.Load():
+			return false
+		case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
+			continue // woken for a hand-over that did not happen (cannot occur) or a spurious deadline
+		case err != nil:
+			m.log.Warn("log pipe", "err", err)
+			return true
+		case perr != nil:
+			m.log.Warn("log pipe", "err", perr)
+			return true
+		case eof:
+			return true
+		}
+	}
+}
+
+// teeOnce peeks at what the pipe fd holds, writes its complete lines to w and consumes them. It
+// reports done=false when the caller should wait for the pipe to become readable again (empty, or
+// only a partial line so far), eof at the end of the stream.
+func teeOnce(fd int, buf []byte, w *logs.LineWriter) (done, eof bool, err error) {
+	p, err := getTeePipe()
+	if err != nil {
+		return true, false, err
+	}
+	var n64 int64
+	for {
+		n64, err = unix.Tee(fd, p[1], len(buf), unix.SPLICE_F_NONBLOCK)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	switch {
+	case err == unix.EAGAIN:
+		putTeePipe(p, true)
+		return false, false, nil
+	case err != nil:
+		putTeePipe(p, true)
+		return true, false, err
+	case n64 == 0:
+		putTeePipe(p, true)
+		return true, true, nil
+	}
+	n := int(n64)
+	if err := readFull(p[0], buf[:n]); err != nil {
+		putTeePipe(p, false)
+		return true, false, err
+	}
+	putTeePipe(p, true)
+	data := buf[:n]
+	cut := bytes.LastIndexByte(data, '\n') + 1
+	if cut == 0 {
+		if n < logs.DefaultMaxLine && !hungUp(fd) {
+			return false, false, nil // a partial line: wait for more
+		}
+		cut = n // a line longer than MaxLine, or the last one of a closed stream
+	}
+	_, _ = w.Write(data[:cut]) // fails only after Close
+	if err := readFull(fd, buf[:cut]); err != nil {
+		return true, false, err
+	}
+	return true, false, nil
+}
+
+// readFull reads exactly len(b) bytes that are known to be in the pipe fd.
+func readFull(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Read(fd, b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			// Cannot happen: the bytes were there and only this pump reads the pipe. Wait for
+			// the pipe (bounded) rather than spin, in case another reader appeared.
+			_, _ = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 100)
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			return errors.New("log pipe: unexpected end of data")
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// hungUp reports whether every writer of the pipe fd has closed it.
+func hungUp(fd int) bool {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(pfd, 0)
+	return err == nil && n > 0 && pfd[0].Revents&unix.POLLHUP != 0
+}
+
+// quiescePumps stops every pump of a kept pipe at its next chunk boundary and waits (bounded)
+// until they have returned. The pipes stay in the keeper.
+func (m *Manager) quiescePumps(timeout time.Duration) bool {
+	kp := m.kp
+	kp.quiesce.Store(true)
+	kp.mu.Lock()
+	for f := range kp.pumps {
+		_ = f.SetReadDeadline(time.Now()) // wakes a pump waiting for the pipe
+	}
+	kp.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		kp.pumpWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}

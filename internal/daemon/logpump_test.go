@@ -1,0 +1,115 @@
+package daemon
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/corralhq/corral/internal/logs"
+	"golang.org/x/sys/unix"
+)
+
+// syncBuf is a goroutine-safe log destination.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// pipeLen returns how many bytes the pipe holds.
+func pipeLen(t *testing.T, f *os.File) int {
+	t.Helper()
+	n, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCINQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// teeOnce consumes only the complete lines it wrote: a partial line stays in the pipe (where a
+// SIGKILL cannot lose it) until its newline comes, or until every writer has closed the pipe.
+func TestTeeOnceConsumesOnlyWrittenLines(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var dst syncBuf
+	lw := logs.NewLineWriter(logs.LineOptions{App: "t"}, &dst)
+	buf := make([]byte, teeChunk)
+	fd := int(r.Fd())
+
+	if done, eof, err := teeOnce(fd, buf, lw); done || eof || err != nil {
+		t.Fatalf("empty pipe: done %v eof %v err %v, want a wait", done, eof, err)
+	}
+	w.WriteString("one\ntwo\npar")
+	if done, eof, err := teeOnce(fd, buf, lw); !done || eof || err != nil {
+		t.Fatalf("two lines and a part: done %v eof %v err %v", done, eof, err)
+	}
+	if got := dst.String(); got != "one\ntwo\n" {
+		t.Fatalf("written %q, want the two complete lines", got)
+	}
+	if n := pipeLen(t, r); n != len("par") {
+		t.Fatalf("the pipe holds %d bytes, want the 3 of the partial line", n)
+	}
+	if done, _, _ := teeOnce(fd, buf, lw); done {
+		t.Fatal("a partial line alone was consumed; it must wait for its newline")
+	}
+	w.WriteString("tial\nlast")
+	teeOnce(fd, buf, lw)
+	if got := dst.String(); got != "one\ntwo\npartial\n" {
+		t.Fatalf("written %q", got)
+	}
+	w.Close() // the last writer leaves: the tail is the stream's last line
+	if done, eof, err := teeOnce(fd, buf, lw); !done || eof || err != nil {
+		t.Fatalf("tail after hang-up: done %v eof %v err %v", done, eof, err)
+	}
+	if done, eof, err := teeOnce(fd, buf, lw); !done || !eof || err != nil {
+		t.Fatalf("end of stream: done %v eof %v err %v", done, eof, err)
+	}
+	lw.Close()
+	if got := dst.String(); got != "one\ntwo\npartial\nlast\n" {
+		t.Fatalf("written %q", got)
+	}
+}
+
+// A line longer than logs.DefaultMaxLine without a newline is written in pieces rather than
+// waiting for a newline that a full pipe would never let through.
+func TestTeeOnceLongLine(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if _, err := unix.FcntlInt(r.Fd(), unix.F_SETPIPE_SZ, 256<<10); err != nil {
+		t.Skipf("F_SETPIPE_SZ: %v", err)
+	}
+	var dst syncBuf
+	lw := logs.NewLineWriter(logs.LineOptions{App: "t"}, &dst)
+	long := strings.Repeat("x", logs.DefaultMaxLine+100)
+	go w.WriteString(long)
+	buf := make([]byte, teeChunk)
+	for n := 0; pipeLen(t, r) < teeChunk && n < 1000; n++ {
+		unix.Poll([]unix.PollFd{{Fd: int32(r.Fd()), Events: unix.POLLIN}}, 10)
+	}
+	if done, _, err := teeOnce(int(r.Fd()), buf, lw); !done || err != nil {
+		t.Fatalf("a MaxLine run without newline: done %v err %v", done, err)
+	}
+	if got := dst.String(); got != strings.Repeat("x", logs.DefaultMaxLine)+"\n" {
+		t.Fatalf("written %d bytes, want one MaxLine piece", len(got))
+	}
+}
