@@ -722,6 +722,10 @@ func TestKeeperUpdateUnderLoad(t *testing.T) {
 	if v := strings.TrimSpace(h.run(t, nil, "--version")); v == v2Version {
 		t.Errorf("the CLI's own version changed: %s", v)
 	}
+	// ls shows the daemon's new version (this CLI is the old binary, so PM2's out-of-date note).
+	if ls := h.run(t, nil, "ls"); !strings.Contains(ls, "In memory corral version: "+v2Version) {
+		t.Errorf("ls does not show the daemon's version %s:\n%s", v2Version, ls)
+	}
 	if log, _ := os.ReadFile(h.p.LogFile); !strings.Contains(string(log), fmt.Sprintf("msg=\"corral daemon ready\" pid=%d", pid)) ||
 		!strings.Contains(string(log), "version="+v2Version) {
 		t.Errorf("corral.log has no ready line of daemon %d with version %s", pid, v2Version)

@@ -33,7 +33,7 @@ func serve(t *testing.T, b api.Backend) *api.Client {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- api.Serve(ctx, ln, b) }()
+	go func() { done <- api.Serve(ctx, ln, b, "test") }()
 	c := api.NewClient(sock)
 	t.Cleanup(func() {
 		c.Close()
@@ -237,7 +237,7 @@ func TestPeerCheckRefusesNonUnixPeers(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- api.Serve(ctx, ln, &apitest.Fake{}) }()
+	go func() { done <- api.Serve(ctx, ln, &apitest.Fake{}, "test") }()
 	defer func() { cancel(); <-done }()
 	resp, err := http.Post("http://"+ln.Addr().String()+"/v1/list", "application/json", strings.NewReader("{}"))
 	if err != nil {

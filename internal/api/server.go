@@ -30,10 +30,11 @@ type peer struct {
 // until ctx is done, then shuts the HTTP server down and returns nil. Each
 // Backend method is POST /v1/<method> with a JSON body; errors are JSON
 // ErrorBody values. Only peers running as the daemon's uid or as root are
-// served (SO_PEERCRED); everyone else gets 403.
-func Serve(ctx context.Context, ln net.Listener, b Backend) error {
+// served (SO_PEERCRED); everyone else gets 403. version is the daemon's
+// version, which ping reports (the CLI warns when it differs from its own).
+func Serve(ctx context.Context, ln net.Listener, b Backend, version string) error {
 	srv := &http.Server{
-		Handler:           NewHandler(b),
+		Handler:           NewHandler(b, version),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
@@ -63,8 +64,8 @@ func Serve(ctx context.Context, ln net.Listener, b Backend) error {
 // credential check. Connections must come through a server whose ConnContext
 // records the peer (as Serve does); requests without a recorded, allowed peer
 // are refused.
-func NewHandler(b Backend) http.Handler {
-	h := &handler{b: b, uid: os.Getuid()}
+func NewHandler(b Backend, version string) http.Handler {
+	h := &handler{b: b, uid: os.Getuid(), version: version}
 	mux := http.NewServeMux()
 	route := func(method string, f func(w http.ResponseWriter, r *http.Request) error) {
 		mux.HandleFunc("POST /v1/"+method, func(w http.ResponseWriter, r *http.Request) {
@@ -95,8 +96,9 @@ func NewHandler(b Backend) http.Handler {
 }
 
 type handler struct {
-	b   Backend
-	uid int // the daemon's uid: the socket owner
+	b       Backend
+	uid     int    // the daemon's uid: the socket owner
+	version string // the daemon's version, for ping
 }
 
 // guard refuses peers that are neither the daemon's user nor root.
@@ -276,7 +278,7 @@ func (h *handler) shutdown(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) ping(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, PingResponse{Pong: true, PID: os.Getpid()})
+	writeJSON(w, http.StatusOK, PingResponse{Pong: true, PID: os.Getpid(), Version: h.version})
 	return nil
 }
 

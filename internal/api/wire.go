@@ -51,8 +51,9 @@ type AppsResponse struct {
 
 // PingResponse is the response of POST /v1/ping.
 type PingResponse struct {
-	Pong bool `json:"pong"`
-	PID  int  `json:"pid"` // the daemon's process id
+	Pong    bool   `json:"pong"`
+	PID     int    `json:"pid"`               // the daemon's process id
+	Version string `json:"version,omitempty"` // the daemon's version (empty from an older daemon)
 }
 
 // Method names, as they appear in the URL path /v1/<method>.

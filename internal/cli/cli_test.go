@@ -247,3 +247,21 @@ func TestLogsJSONIsPM2Shape(t *testing.T) {
 		t.Fatalf("logs --json printed\n%s\nwant it to end with\n%s", stdout, want)
 	}
 }
+
+// TestListWarnsWhenTheDaemonIsOutOfDate: after the binary on disk was upgraded, ls says so and
+// names `corral update`, as PM2's ls does; with the same version it says nothing.
+func TestListWarnsWhenTheDaemonIsOutOfDate(t *testing.T) {
+	f := &apitest.Fake{Version: "0.0.1-old"}
+	code, stdout, stderr := runFake(t, f, t.TempDir(), nil, "ls")
+	if code != 0 {
+		t.Fatalf("ls: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "In-memory corral is out-of-date") || !strings.Contains(stdout, "$ corral update") ||
+		!strings.Contains(stdout, "In memory corral version: 0.0.1-old") || !strings.Contains(stdout, "Local corral version: "+Version) {
+		t.Fatalf("ls did not warn about the old daemon:\n%s", stdout)
+	}
+	f.Version = Version
+	if _, stdout, _ = runFake(t, f, t.TempDir(), nil, "ls"); strings.Contains(stdout, "out-of-date") {
+		t.Fatalf("ls warned with the same version:\n%s", stdout)
+	}
+}

@@ -250,7 +250,7 @@ func (a *app) runDaemon(ctx context.Context, foreground, resurrect bool) error {
 	}
 
 	served := make(chan error, 1)
-	go func() { served <- api.Serve(ctx, ln, b) }()
+	go func() { served <- api.Serve(ctx, ln, b, Version) }()
 	if resurrect {
 		daemonResurrect(ctx, b, p.Home, log)
 	}

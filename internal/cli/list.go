@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -20,11 +21,16 @@ func (a *app) listCommand() *cobra.Command {
 		Aliases: []string{"ls", "l", "ps", "status"},
 		Short:   "list processes",
 		Args:    cobra.NoArgs,
-		RunE: a.withProcs(func(procs []api.Proc, args []string) error {
+		RunE: a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
+			procs, err := b.List(ctx)
+			if err != nil {
+				return err
+			}
 			if err := sortProcs(procs, sortBy); err != nil {
 				return err
 			}
 			writeList(a.stdout, procs, time.Now())
+			a.warnOutOfDate(ctx, b)
 			return nil
 		}),
 	}
@@ -211,4 +217,18 @@ func orDefaultStr(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// warnOutOfDate tells, as PM2's ls does, when the daemon runs another version than this CLI
+// (after an upgrade of the binary on disk): `corral update` hands the apps over to the new one.
+func (a *app) warnOutOfDate(ctx context.Context, b api.Backend) {
+	p, ok := b.(pinger)
+	if !ok {
+		return
+	}
+	pong, err := p.Ping(ctx)
+	if err != nil || pong.Version == "" || pong.Version == Version {
+		return
+	}
+	fmt.Fprintf(a.stdout, ">>>> In-memory corral is out-of-date, do:\n>>>> $ corral update\nIn memory corral version: %s\nLocal corral version: %s\n", pong.Version, Version)
 }

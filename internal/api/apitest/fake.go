@@ -35,6 +35,8 @@ type Fake struct {
 	// LogStream, when set, is what Logs returns once the targets are checked;
 	// otherwise Logs returns a closed channel.
 	LogStream chan api.LogLine
+	// Version is what Ping reports as the daemon's version.
+	Version string
 
 	mu     sync.Mutex
 	procs  []api.Proc
@@ -380,5 +382,5 @@ func (f *Fake) Ping(context.Context) (api.PingResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("ping")
-	return api.PingResponse{Pong: true, PID: os.Getpid()}, nil
+	return api.PingResponse{Pong: true, PID: os.Getpid(), Version: f.Version}, nil
 }
