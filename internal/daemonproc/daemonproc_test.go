@@ -145,7 +145,7 @@ func TestCleanStaleAndListen(t *testing.T) {
 	// A live daemon answers: a second Listen must fail and leave its socket alone.
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- api.Serve(sctx, ln2, nopBackend{}) }()
+	go func() { done <- api.Serve(sctx, ln2, nopBackend{}, "test") }()
 	defer func() { cancel(); <-done }()
 	if _, err := Listen(ctx, p); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Fatalf("second Listen: %v", err)
