@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"time"
 )
 
@@ -278,7 +279,7 @@ func (h *handler) shutdown(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) ping(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, PingResponse{Pong: true, PID: os.Getpid(), Version: h.version})
+	writeJSON(w, http.StatusOK, PingResponse{Pong: true, PID: os.Getpid(), Version: h.version, Goroutines: runtime.NumGoroutine()})
 	return nil
 }
 

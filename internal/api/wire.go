@@ -54,6 +54,9 @@ type PingResponse struct {
 	Pong    bool   `json:"pong"`
 	PID     int    `json:"pid"`               // the daemon's process id
 	Version string `json:"version,omitempty"` // the daemon's version (empty from an older daemon)
+	// Goroutines is runtime.NumGoroutine() in the daemon when it answered (0 from an older daemon),
+	// for leak checks (bench/soak.sh).
+	Goroutines int `json:"goroutines,omitempty"`
 }
 
 // Method names, as they appear in the URL path /v1/<method>.

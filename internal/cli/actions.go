@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -189,22 +190,37 @@ type pinger interface {
 }
 
 func (a *app) pingCommand() *cobra.Command {
-	return &cobra.Command{
+	var jsonOut bool
+	cmd := &cobra.Command{
 		Use:   "ping",
 		Short: "start the daemon if needed and check that it answers",
 		Args:  cobra.NoArgs,
 		RunE: a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
+			resp := api.PingResponse{Pong: true}
 			if p, ok := b.(pinger); ok {
-				if _, err := p.Ping(ctx); err != nil {
+				r, err := p.Ping(ctx)
+				if err != nil {
 					return err
 				}
+				resp = r
 			} else if _, err := b.List(ctx); err != nil {
 				return err
+			}
+			if jsonOut {
+				// The daemon's answer as is: {"pong":true,"pid":…,"version":…,"goroutines":…}.
+				out, err := json.Marshal(resp)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(a.stdout, string(out))
+				return nil
 			}
 			fmt.Fprintln(a.stdout, "pong")
 			return nil
 		}),
 	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the daemon's answer as JSON (pid, version, goroutines)")
+	return cmd
 }
 
 // killGrace bounds how long kill waits for the daemon to exit after SIGTERM.
