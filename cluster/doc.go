@@ -20,7 +20,9 @@
 //
 // Scheduling: with PolicyRoundRobin (the default, as in Node on Linux) the primary listens and passes
 // each accepted connection to one worker, never more than one un-acknowledged hand-off per worker, so
-// a busy or dying worker never loses a connection: it waits for the next free worker. With PolicyNone
+// a busy or dying worker never loses a connection: it waits for the next free worker. Unlike Node's,
+// the primary accepts only when a worker is free and hands the connection over at once: otherwise
+// connections wait in the kernel's backlog, where they survive the primary (see Primary.Quiesce). With PolicyNone
 // the listening socket itself is passed to every worker and the kernel balances. UDP sockets are
 // always shared.
 //
@@ -71,7 +73,9 @@
 //   - The poll loop (poll_linux.go), one per Primary, from the first Fork (or AdoptListener, Adopt)
 //     until the Primary is closed and the last worker's channel has closed (and, for an adopted
 //     worker, its pidfd has reported the exit). It is the only goroutine that accepts connections
-//     (rrHandle.acceptOne, which hands each one over: rrHandle.distribute, sendLocked) and that reads
+//     (rrHandle.acceptOne: accept4 and the hand-off, sendLineLocked, in one critical section under
+//     Primary.mu; the loop watches a listening socket only while one of its workers is free,
+//     rrHandle.armLocked, so connections otherwise wait in the backlog) and that reads
 //     the workers' channels (ipc Channel.ReadOnce, which runs Worker.onMessage: queryServer,
 //     listening, close, the reply callbacks such as rrHandle.onAcceptedLocked, and the handles'
 //     ACK/NACK callback rrHandle.onHandleReply). It also watches the pidfd of each adopted worker
@@ -82,7 +86,9 @@
 //     Primary.onChannelClosed (drops the worker from its handles, removes the channel from the poll
 //     loop, queues the 'disconnect' event).
 //   - One waiter per worker (Primary.wait): reaps the process, waits for its channel to close (closes
-//     it 200ms after the exit if a grandchild keeps it open), records the exit and queues the 'exit'
+//     it 200ms after the exit if a grandchild keeps it open: CloseRead, so that what the worker wrote
+//     before dying, such as the ACK of a hand-off, is still read; Close only if that does not end it
+//     within a second), records the exit and queues the 'exit'
 //     event. For an adopted worker, which is not our child (Primary.waitAdopted): waits for its
 //     pidfd's report from the poll loop, calls AdoptSpec.Status under no lock, then the same.
 //   - The event goroutine (eventQueue in events.go), which exists while events are queued: it runs
@@ -102,8 +108,8 @@
 //     the fields of each Worker marked "guarded by p.mu" (its reply callbacks included) and the state
 //     of every handle (rrHandle's free list, queue and hand-offs in flight; sharedHandle's workers).
 //     While holding it the package may send on a channel, close a channel (ipc never runs a callback
-//     on the sender's goroutine, even when the write fails), add or remove poll-loop entries, push
-//     events, bind and close sockets and descriptors. It never waits for another goroutine of the
+//     on the sender's goroutine, even when the write fails), add, remove, watch and unwatch poll-loop
+//     entries, push events, bind, accept on (non-blocking) and close sockets and descriptors. It never waits for another goroutine of the
 //     Primary under it, and never runs user code.
 //  3. Leaves, taken under Primary.mu or alone, under which nothing else is taken: pollLoop.mu (the
 //     loop's descriptor table; the loop calls handlers without it), eventQueue.mu (the queue; events
@@ -125,8 +131,10 @@
 //	user handlers (OnFork ... OnExit)         event goroutine  none
 //
 // The user's calls (Fork, Adopt, AdoptListener, Workers, Worker.Send, Disconnect, Kill, Close,
-// Shutdown) take Primary.mu briefly and never call user code; they may be made from handlers, except Shutdown, which waits for
-// the handlers.
+// Quiesce, Shutdown) take Primary.mu briefly and never call user code; they may be made from
+// handlers, except Shutdown, which waits for the handlers, and Quiesce, which waits for the poll loop
+// to read the workers' ACKs (it is not called back from it, so it may be called from a handler, but
+// blocks that handler's successors meanwhile).
 //
 // # Concurrency in a worker
 //

@@ -13,10 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxQueuedConns bounds the connections a round-robin handle holds while no worker is free; beyond it
-// new connections are closed rather than exhausting file descriptors.
-const maxQueuedConns = 8192
-
 // handle is one listening socket shared by the workers that asked for the same key. Its state is
 // guarded by Primary.mu; every method but those of the poll loop (acceptOne) is called with it held.
 type handle interface {
@@ -234,20 +230,24 @@ type rrHandle struct {
 	p        *Primary
 	key      string
 	ln       net.Listener
-	file     *os.File // a duplicate of ln's socket: net's listeners offer no raw Read to accept with
+	file     *os.File // a duplicate of ln's socket, to accept4 on directly (net's listeners would wrap)
 	fd       int      // file's descriptor
-	rc       syscall.RawConn
 	entry    *pollEntry
 	sockname *sockname
 	data     json.RawMessage
+	keyJSON  []byte // key as JSON, for newconnLine
 
 	adopted bool // AdoptListener: the socket comes from an earlier primary and outlives its workers
 
 	// Guarded by p.mu.
-	all    map[*Worker]struct{}
-	free   []*Worker
-	queue  []int // accepted connections waiting for a free worker
-	busy   map[*Worker]*handoff
+	all   map[*Worker]struct{}
+	free  []*Worker
+	queue []int // connections given back (NACK, refused, worker gone) waiting for a free worker
+	busy  map[*Worker]*handoff
+	// armed: the poll loop watches the socket. It is, exactly while a worker is free and the Primary
+	// is not quiesced: the primary accepts a connection only when it can hand it over at once, and
+	// otherwise leaves it in the kernel's backlog, where it survives the primary's death.
+	armed  bool
 	closed bool
 }
 
@@ -276,11 +276,6 @@ func rrHandleOn(p *Primary, key string, ln net.Listener) (*rrHandle, error) {
 	}
 	h := &rrHandle{p: p, key: key, ln: ln, file: os.NewFile(uintptr(fd), "listener"), fd: fd,
 		all: make(map[*Worker]struct{}), busy: make(map[*Worker]*handoff)}
-	if h.rc, err = h.file.SyscallConn(); err != nil {
-		h.file.Close()
-		ln.Close()
-		return nil, err
-	}
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
 		fam := "IPv4"
 		if ta.IP.To4() == nil {
@@ -289,8 +284,9 @@ func rrHandleOn(p *Primary, key string, ln net.Listener) (*rrHandle, error) {
 		ip := ta.IP.String()
 		h.sockname = &sockname{Address: ip, Family: rawString(fam), Port: ta.Port}
 	}
-	// The poll loop exists: a worker asked for this socket, or AdoptListener started the loop.
-	if h.entry, err = p.loop.add(fd, h.acceptOne); err != nil {
+	// The poll loop exists: a worker asked for this socket, or AdoptListener started the loop. The
+	// socket is watched once a worker is free (armLocked).
+	if h.entry, err = p.loop.addIdle(fd, h.acceptOne); err != nil {
 		h.file.Close()
 		ln.Close()
 		return nil, err
@@ -298,28 +294,57 @@ func rrHandleOn(p *Primary, key string, ln net.Listener) (*rrHandle, error) {
 	return h, nil
 }
 
-// acceptOne accepts one connection; the poll loop calls it, holding no lock, while the socket is
-// readable.
-func (h *rrHandle) acceptOne() {
-	var nfd int
-	var aerr error
-	if err := h.rc.Read(func(lfd uintptr) bool {
-		nfd, aerr = accept4(int(lfd))
-		return true
-	}); err != nil {
-		return // closed
+// armLocked makes the poll loop watch the socket exactly while a connection accepted now could be
+// handed over at once: a worker is free (then nothing is queued: pumpLocked ran) and the Primary is
+// not quiesced. Otherwise new connections wait in the kernel's backlog. It costs a system call only
+// when the answer changes. Called with p.mu held.
+func (h *rrHandle) armLocked() {
+	want := !h.closed && !h.p.quiesced && len(h.free) > 0 && h.entry != nil
+	if want == h.armed {
+		return
 	}
+	if err := h.p.loop.watch(h.fd, h.entry, want); err != nil {
+		h.p.logger().Error("cluster: poll loop: watch listening socket", "key", h.key, "err", err)
+		return
+	}
+	h.armed = want
+}
+
+// acceptOne accepts one connection and hands it to the first free worker, all under p.mu; the poll
+// loop calls it, holding no lock, while the socket is readable and watched (a worker is free).
+func (h *rrHandle) acceptOne() {
+	p := h.p
+	p.mu.Lock()
+	if h.closed {
+		p.mu.Unlock()
+		return
+	}
+	if len(h.free) == 0 || p.quiesced { // the loop saw readiness just before the socket was unwatched
+		h.armLocked()
+		p.mu.Unlock()
+		return
+	}
+	seq := p.nextSeq() // lost if nothing is accepted: seqs need only be unique
+	line := h.newconnLine(seq)
+	nfd, aerr := accept4(h.fd) // non-blocking: h.fd stays open while p.mu is held and !h.closed
+	if aerr == nil {
+		w := h.free[0]
+		h.free = h.free[1:]
+		h.sendLineLocked(w, nfd, seq, line)
+		h.pumpLocked() // the send may have failed (the worker is leaving) and queued nfd
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
 	switch aerr {
-	case nil:
-		h.distribute(nfd)
 	case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED, unix.EPROTO:
 	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-		h.p.logger().Warn("cluster: accept: out of resources; backing off", "key", h.key, "err", aerr)
+		p.logger().Warn("cluster: accept: out of resources; backing off", "key", h.key, "err", aerr)
 		time.Sleep(10 * time.Millisecond) // level-triggered: the socket stays readable
 	default:
 		if !h.isClosed() {
-			h.p.logger().Error("cluster: accept failed; listener stopped", "key", h.key, "err", aerr)
-			h.p.loop.remove(h.fd, h.entry)
+			p.logger().Error("cluster: accept failed; listener stopped", "key", h.key, "err", aerr)
+			p.loop.remove(h.fd, h.entry)
 		}
 	}
 }
@@ -364,19 +389,8 @@ func (h *rrHandle) isClosed() bool {
 	return h.closed
 }
 
-// distribute hands a new connection to the first free worker, or queues it.
-func (h *rrHandle) distribute(fd int) {
-	h.p.mu.Lock()
-	defer h.p.mu.Unlock()
-	if h.closed || len(h.queue) >= maxQueuedConns {
-		unix.Close(fd)
-		return
-	}
-	h.queue = append(h.queue, fd)
-	h.pumpLocked()
-}
-
-// pumpLocked pairs queued connections with free workers.
+// pumpLocked pairs queued connections with free workers, then watches the socket if a worker is
+// still free. Every change to the free list ends with it.
 func (h *rrHandle) pumpLocked() {
 	for len(h.queue) > 0 && len(h.free) > 0 {
 		w := h.free[0]
@@ -385,24 +399,59 @@ func (h *rrHandle) pumpLocked() {
 		h.queue = h.queue[1:]
 		h.sendLocked(w, fd)
 	}
+	h.armLocked()
+	h.p.settledLocked()
+}
+
+// unsettledLocked counts the connections this handle holds that no worker has acknowledged yet:
+// queued, or handed over without a NODE_HANDLE_ACK. They die with the primary.
+func (h *rrHandle) unsettledLocked() int {
+	n := len(h.queue)
+	for _, ho := range h.busy {
+		if !ho.acked {
+			n++
+		}
+	}
+	return n
 }
 
 // sendLocked hands fd to w. The write usually happens right here, on the poll loop, under p.mu: the
 // ipc package allows that because it never runs a callback on the sender's goroutine. If the write
 // fails (the worker died), onHandleReply learns it later on the channel's goroutine.
 func (h *rrHandle) sendLocked(w *Worker, fd int) {
-	p := h.p
-	seq := p.nextSeq()
+	seq := h.p.nextSeq()
+	h.sendLineLocked(w, fd, seq, h.newconnLine(seq))
+}
+
+// newconnLine is the NODE_HANDLE line of the newconn with seq, encoded without reflection: acceptOne
+// makes it before accept4, so that as little as possible happens between accept4 and sendmsg, the
+// instants in which a connection dies with the primary.
+func (h *rrHandle) newconnLine(seq int64) []byte {
+	if h.keyJSON == nil {
+		h.keyJSON, _ = json.Marshal(h.key)
+	}
+	inner := make([]byte, 0, 64+len(h.keyJSON))
+	inner = append(inner, `{"cmd":"NODE_CLUSTER","act":"newconn","key":`...)
+	inner = append(inner, h.keyJSON...)
+	inner = append(inner, `,"seq":`...)
+	inner = strconv.AppendInt(inner, seq, 10)
+	inner = append(inner, '}')
+	return ipc.HandleLine(inner, "net.Native")
+}
+
+// sendLineLocked hands fd to w with line, the newconn with seq.
+func (h *rrHandle) sendLineLocked(w *Worker, fd int, seq int64, line []byte) {
 	ho := &handoff{fd: fd, seq: seq}
+	// The write comes first; the bookkeeping after it cannot race the answer, which is handled under
+	// p.mu, held here.
+	err := w.ch.SendHandleLine(line, fd, func(err error) { h.onHandleReply(w, ho, err) })
+	if err != nil {
+		// The channel is closed: the worker is leaving. Its connection goes to someone else.
+		h.requeueLocked(fd)
+		return
+	}
 	h.busy[w] = ho
 	w.callbacks[seq] = func(reply *wireMsg) { h.onAcceptedLocked(w, ho, reply) }
-	msg := &wireMsg{Cmd: "NODE_CLUSTER", Act: "newconn", Key: h.key, Seq: seq}
-	if err := w.ch.SendHandle(msg, "net.Native", fd, func(err error) { h.onHandleReply(w, ho, err) }); err != nil {
-		// The channel is closed: the worker is leaving. Its connection goes to someone else.
-		delete(h.busy, w)
-		delete(w.callbacks, seq)
-		h.requeueLocked(fd)
-	}
 }
 
 // onHandleReply runs when the worker answered NODE_HANDLE_ACK/NACK (on the poll loop) or the channel
@@ -416,6 +465,7 @@ func (h *rrHandle) onHandleReply(w *Worker, ho *handoff, err error) {
 	}
 	if err == nil {
 		ho.acked = true
+		p.settledLocked()
 		return
 	}
 	// The fd never reached the worker: give the connection to someone else.
@@ -477,6 +527,11 @@ func (h *rrHandle) add(w *Worker, req *wireMsg) {
 }
 
 func (h *rrHandle) remove(w *Worker) bool {
+	// A connection in flight on an open channel (a Disconnect) is settled by the worker's answer:
+	// accepted, or not accepted and given to another worker. On a closed channel nothing will answer.
+	// This holds for a worker that is no longer a member too (Disconnect removed it first, then its
+	// channel closed before the answer): without it, the primary would keep its copy for ever.
+	h.settleClosedLocked(w)
 	if _, ok := h.all[w]; !ok {
 		return false
 	}
@@ -487,8 +542,12 @@ func (h *rrHandle) remove(w *Worker) bool {
 			break
 		}
 	}
-	// A connection in flight on an open channel (a Disconnect) is settled by the worker's answer:
-	// accepted, or not accepted and given to another worker. On a closed channel nothing will answer.
+	h.pumpLocked()
+	return len(h.all) == 0
+}
+
+// settleClosedLocked settles the hand-off in flight to w once w's channel has closed.
+func (h *rrHandle) settleClosedLocked(w *Worker) {
 	if ho := h.busy[w]; ho != nil && !w.connected {
 		delete(h.busy, w)
 		delete(w.callbacks, ho.seq)
@@ -497,13 +556,13 @@ func (h *rrHandle) remove(w *Worker) bool {
 		} else {
 			h.requeueLocked(ho.fd) // never delivered: another worker serves it
 		}
+		h.pumpLocked()
 	}
-	h.pumpLocked()
-	return len(h.all) == 0
 }
 
 func (h *rrHandle) close() {
 	h.closed = true
+	h.armed = false
 	q := h.queue
 	h.queue = nil
 	// Stop listening now: the socket has two descriptors (ln's and the poll loop's duplicate), and

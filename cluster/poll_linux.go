@@ -61,6 +61,34 @@ func (l *pollLoop) add(fd int, fn func()) (*pollEntry, error) {
 	return e, nil
 }
 
+// addIdle registers fn for fd like add, but does not watch fd yet: see watch.
+func (l *pollLoop) addIdle(fd int, fn func()) (*pollEntry, error) {
+	e := &pollEntry{fn: fn}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.running {
+		return nil, errors.New("cluster: poll loop stopped")
+	}
+	l.handlers[int32(fd)] = e
+	return e, nil
+}
+
+// watch starts (on) or stops calling e's handler when fd is readable; fd stays registered. Stopping
+// takes fd out of the epoll set rather than clearing its events, so that not even a hang-up (a
+// listening socket shut down through another descriptor) wakes the loop for it. An event already
+// collected by epoll_wait may still call the handler once after watch(false).
+func (l *pollLoop) watch(fd int, e *pollEntry, on bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e == nil || l.handlers[int32(fd)] != e {
+		return nil
+	}
+	if on {
+		return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
+	}
+	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+}
+
 // remove stops watching fd if it is still registered as e (the number may have been reused). Call it
 // before closing fd, or right after when the close happened elsewhere.
 func (l *pollLoop) remove(fd int, e *pollEntry) {
@@ -70,7 +98,7 @@ func (l *pollLoop) remove(fd int, e *pollEntry) {
 		return
 	}
 	delete(l.handlers, int32(fd))
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil) // EBADF when already closed: the kernel dropped it
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil) // ENOENT when unwatched, EBADF when closed already
 	if l.stopping && len(l.handlers) == 0 {
 		l.signal()
 	}

@@ -13,6 +13,10 @@ func newPollLoop() (*pollLoop, error) { return nil, ErrNotSupported }
 
 func (l *pollLoop) add(fd int, fn func()) (*pollEntry, error) { return nil, ErrNotSupported }
 
+func (l *pollLoop) addIdle(fd int, fn func()) (*pollEntry, error) { return nil, ErrNotSupported }
+
+func (l *pollLoop) watch(fd int, e *pollEntry, on bool) error { return ErrNotSupported }
+
 func (l *pollLoop) remove(fd int, e *pollEntry) {}
 
 func (l *pollLoop) stop() {}

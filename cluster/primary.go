@@ -82,8 +82,10 @@ type Primary struct {
 	workers  map[int]*Worker
 	handles  map[string]handle
 	handlers handlers
-	closed   bool      // Close or Shutdown began: no more forks
-	loop     *pollLoop // accept and channel reads; see poll_linux.go
+	closed   bool          // Close or Shutdown began: no more forks
+	quiesced bool          // Quiesce: accept no more connections
+	settled  chan struct{} // Quiesce waits on it: closed when a hand-off is acknowledged or given back
+	loop     *pollLoop     // accept and channel reads; see poll_linux.go
 
 	waiters sync.WaitGroup // one per Primary.wait goroutine; Add happens under mu while !closed
 	events  eventQueue     // runs the user's handlers; see events.go
@@ -320,8 +322,19 @@ func (p *Primary) finishWorker(w *Worker, code int, sig os.Signal) {
 	select {
 	case <-w.ch.Done():
 	case <-t.C:
-		w.ch.Close()
-		<-w.ch.Done() // the channel's writer has run its close callbacks and is ending
+		// The process is gone but its channel is still open: a process it started holds it, or the
+		// poll loop has not yet read to the end. Stop receiving rather than close: what the worker
+		// wrote before dying is still read, so a hand-off it acknowledged is known to be its own
+		// (closed with it), not taken for undelivered and handed to another worker, which would then
+		// wait for a request the dead worker had already read: a connection left hanging.
+		w.ch.CloseRead()
+		t.Reset(time.Second)
+		select {
+		case <-w.ch.Done():
+		case <-t.C:
+			w.ch.Close() // the poll loop is not reading it (a closed Primary): drop the rest
+			<-w.ch.Done()
+		}
 	}
 	t.Stop()
 	p.mu.Lock()
@@ -391,6 +404,55 @@ func (p *Primary) Close() error {
 		loop.stop() // now, or once the last worker's channel has closed
 	}
 	return nil
+}
+
+// Quiesce stops accepting connections on the round-robin sockets and waits until every connection
+// the primary has accepted is in a worker's hands (its NODE_HANDLE_ACK read) or closed, or until ctx
+// ends (its error is returned). New connections then wait in the sockets' backlogs, where they
+// survive the primary: a supervisor that hands its workers over to a successor (which adopts them
+// and the sockets) calls it last, so that it exits holding no connection. Workers keep being served
+// the connections given back to the primary (refused, or never acknowledged), and replies and
+// messages flow as before. It is final: the Primary accepts nothing more.
+func (p *Primary) Quiesce(ctx context.Context) error {
+	p.mu.Lock()
+	p.quiesced = true
+	for _, h := range p.handles {
+		if rh, ok := h.(*rrHandle); ok {
+			rh.armLocked()
+		}
+	}
+	p.mu.Unlock()
+	for {
+		p.mu.Lock()
+		n := 0
+		for _, h := range p.handles {
+			if rh, ok := h.(*rrHandle); ok {
+				n += rh.unsettledLocked()
+			}
+		}
+		if n == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		if p.settled == nil {
+			p.settled = make(chan struct{})
+		}
+		ch := p.settled
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: quiesce: %d connection(s) not yet acknowledged: %w", n, ctx.Err())
+		}
+	}
+}
+
+// settledLocked wakes Quiesce, if it waits, after a hand-off changed state. Called with p.mu held.
+func (p *Primary) settledLocked() {
+	if p.settled != nil {
+		close(p.settled)
+		p.settled = nil
+	}
 }
 
 // Shutdown stops the Primary gracefully: it makes later forks fail (ErrPrimaryClosed), asks every

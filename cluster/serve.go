@@ -130,8 +130,10 @@ func ServeWith(srv *http.Server, ln net.Listener, opts ServeOptions) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	served := false
 	select {
 	case err := <-errc:
+		served = true
 		// A listener closed by the primary's disconnect is a stop, not a failure: decide by state.
 		if !errors.Is(err, http.ErrServerClosed) && !stopAsked() {
 			trigger()
@@ -142,6 +144,17 @@ func ServeWith(srv *http.Server, ln net.Listener, opts ServeOptions) error {
 
 	draining.Store(true)
 	ln.Close()
+	// Wait for srv.Serve to see the closed listener: a connection it took from Accept just before
+	// (the primary has already closed its copy) is then registered (StateNew) and counted below. An
+	// http.Server closes without an answer a connection whose first request it reads after Shutdown
+	// began, so Shutdown must not come before that request has been served.
+	if !served {
+		<-errc
+	}
+	select { // a "drained" sent before the last connections were registered is stale
+	case <-drained:
+	default:
+	}
 	ctx := context.Background()
 	if opts.ShutdownTimeout > 0 {
 		var cancel context.CancelFunc

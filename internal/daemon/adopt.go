@@ -704,11 +704,27 @@ func (m *Manager) Handover(ctx context.Context) error {
 			}
 		}
 	}
+	var prims []*cluster.Primary
+	for _, a := range m.apps {
+		if a.primary != nil {
+			prims = append(prims, a.primary)
+		}
+	}
 	m.mu.Unlock()
 	wait := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(d))
 	}
+	// The cluster primaries stop accepting (new connections wait in the kept sockets' backlogs for
+	// the next daemon) and every connection they accepted reaches a worker before this daemon exits;
+	// without mu (Quiesce takes the primary's lock). Before the state is taken: it stores NextSeq.
+	qctx, cancel := context.WithTimeout(ctx, min(wait, 2*time.Second))
+	for _, p := range prims {
+		if err := p.Quiesce(qctx); err != nil {
+			m.log.Warn("handover: cluster primary not quiesced", "err", err)
+		}
+	}
+	cancel()
 	if !m.quiescePumps(wait) {
 		m.log.Warn("handover: a log pump did not stop in time")
 	}

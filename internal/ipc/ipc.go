@@ -224,13 +224,23 @@ func (c *Channel) SendHandle(msg any, handleType string, fd int, onReply func(er
 	if err != nil {
 		return fmt.Errorf("ipc: encode message: %w", err)
 	}
+	return c.SendHandleLine(HandleLine(inner, handleType), fd, onReply)
+}
+
+// HandleLine is the NODE_HANDLE line that SendHandle sends for a message already encoded as inner,
+// for a sender that prepares it ahead of time (SendHandleLine).
+func HandleLine(inner json.RawMessage, handleType string) []byte {
 	typ, _ := json.Marshal(handleType)
 	line := make([]byte, 0, len(inner)+len(typ)+40)
 	line = append(line, `{"cmd":"NODE_HANDLE","type":`...)
 	line = append(line, typ...)
 	line = append(line, `,"msg":`...)
 	line = append(line, inner...)
-	line = append(line, '}')
+	return append(line, '}')
+}
+
+// SendHandleLine is SendHandle with the line made by HandleLine: nothing is encoded on the way.
+func (c *Channel) SendHandleLine(line []byte, fd int, onReply func(error)) error {
 	if onReply == nil {
 		onReply = func(error) {}
 	}
@@ -343,6 +353,26 @@ func (c *Channel) CloseAfterFlush() {
 // they have.
 func (c *Channel) Close() error {
 	c.fail(nil)
+	return nil
+}
+
+// CloseRead stops receiving without losing what the peer has written already: the reader still
+// delivers every message queued in the socket (a NODE_HANDLE_ACK among them), then sees end of file
+// and the channel closes as on the peer's EOF. Close, in contrast, drops unread messages; a handle
+// whose ACK is dropped that way is reported ErrClosed although the peer has it. Use CloseRead when
+// the peer is gone (or leaving) but may still hold the channel open, such as a dead process whose
+// child inherited it. It returns at once.
+func (c *Channel) CloseRead() error {
+	if c.raw == nil {
+		return c.Close()
+	}
+	var serr error
+	if err := c.raw.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_RD) }); err != nil {
+		return nil // closed already
+	}
+	if serr != nil {
+		c.fail(nil)
+	}
 	return nil
 }
 

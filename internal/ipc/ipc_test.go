@@ -321,3 +321,47 @@ func TestLargeMessagesStayWhole(t *testing.T) {
 		t.Fatalf("then %s", m.Raw)
 	}
 }
+
+// CloseRead, unlike Close, still delivers what the peer wrote before it: the ACK of a handle in
+// flight reaches the handle's callback as nil, not ErrClosed, even though the peer's end stays open
+// (a dead worker whose child inherited the channel). Close would drop the ACK and report a handle the
+// peer has as undelivered; the cluster primary would then hand the same connection to a second
+// worker.
+func TestCloseReadDeliversWhatThePeerWrote(t *testing.T) {
+	got := make(chan Message, 4)
+	c, peer := pair(t, Options{ExternalRead: true, OnMessage: func(m Message) { got <- m }})
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	reply := make(chan error, 1)
+	if err := c.SendHandle(map[string]any{"cmd": "NODE_CLUSTER", "act": "newconn"}, "net.Native", int(w.Fd()), func(err error) { reply <- err }); err != nil {
+		t.Fatal(err)
+	}
+	// The peer receives the handle, acknowledges it and says one more thing, then stays silent with
+	// its end open.
+	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4))
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, oobn, _, _, err := peer.ReadMsgUnix(buf, oob)
+	if err != nil || !bytes.Contains(buf[:n], []byte("NODE_HANDLE")) || oobn == 0 {
+		t.Fatalf("peer read %q (oob %d): %v", buf[:n], oobn, err)
+	}
+	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+	fds, _ := unix.ParseUnixRights(&msgs[0])
+	unix.Close(fds[0])
+	if _, err := peer.Write([]byte("{\"cmd\":\"NODE_HANDLE_ACK\"}\n\"after\"\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.CloseRead()
+	for c.ReadOnce() { // the owner's poll loop: the socket stays readable until end of file
+	}
+	if err := within(t, reply); err != nil {
+		t.Fatalf("handle callback got %v after CloseRead, want nil: the peer's ACK was dropped", err)
+	}
+	if m := within(t, got); string(m.Raw) != `"after"` {
+		t.Fatalf("message %s, want \"after\"", m.Raw)
+	}
+	within(t, c.Done())
+}
