@@ -46,7 +46,12 @@ func newPollLoop() (*pollLoop, error) {
 }
 
 // add calls fn on the loop goroutine whenever fd is readable, until remove.
-func (l *pollLoop) add(fd int, fn func()) (*pollEntry, error) {
+func (l *pollLoop) add(fd int, fn func()) (*pollEntry, error) { return l.register(fd, fn, true) }
+
+// addIdle registers fn for fd like add, but does not watch fd yet: see watch.
+func (l *pollLoop) addIdle(fd int, fn func()) (*pollEntry, error) { return l.register(fd, fn, false) }
+
+func (l *pollLoop) register(fd int, fn func(), watch bool) (*pollEntry, error) {
 	e := &pollEntry{fn: fn}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -54,22 +59,13 @@ func (l *pollLoop) add(fd int, fn func()) (*pollEntry, error) {
 		return nil, errors.New("cluster: poll loop stopped")
 	}
 	l.handlers[int32(fd)] = e
+	if !watch {
+		return e, nil
+	}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
 		delete(l.handlers, int32(fd))
 		return nil, err
 	}
-	return e, nil
-}
-
-// addIdle registers fn for fd like add, but does not watch fd yet: see watch.
-func (l *pollLoop) addIdle(fd int, fn func()) (*pollEntry, error) {
-	e := &pollEntry{fn: fn}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.running {
-		return nil, errors.New("cluster: poll loop stopped")
-	}
-	l.handlers[int32(fd)] = e
 	return e, nil
 }
 

@@ -504,19 +504,7 @@ func (m *Manager) adoptChannel(r *run, f *os.File, name string) {
 		return
 	}
 	r.ipcName, r.ipcFD = name, fdOf(uc)
-	sig := r.sig
-	r.ch = ipc.New(uc, ipc.Options{
-		OnMessage: func(msg ipc.Message) {
-			if msg.FD >= 0 {
-				unix.Close(msg.FD)
-			}
-			if !msg.Internal && isReady(msg.Raw) {
-				sig.markReady()
-			}
-		},
-		Logger:    m.log.With("pm_id", r.in.st.PMID),
-		MidStream: true, // the previous daemon may have read part of a line
-	})
+	r.ch = ipc.New(uc, m.forkChannelOptions(r, true))
 }
 
 // exitRecordWait bounds the wait for the keeper's record of an adopted process's exit, after its

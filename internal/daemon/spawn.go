@@ -119,18 +119,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 		if parent != nil {
 			r.ipcFD = fdOf(parent)
 			m.keepIPC(r, parent)
-			sig := r.sig
-			r.ch = ipc.New(parent, ipc.Options{
-				OnMessage: func(msg ipc.Message) {
-					if msg.FD >= 0 {
-						unix.Close(msg.FD)
-					}
-					if !msg.Internal && isReady(msg.Raw) {
-						sig.markReady()
-					}
-				},
-				Logger: m.log.With("pm_id", in.st.PMID),
-			})
+			r.ch = ipc.New(parent, m.forkChannelOptions(r, false))
 		}
 		m.bg.Go(func() {
 			_ = cmd.Wait() // the status below says everything; Wait's error is the same
@@ -301,4 +290,23 @@ func permissionHint(err error, res resolved) string {
 		return ""
 	}
 	return fmt.Sprintf(" (as uid %d: that user must be able to enter %s and read the script and interpreter)", res.cred.Uid, res.cwd)
+}
+
+// forkChannelOptions is how the daemon reads a fork-mode app's IPC channel: it only listens for the
+// "ready" message (wait_ready); handles sent by the app are closed. midStream: the channel was
+// kept by the keeper and the previous daemon may have read part of a line.
+func (m *Manager) forkChannelOptions(r *run, midStream bool) ipc.Options {
+	sig := r.sig
+	return ipc.Options{
+		OnMessage: func(msg ipc.Message) {
+			if msg.FD >= 0 {
+				unix.Close(msg.FD)
+			}
+			if !msg.Internal && isReady(msg.Raw) {
+				sig.markReady()
+			}
+		},
+		Logger:    m.log.With("pm_id", r.in.st.PMID),
+		MidStream: midStream,
+	}
 }
