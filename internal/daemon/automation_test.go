@@ -318,7 +318,10 @@ func TestMaxMemoryRestartWithinTwoSeconds(t *testing.T) {
 	a.MaxMemoryRestart = 50 << 20
 	p := start(t, m, a)[0]
 	crossed := lines.waitCount(t, 1, func(l api.LogLine) bool { return l.Text == fmt.Sprintf("hogging %d", p.PID) })[0].Time
-	q := waitProc(t, m, p.PMID, "a memory restart", func(q api.Proc) bool { return q.Restarts >= 1 })
+	// The restart counts when the replacement is launched; the note follows once restartOne returns.
+	q := waitProc(t, m, p.PMID, "a memory restart and its note", func(q api.Proc) bool {
+		return q.Restarts >= 1 && strings.Contains(strings.Join(q.Notes, "|"), "max_memory_restart")
+	})
 	if d := time.Since(crossed); d > 2*time.Second {
 		t.Errorf("restarted %v after using 100 MB (max_memory_restart 50M); want within 2s", d)
 	}
