@@ -59,63 +59,21 @@ APP=$REPO/examples/node/app.js
 LOADGEN=$BENCH_TMP/loadgen
 GOWORKER=$BENCH_TMP/goworker
 APP_NAME=chaos
+JLIST_APP=$APP_NAME # jlist_rows (lib.sh) lists this app
 
-[ -n "$NODE" ] && [ -x "$NODE" ] || die "node not found (set NODE)"
-export PATH=$(dirname "$NODE"):$PATH
+use_node
 dur_s=${DURATION%s}
 [[ $dur_s =~ ^[0-9]+$ ]] && [ "$dur_s" -gt 0 ] || die "DURATION=$DURATION: want whole seconds like 60s"
 [[ $KILL_EVERY =~ ^[0-9]+([.][0-9]+)?$ ]] && [ "$(awk -v e="$KILL_EVERY" 'BEGIN { print (e >= 0.1) }')" = 1 ] ||
 	die "KILL_EVERY=$KILL_EVERY: want seconds (at least 0.1) like 2 or 0.5"
 case $PICK in jlist | children) ;; *) die "PICK=$PICK: want jlist or children" ;; esac
-ensure_apt curl curl || die "curl is missing and could not be installed"
-mkdir -p "$OUT"
-
-export PM2_HOME=$BENCH_TMP/pm2-home
-export CORRAL_HOME=$BENCH_TMP/corral-home
-PM2_BIN=$BENCH_TMP/pm2/node_modules/.bin/pm2
-CORRAL_BIN=$BENCH_TMP/corral
+tool_homes
 LOADGEN_PIDS=()
 STOPPED_PID=
 PRIMARY_PID=
 
-# cli TOOL ARGS... runs corral's or pm2's CLI with its private home, bounded in time (CLI_TIMEOUT
-# seconds, 30); its stderr goes to $OUT/TOOL-cli.log.
-cli() {
-	local tool=$1
-	shift
-	case $tool in
-	pm2) timeout -k 5 "${CLI_TIMEOUT:-30}" "$PM2_BIN" "$@" 2>>"$OUT/$tool-cli.log" ;;
-	corral*) timeout -k 5 "${CLI_TIMEOUT:-30}" "$CORRAL_BIN" "$@" 2>>"$OUT/$tool-cli.log" ;;
-	esac
-}
-
-# daemon_pid TOOL prints the daemon's pid (pm2, corral) or the primary's (node).
-daemon_pid() {
-	case $1 in
-	pm2) cat "$PM2_HOME/pm2.pid" 2>/dev/null ;;
-	corral*) cat "$CORRAL_HOME/corral.pid" 2>/dev/null ;;
-	node*) [ -n "$PRIMARY_PID" ] && echo "$PRIMARY_PID" ;;
-	esac
-}
-
 # children PID prints the live (non-zombie) children of PID.
 children() { ps -o pid=,stat= --ppid "$1" 2>/dev/null | awk '$2 !~ /^Z/ { print $1 }'; }
-
-# jlist_rows TOOL prints "pid status restart_time" for every instance of the app in `jlist` (which gets
-# 10 s: a daemon that hangs must not stall the run).
-jlist_rows() {
-	CLI_TIMEOUT=10 cli "$1" jlist | "$NODE" -e '
-		let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
-			let list;
-			try {
-				list = JSON.parse(s.slice(s.indexOf("[")));
-			} catch {
-				process.exit(1); // no list (the CLI failed or timed out)
-			}
-			for (const p of list)
-				if (p.name === process.argv[1]) console.log(p.pid, p.pm2_env && p.pm2_env.status, p.pm2_env && p.pm2_env.restart_time);
-		});' "$APP_NAME"
-}
 
 # instance_pids TOOL prints the pids of the app's online instances, from the tool's own list (jlist),
 # or with PICK=children, or for node, the live children of the daemon or primary.
@@ -163,20 +121,6 @@ wait_online() {
 	return 1
 }
 
-# wait_serving PORT SECONDS waits until http://127.0.0.1:PORT/ answers 200, by a deadline (lib.sh's
-# wait_http counts tries, and each try may take a second on a port that accepts nothing).
-wait_serving() {
-	local port=$1 end
-	end=$(($(now_ns) + $2 * 1000000000))
-	while :; do
-		curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/" 2>/dev/null && return 0
-		[ "$(now_ns)" -lt "$end" ] || break
-		sleep 0.05
-	done
-	echo "no 200 from 127.0.0.1:$port within ${2}s" >&2
-	return 1
-}
-
 # stop_tool TOOL stops the app and the daemon or primary; the instances it had are killed if left over.
 stop_tool() {
 	local tool=$1 dpid pids pid
@@ -201,12 +145,8 @@ stop_tool() {
 }
 
 cleanup() {
-	local pid tool
-	for pid in "${LOADGEN_PIDS[@]}"; do
-		# A loadgen under `timeout` is in timeout's own process group: kill the group, then the pid.
-		kill -KILL -- "-$pid" 2>/dev/null || true
-		kill -KILL "$pid" 2>/dev/null || true
-	done
+	local tool
+	kill_loadgens
 	[ -n "$STOPPED_PID" ] && kill -CONT "$STOPPED_PID" 2>/dev/null
 	for tool in $TOOLS; do
 		case $tool in node*) ;; *) stop_tool "$tool" ;; esac
@@ -291,18 +231,10 @@ reroute() {
 
 # chaos TOOL PORT runs the chaos window: loadgens in every MODE, a SIGKILL every KILL_EVERY seconds.
 chaos() {
-	local tool=$1 port=$2 mode flags r0 r1 t0 k target now pid pids kills=0 misses=0 lg=()
+	local tool=$1 port=$2 mode r0 r1 t0 k target now pid pids kills=0 misses=0
 	r0=$(restarts "$tool")
 	: >"$OUT/$tool-kills.log"
-	for mode in $MODES; do
-		flags=()
-		[ "$mode" = close ] && flags=(-close)
-		timeout $((dur_s + 60)) "$LOADGEN" -url "http://127.0.0.1:$port/" -rate "$RATE" -duration "$DURATION" \
-			-timeout "$TIMEOUT" -method "$METHOD" -timeline "$OUT/$tool-$mode-timeline.txt" "${flags[@]}" \
-			>"$OUT/$tool-$mode.txt" 2>&1 &
-		LOADGEN_PIDS+=($!)
-		lg+=($!)
-	done
+	start_loadgens "$port" "$OUT/$tool"
 	t0=$(now_ns)
 	for k in $(seq 1 100000); do
 		target=$(awk -v t="$t0" -v k="$k" -v e="$KILL_EVERY" 'BEGIN { printf "%.0f", t + k * e * 1e9 }')
@@ -321,7 +253,7 @@ chaos() {
 			echo "t=${now}s no kill (online: ${pids:-none}; picked ${pid:-none})" >>"$OUT/$tool-kills.log"
 		fi
 	done
-	for pid in "${lg[@]}"; do wait "$pid" || true; done
+	for pid in "${LG_PIDS[@]}"; do wait "$pid" || true; done
 	# The restarts of the last kill: give the tool a few seconds to report them.
 	wait_online "$tool" 10 || true
 	r1=$(restarts "$tool")
@@ -336,31 +268,7 @@ chaos() {
 log "building bench/cmd/loadgen and bench/cmd/goworker"
 (cd "$REPO" && go build -o "$LOADGEN" ./bench/cmd/loadgen && go build -o "$GOWORKER" ./bench/cmd/goworker) ||
 	die "go build failed"
-tools=()
-for tool in $TOOLS; do
-	case $tool in
-	pm2)
-		log "installing pm2@$PM2_VERSION into $BENCH_TMP/pm2"
-		if npm install --prefix "$BENCH_TMP/pm2" --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
-			"pm2@$PM2_VERSION" </dev/null >"$OUT/pm2-install.log" 2>&1; then
-			tools+=(pm2)
-		else
-			log "pm2 install failed (see $OUT/pm2-install.log); left out"
-		fi
-		;;
-	corral | corral-go)
-		if [ -x "$CORRAL_BIN" ] || (cd "$REPO" && go build -o "$CORRAL_BIN" ./cmd/corral) >"$OUT/corral-build.log" 2>&1; then
-			tools+=("$tool")
-		else
-			log "./cmd/corral does not build (see $OUT/corral-build.log); $tool left out"
-		fi
-		;;
-	node | node-go) tools+=("$tool") ;;
-	*) die "unknown tool $tool (TOOLS=$TOOLS)" ;;
-	esac
-done
-[ ${#tools[@]} -gt 0 ] || die "no tool to measure"
-TOOLS=${tools[*]}
+prepare_tools "corral corral-go" "node node-go"
 log "node $("$NODE" --version); tools: $TOOLS; $RATE req/s per mode ($MODES), SIGKILL every ${KILL_EVERY}s for $DURATION; results in $OUT"
 
 : >"$OUT/results"

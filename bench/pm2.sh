@@ -33,33 +33,18 @@ GRACEFUL=$REPO/examples/node/graceful.js
 LOADGEN=$BENCH_TMP/loadgen
 GOWORKER=$BENCH_TMP/goworker
 
-[ -n "$NODE" ] && [ -x "$NODE" ] || die "node not found (set NODE)"
-# The tools' daemons run node from PATH; put NODE's directory first.
-export PATH=$(dirname "$NODE"):$PATH
-ensure_apt curl curl || die "curl is missing and could not be installed"
+use_node
+tool_homes
 ensure_apt hyperfine hyperfine || log "hyperfine unavailable; timing ls with a loop"
-mkdir -p "$OUT"
 
-export PM2_HOME=$BENCH_TMP/pm2-home
-export CORRAL_HOME=$BENCH_TMP/corral-home
-PM2_BIN=$BENCH_TMP/pm2/node_modules/.bin/pm2
-CORRAL_BIN=$BENCH_TMP/corral
-
-# cli TOOL ARGS... runs the tool's CLI with its private home, bounded in time.
+# cli TOOL ARGS... runs the tool's CLI with its private home, bounded in time; unlike lib.sh's, its
+# stderr is left alone.
 cli() {
 	local tool=$1
 	shift
 	case $tool in
 	pm2) timeout 60 "$PM2_BIN" "$@" ;;
 	corral) timeout 60 "$CORRAL_BIN" "$@" ;;
-	esac
-}
-
-# daemon_pid TOOL prints the daemon's pid from its pid file.
-daemon_pid() {
-	case $1 in
-	pm2) cat "$PM2_HOME/pm2.pid" 2>/dev/null ;;
-	corral) cat "$CORRAL_HOME/corral.pid" 2>/dev/null ;;
 	esac
 }
 
@@ -224,31 +209,7 @@ bench_tool() {
 log "building bench/cmd/loadgen"
 (cd "$REPO" && go build -o "$LOADGEN" ./bench/cmd/loadgen) || die "go build ./bench/cmd/loadgen failed"
 (cd "$REPO" && go build -o "$GOWORKER" ./bench/cmd/goworker) || die "go build ./bench/cmd/goworker failed"
-tools=()
-for tool in $TOOLS; do
-	case $tool in
-	pm2)
-		log "installing pm2@$PM2_VERSION into $BENCH_TMP/pm2"
-		if npm install --prefix "$BENCH_TMP/pm2" --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
-			"pm2@$PM2_VERSION" </dev/null >"$OUT/pm2-install.log" 2>&1; then
-			tools+=(pm2)
-		else
-			log "pm2 install failed (see $OUT/pm2-install.log); left out"
-		fi
-		;;
-	corral)
-		log "building ./cmd/corral"
-		if (cd "$REPO" && go build -o "$CORRAL_BIN" ./cmd/corral) >"$OUT/corral-build.log" 2>&1; then
-			tools+=(corral)
-		else
-			log "./cmd/corral does not build (see $OUT/corral-build.log); left out"
-		fi
-		;;
-	*) die "unknown tool $tool (TOOLS=$TOOLS)" ;;
-	esac
-done
-[ ${#tools[@]} -gt 0 ] || die "no tool to measure"
-TOOLS=${tools[*]}
+BUILD_NOTE=1 prepare_tools corral
 log "node $("$NODE" --version); tools: $TOOLS; results in $OUT"
 
 : >"$OUT/results"

@@ -40,48 +40,13 @@ APP=$REPO/examples/node/app.js
 CRASHER=${CRASHER:-/bin/false}
 WEB=web
 
-[ -n "$NODE" ] && [ -x "$NODE" ] || die "node not found (set NODE)"
-export PATH=$(dirname "$NODE"):$PATH
+use_node
 for v in SOAK_RESTARTS CRASH_APPS RESTART_DELAY SOAK_RELOADS RELOAD_INSTANCES SOAK_TIMEOUT SETTLE; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v}: want a whole number"
 done
 [ "$CRASH_APPS" -gt 0 ] || die "CRASH_APPS must be at least 1"
 [ -x "$CRASHER" ] || die "CRASHER=$CRASHER is not executable"
-ensure_apt curl curl || die "curl is missing and could not be installed"
-mkdir -p "$OUT"
-
-export PM2_HOME=$BENCH_TMP/pm2-home
-export CORRAL_HOME=$BENCH_TMP/corral-home
-PM2_BIN=$BENCH_TMP/pm2/node_modules/.bin/pm2
-CORRAL_BIN=$BENCH_TMP/corral
-
-# cli TOOL ARGS... runs the tool's CLI with its private home, bounded (CLI_TIMEOUT, 30 s); stderr to
-# $OUT/TOOL-cli.log.
-cli() {
-	local tool=$1
-	shift
-	case $tool in
-	pm2) timeout -k 5 "${CLI_TIMEOUT:-30}" "$PM2_BIN" "$@" 2>>"$OUT/$tool-cli.log" ;;
-	corral) timeout -k 5 "${CLI_TIMEOUT:-30}" "$CORRAL_BIN" "$@" 2>>"$OUT/$tool-cli.log" ;;
-	esac
-}
-
-# owned PID checks that PID is a live process of this run (see bench/supervisor.sh).
-owned() {
-	local cmd
-	[ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 1
-	cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
-	case $cmd in *"$BENCH_TMP"* | *"$REPO/examples/"*) return 0 ;; esac
-	tr '\0' '\n' 2>/dev/null <"/proc/$1/environ" | grep -qxF -e "PM2_HOME=$PM2_HOME" -e "CORRAL_HOME=$CORRAL_HOME"
-}
-
-daemon_pid() {
-	case $1 in
-	pm2) cat "$PM2_HOME/pm2.pid" 2>/dev/null ;;
-	corral) cat "$CORRAL_HOME/corral.pid" 2>/dev/null ;;
-	esac
-}
-keeper_pid() { cat "$CORRAL_HOME/keeper.pid" 2>/dev/null || true; }
+tool_homes
 
 # stop_tool TOOL: the tool's own `kill` (apps, daemon, keeper), then SIGKILL of whatever of this run is
 # left among the daemon, the keeper and their children.
@@ -89,17 +54,7 @@ stop_tool() {
 	local tool=$1 pid pids
 	pids="$(daemon_pid "$tool" || true) $(if [ "$tool" = corral ]; then keeper_pid; fi)"
 	for pid in $pids; do pids="$pids $(ps -o pid= --ppid "$pid" 2>/dev/null | tr '\n' ' ')"; done
-	for pid in $pids; do
-		if owned "$pid"; then
-			CLI_TIMEOUT=30 cli "$tool" kill >/dev/null || log "$tool kill failed or timed out (see $OUT/$tool-cli.log)"
-			break
-		fi
-	done
-	sleep 0.2
-	for pid in $pids; do
-		owned "$pid" && kill -KILL "$pid" 2>/dev/null && log "$tool: pid $pid was left over; SIGKILLed"
-	done
-	return 0
+	stop_owned "$tool" "$pids"
 }
 
 CURRENT_TOOL=
@@ -114,20 +69,6 @@ trap 'exit 130' INT TERM
 result() {
 	echo "$1 $2 $3" >>"$OUT/results"
 	printf '    %-7s %-28s %s\n' "$1" "$2" "$3" >&2
-}
-
-# jlist_rows TOOL prints "name pid status restart_time" for every process in jlist.
-jlist_rows() {
-	CLI_TIMEOUT=${CLI_TIMEOUT:-10} cli "$1" jlist | "$NODE" -e '
-		let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
-			let list;
-			try {
-				list = JSON.parse(s.slice(s.indexOf("[")));
-			} catch {
-				process.exit(1);
-			}
-			for (const p of list) console.log(p.name, p.pid, p.pm2_env && String(p.pm2_env.status).replace(/\s+/g, "_"), p.pm2_env && p.pm2_env.restart_time);
-		});'
 }
 
 # wait_web TOOL PORT SECONDS waits until the cluster app has RELOAD_INSTANCES online and serves.
@@ -242,30 +183,7 @@ reload_phase() {
 	if wait_web "$tool" "$port" 20; then result "$tool" serving_after yes; else result "$tool" serving_after NO; fi
 }
 
-tools=()
-for tool in $TOOLS; do
-	case $tool in
-	pm2)
-		log "installing pm2@$PM2_VERSION into $BENCH_TMP/pm2"
-		if npm install --prefix "$BENCH_TMP/pm2" --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
-			"pm2@$PM2_VERSION" </dev/null >"$OUT/pm2-install.log" 2>&1; then
-			tools+=(pm2)
-		else
-			log "pm2 install failed (see $OUT/pm2-install.log); left out"
-		fi
-		;;
-	corral)
-		if (cd "$REPO" && go build -o "$CORRAL_BIN" ./cmd/corral) >"$OUT/corral-build.log" 2>&1; then
-			tools+=(corral)
-		else
-			log "./cmd/corral does not build (see $OUT/corral-build.log); left out"
-		fi
-		;;
-	*) die "unknown tool $tool (TOOLS=$TOOLS)" ;;
-	esac
-done
-[ ${#tools[@]} -gt 0 ] || die "no tool to measure"
-TOOLS=${tools[*]}
+prepare_tools corral
 log "node $("$NODE" --version); tools: $TOOLS; $SOAK_RESTARTS crash-restarts ($CRASH_APPS apps of $CRASHER), $SOAK_RELOADS reloads; results in $OUT"
 
 : >"$OUT/results"

@@ -53,71 +53,18 @@ APP=$REPO/examples/node/app.js
 LISTEN_APP=$REPO/bench/listen-app.js
 LOADGEN=$BENCH_TMP/loadgen
 APP_NAME=sup
+JLIST_APP=$APP_NAME # jlist_rows (lib.sh) lists this app
 
-[ -n "$NODE" ] && [ -x "$NODE" ] || die "node not found (set NODE)"
-export PATH=$(dirname "$NODE"):$PATH
+use_node
 dur_s=${DURATION%s}
 [[ $dur_s =~ ^[0-9]+$ ]] && [ "$dur_s" -gt 0 ] || die "DURATION=$DURATION: want whole seconds like 30s"
 for v in KILLS UPDATES LS_WAIT; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v}: want a whole number"
 done
-ensure_apt curl curl || die "curl is missing and could not be installed"
-mkdir -p "$OUT"
-
-export PM2_HOME=$BENCH_TMP/pm2-home
-export CORRAL_HOME=$BENCH_TMP/corral-home
-PM2_BIN=$BENCH_TMP/pm2/node_modules/.bin/pm2
-CORRAL_BIN=$BENCH_TMP/corral
+tool_homes
 SEEN_PIDS=$BENCH_TMP/seen-pids
 LOADGEN_PIDS=()
 : >"$SEEN_PIDS"
-
-# cli TOOL ARGS... runs corral's or pm2's CLI with its private home, bounded in time (CLI_TIMEOUT
-# seconds, 30); its stderr goes to $OUT/TOOL-cli.log.
-cli() {
-	local tool=$1
-	shift
-	case $tool in
-	pm2) timeout -k 5 "${CLI_TIMEOUT:-30}" "$PM2_BIN" "$@" 2>>"$OUT/$tool-cli.log" ;;
-	corral*) timeout -k 5 "${CLI_TIMEOUT:-30}" "$CORRAL_BIN" "$@" 2>>"$OUT/$tool-cli.log" ;;
-	esac
-}
-
-# owned PID checks that PID is a live process of this run (its command line names the scratch
-# directory or the repo's apps), so that a stale pid file never makes us signal a stranger.
-owned() {
-	local cmd
-	[ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 1
-	cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
-	case $cmd in *"$BENCH_TMP"* | *"$REPO/examples/"* | *"$REPO/bench/"*) return 0 ;; esac
-	# PM2's God daemon and cluster workers rename themselves; check the environment's home instead.
-	tr '\0' '\n' 2>/dev/null <"/proc/$1/environ" | grep -qxF -e "PM2_HOME=$PM2_HOME" -e "CORRAL_HOME=$CORRAL_HOME"
-}
-
-# daemon_pid TOOL prints the daemon's pid from its pid file; keeper_pid the corral keeper's.
-daemon_pid() {
-	case $1 in
-	pm2) cat "$PM2_HOME/pm2.pid" 2>/dev/null ;;
-	corral*) cat "$CORRAL_HOME/corral.pid" 2>/dev/null ;;
-	esac
-}
-keeper_pid() { cat "$CORRAL_HOME/keeper.pid" 2>/dev/null || true; }
-
-# jlist_rows TOOL prints "pid status restart_time" for every instance of the app in `jlist` (bounded:
-# CLI_TIMEOUT, 10 s), and fails when jlist gives no list.
-jlist_rows() {
-	CLI_TIMEOUT=${CLI_TIMEOUT:-10} cli "$1" jlist | "$NODE" -e '
-		let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
-			let list;
-			try {
-				list = JSON.parse(s.slice(s.indexOf("[")));
-			} catch {
-				process.exit(1); // no list (the CLI failed or timed out)
-			}
-			for (const p of list)
-				if (p.name === process.argv[1]) console.log(p.pid, p.pm2_env && String(p.pm2_env.status).replace(/\s+/g, "_"), p.pm2_env && p.pm2_env.restart_time);
-		});' "$APP_NAME"
-}
 
 # online_pids ROWS prints the sorted pids of the online instances in jlist_rows output.
 online_pids() { awk '$2 == "online" && $1 > 0 { print $1 }' <<<"$1" | sort -n; }
@@ -138,19 +85,6 @@ wait_online() {
 	return 1
 }
 
-# wait_serving PORT SECONDS waits until http://127.0.0.1:PORT/ answers 200, by a deadline.
-wait_serving() {
-	local port=$1 end
-	end=$(($(now_ns) + $2 * 1000000000))
-	while :; do
-		curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/" 2>/dev/null && return 0
-		[ "$(now_ns)" -lt "$end" ] || break
-		sleep 0.05
-	done
-	echo "no 200 from 127.0.0.1:$port within ${2}s" >&2
-	return 1
-}
-
 # note_pids PIDS... remembers app pids, so that cleanup can end any left over (a PM2 app orphaned by its
 # daemon's death, say).
 note_pids() { [ $# -eq 0 ] || printf '%s\n' "$@" >>"$SEEN_PIDS"; }
@@ -158,30 +92,20 @@ note_pids() { [ $# -eq 0 ] || printf '%s\n' "$@" >>"$SEEN_PIDS"; }
 # stop_tool TOOL stops the apps, the daemon and (corral) the keeper with the tool's own `kill`, then
 # SIGKILLs whatever of this run is left: daemon, keeper, every app pid seen.
 stop_tool() {
-	local tool=$1 pid pids
-	pids="$(daemon_pid "$tool" || true) $(case $tool in corral*) keeper_pid ;; esac) $(sort -u "$SEEN_PIDS" || true)"
-	# Only when something of this tool runs: `kill` would otherwise start a daemon to stop it.
-	for pid in $pids; do
-		if owned "$pid"; then
-			CLI_TIMEOUT=30 cli "$tool" kill >/dev/null || log "$tool kill failed or timed out (see $OUT/$tool-cli.log)"
-			break
-		fi
-	done
-	sleep 0.2
-	for pid in $pids $(daemon_pid "$tool") $(case $tool in corral*) keeper_pid ;; esac); do
-		owned "$pid" && kill -KILL "$pid" 2>/dev/null && log "$tool: pid $pid was left over; SIGKILLed"
-	done
+	local tool=$1
+	stop_owned "$tool" "$(daemon_pid "$tool" || true) $(case $tool in corral*) keeper_pid ;; esac) $(sort -u "$SEEN_PIDS" || true)" supervisor_pids
 	: >"$SEEN_PIDS"
 	return 0
+}
+# supervisor_pids TOOL prints the daemon's pid and (corral) the keeper's, as they are now.
+supervisor_pids() {
+	daemon_pid "$1" || true
+	case $1 in corral*) keeper_pid ;; esac
 }
 
 CURRENT_TOOL=
 cleanup() {
-	local pid
-	for pid in "${LOADGEN_PIDS[@]}"; do
-		kill -KILL -- "-$pid" 2>/dev/null || true
-		kill -KILL "$pid" 2>/dev/null || true
-	done
+	kill_loadgens
 	[ -n "$CURRENT_TOOL" ] && stop_tool "$CURRENT_TOOL"
 	cleanup_all
 }
@@ -277,7 +201,7 @@ worst() {
 
 # scenario TOOL SCEN PORT runs one window: loadgens in every MODE, the SCEN events spaced over it.
 scenario() {
-	local tool=$1 scen=$2 port=$3 mode flags rows0 rows1 pids0 pids1 n k t0 ok=0 pid alive=0 kept=0 lg=()
+	local tool=$1 scen=$2 port=$3 mode rows0 rows1 pids0 pids1 n k t0 ok=0 pid alive=0 kept=0
 	rows0=$(jlist_rows "$tool") || rows0=
 	pids0=$(online_pids "$rows0")
 	note_pids $pids0
@@ -286,15 +210,7 @@ scenario() {
 	KILL9_LISTED=()
 	UPDATE_MS=()
 	: >"$OUT/$tool-$scen-events.log"
-	for mode in $MODES; do
-		flags=()
-		[ "$mode" = close ] && flags=(-close)
-		timeout $((dur_s + 60)) "$LOADGEN" -url "http://127.0.0.1:$port/" -rate "$RATE" -duration "$DURATION" \
-			-timeout "$TIMEOUT" -method "$METHOD" -timeline "$OUT/$tool-$scen-$mode-timeline.txt" "${flags[@]}" \
-			>"$OUT/$tool-$scen-$mode.txt" 2>&1 &
-		LOADGEN_PIDS+=($!)
-		lg+=($!)
-	done
+	start_loadgens "$port" "$OUT/$tool-$scen"
 	t0=$(now_ns)
 	for k in $(seq 1 "$n"); do
 		sleep_until $((t0 + k * dur_s * 1000000000 / (n + 1)))
@@ -303,7 +219,7 @@ scenario() {
 		update) update_event "$tool" "$k" && ok=$((ok + 1)) ;;
 		esac
 	done
-	for pid in "${lg[@]}"; do wait "$pid" || true; done
+	for pid in "${LG_PIDS[@]}"; do wait "$pid" || true; done
 	wait_online "$tool" 15 || true
 	rows1=$(jlist_rows "$tool") || rows1=
 	pids1=$(online_pids "$rows1")
@@ -337,30 +253,7 @@ scenario() {
 
 log "building bench/cmd/loadgen"
 (cd "$REPO" && go build -o "$LOADGEN" ./bench/cmd/loadgen) || die "go build failed"
-tools=()
-for tool in $TOOLS; do
-	case $tool in
-	pm2)
-		log "installing pm2@$PM2_VERSION into $BENCH_TMP/pm2"
-		if npm install --prefix "$BENCH_TMP/pm2" --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
-			"pm2@$PM2_VERSION" </dev/null >"$OUT/pm2-install.log" 2>&1; then
-			tools+=(pm2)
-		else
-			log "pm2 install failed (see $OUT/pm2-install.log); left out"
-		fi
-		;;
-	corral | corral-listen)
-		if [ -x "$CORRAL_BIN" ] || (cd "$REPO" && go build -o "$CORRAL_BIN" ./cmd/corral) >"$OUT/corral-build.log" 2>&1; then
-			tools+=("$tool")
-		else
-			log "./cmd/corral does not build (see $OUT/corral-build.log); $tool left out"
-		fi
-		;;
-	*) die "unknown tool $tool (TOOLS=$TOOLS)" ;;
-	esac
-done
-[ ${#tools[@]} -gt 0 ] || die "no tool to measure"
-TOOLS=${tools[*]}
+prepare_tools "corral corral-listen"
 log "node $("$NODE" --version); tools: $TOOLS; scenarios: $SCENARIOS; $RATE req/s per mode ($MODES) for $DURATION; results in $OUT"
 
 : >"$OUT/results"
