@@ -17,7 +17,10 @@
 // Primary's poll loop). The callbacks run on those two goroutines only:
 //
 //   - OnMessage, and a handle's onReply with nil or ErrNACK (the peer answered): on the reader, one
-//     at a time, in the order the lines arrived.
+//     at a time, in the order the lines arrived. On a channel with its own reader goroutine, a
+//     received handle reaches OnMessage only once its NODE_HANDLE_ACK has been written (the reader
+//     waits for the writer), so that the peer never takes a handle this process may already have
+//     used for undelivered; if the channel closes first, the fd is closed and not delivered.
 //   - A handle's onReply with ErrClosed, the ErrClosed result of a SendWait whose message never went
 //     out, then OnClose: on the writer goroutine, once the channel has closed and the last OnMessage
 //     has returned. No OnMessage runs after OnClose has begun; Done is closed after OnClose returns.
@@ -136,13 +139,15 @@ type Channel struct {
 	// another lock and runs no callback. cond (on mu) is what the writer goroutine waits on.
 	mu       sync.Mutex
 	cond     *sync.Cond
-	ctrl     [][]byte // ACK/NACK: bypass the handle gate
+	ctrl     [][]byte        // ACK/NACK: bypass the handle gate
+	ctrlDone []chan struct{} // sendCtrlWait: closed once the ctrl lines queued with them are written
 	queue    []outMsg
 	awaiting *outMsg // handle message written, reply not yet received
 	closed   bool    // set once, by fail; the writer then runs the close callbacks (finish)
 	closeErr error
-	flushing bool // CloseAfterFlush: close once everything queued is written
-	writing  bool // a write is in progress (writer goroutine or a sender's fast path)
+	closing  chan struct{} // closed by fail, with closed set
+	flushing bool          // CloseAfterFlush: close once everything queued is written
+	writing  bool          // a write is in progress (writer goroutine or a sender's fast path)
 
 	// readMu is held by the reader across one read and the callbacks it makes, and by finish while it
 	// ends reading, so that OnClose comes after the last OnMessage. It guards readDone and rd.
@@ -162,7 +167,7 @@ func New(conn *net.UnixConn, opts Options) *Channel {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	c := &Channel{conn: conn, opts: opts, log: lg, done: make(chan struct{})}
+	c := &Channel{conn: conn, opts: opts, log: lg, done: make(chan struct{}), closing: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
 	c.raw, _ = conn.SyscallConn()
 	c.fd = -1
@@ -330,6 +335,27 @@ func (c *Channel) sendCtrl(line string) {
 	c.mu.Unlock()
 }
 
+// sendCtrlWait queues an ACK/NACK line like sendCtrl and waits until the writer has put it on the
+// wire; it reports false if the channel closed first (the line may or may not have gone out).
+func (c *Channel) sendCtrlWait(line string) bool {
+	done := make(chan struct{})
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	c.ctrl = append(c.ctrl, []byte(line))
+	c.ctrlDone = append(c.ctrlDone, done)
+	c.cond.Signal()
+	c.mu.Unlock()
+	select {
+	case <-done:
+		return true
+	case <-c.closing:
+		return false
+	}
+}
+
 // kickLocked wakes the writer when it has something to do: waking it for nothing costs a futex
 // round trip on every hand-off.
 func (c *Channel) kickLocked() {
@@ -387,6 +413,7 @@ func (c *Channel) fail(err error) {
 	}
 	c.closed = true
 	c.closeErr = err
+	close(c.closing)
 	c.cond.Signal()
 	c.mu.Unlock()
 	c.conn.Close()
@@ -410,7 +437,7 @@ func (c *Channel) finish() {
 	}
 	err := c.closeErr
 	awaiting, pending := c.awaiting, c.queue
-	c.queue, c.ctrl, c.awaiting = nil, nil, nil
+	c.queue, c.ctrl, c.ctrlDone, c.awaiting = nil, nil, nil, nil
 	c.mu.Unlock()
 	if awaiting != nil {
 		awaiting.onReply(ErrClosed)
@@ -436,6 +463,7 @@ func (c *Channel) writeLoop() {
 	defer c.finish()
 	var buf []byte
 	var batch []outMsg
+	var ctrlDone []chan struct{}
 	for {
 		c.mu.Lock()
 		for !c.closed && (c.writing || len(c.ctrl) == 0 && (c.queue0Gated() || len(c.queue) == 0)) {
@@ -462,6 +490,9 @@ func (c *Channel) writeLoop() {
 			buf = append(append(buf, l...), '\n')
 		}
 		c.ctrl = c.ctrl[:0]
+		ctrlDone = append(ctrlDone[:0], c.ctrlDone...)
+		clear(c.ctrlDone)
+		c.ctrlDone = c.ctrlDone[:0]
 		var handle *outMsg
 		if c.awaiting == nil {
 			n := 0
@@ -498,6 +529,12 @@ func (c *Channel) writeLoop() {
 		for _, m := range batch {
 			m.written <- err
 		}
+		if err == nil {
+			for _, d := range ctrlDone {
+				close(d)
+			}
+		}
+		clear(ctrlDone)
 		if err != nil {
 			c.fail(fmt.Errorf("ipc: write: %w", err))
 			return
@@ -800,7 +837,15 @@ func (c *Channel) dispatch(line []byte, fds []int) []int {
 		}
 		fd := fds[0]
 		fds = fds[1:]
-		c.sendCtrl(`{"cmd":"NODE_HANDLE_ACK"}`)
+		if c.opts.ExternalRead {
+			c.sendCtrl(`{"cmd":"NODE_HANDLE_ACK"}`)
+		} else if !c.sendCtrlWait(`{"cmd":"NODE_HANDLE_ACK"}`) {
+			// The ACK may not have reached the peer, which then takes the handle for undelivered and
+			// gives it to someone else (a round-robin primary hands the connection to another worker):
+			// it is not ours to use.
+			unix.Close(fd)
+			return fds
+		}
 		innerInternal, innerCmd, _ := Classify(e.Msg)
 		if len(e.Msg) == 0 {
 			e.Msg = json.RawMessage("null")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -364,4 +365,39 @@ func TestCloseReadDeliversWhatThePeerWrote(t *testing.T) {
 		t.Fatalf("message %s, want \"after\"", m.Raw)
 	}
 	within(t, c.Done())
+}
+
+// The ACK of a received handle is on the wire before OnMessage gets the fd: the receiver may use the
+// fd at once (a worker's server reads the request from a handed-over connection), and if it then dies
+// before its writer sent an ACK still queued, the sender takes the handle for undelivered and gives it
+// to someone else, who waits for bytes the dead receiver consumed: a connection left hanging.
+func TestHandleACKIsWrittenBeforeDelivery(t *testing.T) {
+	const rounds = 200
+	acked := make(chan bool, rounds)
+	var peerp atomic.Pointer[net.UnixConn] // set before the first handle is sent
+	_, peer := pair(t, Options{OnMessage: func(m Message) {
+		peer := peerp.Load()
+		// The peer's socket must hold the ACK already: a non-blocking peek finds it.
+		buf := make([]byte, 64)
+		var n int
+		var perr error
+		rc, _ := peer.SyscallConn()
+		rc.Control(func(fd uintptr) { n, _, perr = unix.Recvfrom(int(fd), buf, unix.MSG_PEEK|unix.MSG_DONTWAIT) })
+		acked <- perr == nil && string(buf[:n]) == `{"cmd":"NODE_HANDLE_ACK"}`+"\n"
+		unix.Close(m.FD)
+	}})
+	peerp.Store(peer)
+	buf := make([]byte, 64)
+	for i := 0; i < rounds; i++ {
+		r, w, _ := os.Pipe()
+		peer.WriteMsgUnix([]byte(`{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"cmd":"NODE_CLUSTER","act":"newconn"}}`+"\n"), unix.UnixRights(int(r.Fd())), nil)
+		r.Close()
+		w.Close()
+		if !within(t, acked) {
+			t.Fatalf("round %d: OnMessage got the fd before the NODE_HANDLE_ACK was written", i)
+		}
+		if n, _ := peer.Read(buf); string(buf[:n]) != `{"cmd":"NODE_HANDLE_ACK"}`+"\n" {
+			t.Fatalf("round %d: answer %q", i, buf[:n])
+		}
+	}
 }
