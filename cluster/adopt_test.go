@@ -599,29 +599,10 @@ func TestAdoptWorkersOfAKilledPrimaryUnderTraffic(t *testing.T) {
 		return tr.gapDone[0]+tr.gapDone[1]+int(tr.failed.Load()) >= tr.gap[0]+tr.gap[1] && len(tr.served[phaseB]) == len(pidA)
 	})
 	tr.await(t, 8)
-	for _, ph := range []int{phaseA, phaseGap, phaseB} {
-		for pid, n := range tr.pids(ph) {
-			if !pidA[pid] {
-				t.Fatalf("pid %d served %d requests in phase %d; only primary A's workers %v should", pid, n, ph, pidA)
-			}
-		}
-	}
+	onlyServedBy(t, tr, pidA)
 
 	// Messages both ways.
-	for _, w := range b.workers {
-		if err := w.Send(map[string]int{"ping": w.ID}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got := map[string]bool{}
-	for range b.workers {
-		got[wait(t, b.msgs, "echo")] = true
-	}
-	for _, w := range b.workers {
-		if want := fmt.Sprintf(`%d {"echo":{"ping":%d},"id":%d}`, w.ID, w.ID, w.ID); !got[want] {
-			t.Fatalf("echoes %v, want %s", got, want)
-		}
-	}
+	echoBothWays(t, b)
 
 	// A new worker joins the adopted socket, with an ID above the adopted ones.
 	wn := forkListening(t, b.p, 1)[0]
@@ -840,27 +821,8 @@ func TestAdoptNodeWorkersOfAKilledPrimary(t *testing.T) {
 	tr.waitUntil(t, "every request written in the gap to be answered, and both adopted workers to serve", func() bool {
 		return tr.gapDone[0]+tr.gapDone[1]+int(tr.failed.Load()) >= tr.gap[0]+tr.gap[1] && len(tr.served[phaseB]) == 2
 	})
-	for _, ph := range []int{phaseA, phaseGap, phaseB} {
-		for pid, n := range tr.pids(ph) {
-			if !pidA[pid] {
-				t.Fatalf("pid %d served %d requests in phase %d; only primary A's workers %v should", pid, n, ph, pidA)
-			}
-		}
-	}
-	for _, w := range b.workers {
-		if err := w.Send(map[string]int{"ping": w.ID}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got := map[string]bool{}
-	for range b.workers {
-		got[wait(t, b.msgs, "echo")] = true
-	}
-	for _, w := range b.workers {
-		if want := fmt.Sprintf(`%d {"echo":{"ping":%d},"id":%d}`, w.ID, w.ID, w.ID); !got[want] {
-			t.Fatalf("echoes %v, want %s", got, want)
-		}
-	}
+	onlyServedBy(t, tr, pidA)
+	echoBothWays(t, b)
 	if r := tcp(); !strings.HasPrefix(r, "net ") {
 		t.Fatalf("net server said %q after adoption", r)
 	}
@@ -1174,4 +1136,36 @@ func pidfdsOf(t *testing.T, pid int) int {
 		}
 	}
 	return n
+}
+
+// onlyServedBy fails the test if a process other than primary A's workers served a request in any
+// phase.
+func onlyServedBy(t *testing.T, tr *traffic, pidA map[int]bool) {
+	t.Helper()
+	for _, ph := range []int{phaseA, phaseGap, phaseB} {
+		for pid, n := range tr.pids(ph) {
+			if !pidA[pid] {
+				t.Fatalf("pid %d served %d requests in phase %d; only primary A's workers %v should", pid, n, ph, pidA)
+			}
+		}
+	}
+}
+
+// echoBothWays sends each adopted worker a message and waits for its echo.
+func echoBothWays(t *testing.T, b *adoption) {
+	t.Helper()
+	for _, w := range b.workers {
+		if err := w.Send(map[string]int{"ping": w.ID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]bool{}
+	for range b.workers {
+		got[wait(t, b.msgs, "echo")] = true
+	}
+	for _, w := range b.workers {
+		if want := fmt.Sprintf(`%d {"echo":{"ping":%d},"id":%d}`, w.ID, w.ID, w.ID); !got[want] {
+			t.Fatalf("echoes %v, want %s", got, want)
+		}
+	}
 }

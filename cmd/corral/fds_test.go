@@ -224,11 +224,7 @@ func TestAppsInheritOnlyTheirFDs(t *testing.T) {
 	nodetest.Node(t)
 	bin := buildFDList(t)
 	p, env := testHome(t)
-	dir := filepath.Dir(p.Home)
-	writeFDApps(t, dir)
-	held := filepath.Join(dir, "held")
-	reports := listenReports(t, filepath.Join(dir, "fd.sock"))
-	env = append(fdEnv(t, env, bin, filepath.Join(dir, "fd.sock")), "HELD="+held, "FDLIST="+filepath.Join(bin, "fdlist"))
+	dir, held, reports, env := fdDaemonSetup(t, bin, p.Home, env)
 
 	sh := exec.Command("/bin/sh", "-c", heldByShell+`corral start fork.js && corral start clu.js --name clu -i 1 --exec-mode cluster &&
 corral start "$FDLIST" --name lis --listen 127.0.0.1:0 && corral start "$FDLIST" --name plain`)
@@ -251,11 +247,7 @@ func TestForegroundDaemonAppsInheritOnlyTheirFDs(t *testing.T) {
 	nodetest.Node(t)
 	bin := buildFDList(t)
 	p, env := testHome(t)
-	dir := filepath.Dir(p.Home)
-	writeFDApps(t, dir)
-	held := filepath.Join(dir, "held")
-	reports := listenReports(t, filepath.Join(dir, "fd.sock"))
-	env = append(fdEnv(t, env, bin, filepath.Join(dir, "fd.sock")), "HELD="+held, "FDLIST="+filepath.Join(bin, "fdlist"))
+	dir, held, reports, env := fdDaemonSetup(t, bin, p.Home, env)
 	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "notify.sock"), Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
@@ -309,4 +301,15 @@ func TestRuntimeAppsInheritOnlyTheirFDs(t *testing.T) {
 	if err := r.Wait(t, 30*time.Second); err != nil {
 		t.Errorf("runtime exit: %v\n%s", err, r.Output())
 	}
+}
+
+// fdDaemonSetup prepares a daemon test of inherited descriptors next to home: the apps, the file
+// the shell holds open, the socket the apps report their descriptors to, and their environment.
+func fdDaemonSetup(t *testing.T, bin, home string, env []string) (dir, held string, reports *fdReports, _ []string) {
+	t.Helper()
+	dir = filepath.Dir(home)
+	writeFDApps(t, dir)
+	held = filepath.Join(dir, "held")
+	reports = listenReports(t, filepath.Join(dir, "fd.sock"))
+	return dir, held, reports, append(fdEnv(t, env, bin, filepath.Join(dir, "fd.sock")), "HELD="+held, "FDLIST="+filepath.Join(bin, "fdlist"))
 }
