@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -37,8 +38,10 @@ func FreePort(t testing.TB) int {
 // whose instances listen on consecutive ports).
 func FreePortRun(t testing.TB, n int) int {
 	t.Helper()
-	for try := 0; try < 100; try++ {
-		base := FreePort(t)
+	// Bases below the kernel's ephemeral range (32768 and up by default): there, the client
+	// connections of other tests running at the same time keep the neighbours of a free port busy.
+	for try := 0; try < 200; try++ {
+		base := 20000 + rand.IntN(12000)
 		ok := true
 		var held []net.Listener
 		for i := 0; i < n && ok; i++ {
