@@ -262,6 +262,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.prettylistCommand(),
 		a.showCommand(),
 		a.logsCommand(),
+		a.eventsCommand(),
 		a.flushCommand(),
 		a.reloadLogsCommand(),
 		a.sendSignalCommand(),

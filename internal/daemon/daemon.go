@@ -103,6 +103,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/corralhq/corral/internal/events"
 	"log/slog"
 	"maps"
 	"os"
@@ -152,6 +153,7 @@ type Manager struct {
 	cfg Config
 	log *slog.Logger
 	bc  *logs.Broadcaster
+	ev  *events.Bus // the event feed; its own leaf lock, taken after mu (Publish never blocks)
 
 	// mu guards everything below it, and the apps, instances and runs reachable from procs and
 	// apps (see "Locking" in the package doc). Under mu: no call into a cluster.Primary or
@@ -275,6 +277,7 @@ func New(cfg Config) (*Manager, error) {
 		cfg:   cfg,
 		log:   lg,
 		bc:    logs.NewBroadcaster(logs.DefaultSubscriberBuffer),
+		ev:    events.NewBus(0),
 		procs: make(map[int]*instance),
 		apps:  make(map[string]*app),
 		files: make(map[string]*sharedFile),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/corralhq/corral/internal/events"
 	"slices"
 	"sort"
 	"strconv"
@@ -107,6 +108,9 @@ func (m *Manager) Start(ctx context.Context, apps []appspec.App, opts api.StartO
 			return nil, fmt.Errorf("start: %w", err)
 		}
 		items[i].spec, items[i].res = spec, res
+	}
+	for _, it := range items {
+		m.ev.Publish(events.Event{Type: events.App, App: it.spec.Name, Reason: "start"})
 	}
 	m.mu.Lock()
 	for _, it := range items {
@@ -392,6 +396,7 @@ func (m *Manager) Scale(ctx context.Context, name string, spec string) ([]api.Pr
 		return nil, ErrShuttingDown
 	}
 	cur := len(a.instances)
+	m.ev.Publish(events.Event{Type: events.App, App: name, Reason: "scale", Message: fmt.Sprintf("%d → %s", cur, spec)})
 	s := strings.TrimSpace(spec)
 	n, err := strconv.Atoi(strings.TrimPrefix(s, "+"))
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/corralhq/corral/internal/events"
 	"os"
 	"time"
 
@@ -34,6 +35,9 @@ func (m *Manager) exited(r *run) {
 	if err := os.Remove(in.st.PidFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 		m.log.Warn("remove pid file", "path", in.st.PidFile, "err", err)
 	}
+	m.ev.Publish(events.Event{Type: events.Exit, App: in.st.Name, PMID: events.ID(in.st.PMID), PID: r.pid,
+		Code: events.ID(in.st.ExitCode), Signal: in.st.ExitSignal, Uptime: time.Since(r.startedAt).Milliseconds(),
+		Reason: exitReason(in)})
 	switch {
 	case in.st.Status == StatusStopping:
 		m.setStatus(in, StatusStopped)
@@ -66,6 +70,8 @@ func (m *Manager) startFailed(r *run) {
 		in.st.Notes = appendNote(in.st.Notes, r.startErr.Error())
 		m.setStatus(in, StatusErrored)
 	}
+	m.ev.Publish(events.Event{Type: events.SpawnFailed, App: in.st.Name, PMID: events.ID(in.st.PMID),
+		Message: r.startErr.Error()})
 	m.log.Warn("process could not be started", "pm_id", in.st.PMID, "name", in.st.Name, "err", r.startErr)
 	m.releaseIdle(in.app)
 }
@@ -118,6 +124,8 @@ func (m *Manager) restartPolicy(in *instance, r *run) {
 		in.st.PrevRestartDelay = delay.Milliseconds()
 	}
 	m.setStatus(in, StatusWaitingRestart)
+	m.ev.Publish(events.Event{Type: events.Restart, App: in.st.Name, PMID: events.ID(in.st.PMID), Reason: "crash",
+		Message: fmt.Sprintf("restart in %s", delay)})
 	in.timerGen++
 	gen := in.timerGen
 	in.timer = time.AfterFunc(delay, func() { m.restartDue(in, gen) })
@@ -241,4 +249,17 @@ func (m *Manager) waitReleased(ctx context.Context, ins []*instance) error {
 		}
 	}
 	return nil
+}
+
+// exitReason says, for the event feed, why a process that just ended ended: asked to stop, replaced
+// by a reload, or on its own (a crash, or an exit the app chose). The caller holds m.mu.
+func exitReason(in *instance) string {
+	switch {
+	case in.st.Status == StatusStopping:
+		return "stopped"
+	case in.next != nil:
+		return "reload"
+	default:
+		return "unexpected"
+	}
 }

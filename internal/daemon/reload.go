@@ -27,6 +27,7 @@ func (m *Manager) Reload(ctx context.Context, targets []string, opts api.Restart
 	if err := m.refuseAfterShutdown(); err != nil {
 		return nil, nil, err
 	}
+	m.userAction("reload", ins)
 	if opts.Overrides != nil {
 		return m.restartWithOverrides(ctx, ins, opts, "reload")
 	}

@@ -108,6 +108,7 @@ func (m *Manager) Restart(ctx context.Context, targets []string, opts api.Restar
 	if err := m.refuseAfterShutdown(); err != nil {
 		return nil, nil, err
 	}
+	m.userAction("restart", ins)
 	if opts.Overrides != nil {
 		return m.restartWithOverrides(ctx, ins, opts, "restart")
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/corralhq/corral/internal/events"
 	"slices"
 	"time"
 )
@@ -104,6 +105,8 @@ func (m *Manager) setStatus(in *instance, to Status) bool {
 	}
 	in.st.Status = to
 	m.dirty()
+	m.ev.Publish(events.Event{Type: events.Status, App: in.st.Name, PMID: events.ID(in.st.PMID), PID: in.st.PID,
+		From: string(from), To: string(to)})
 	m.log.Debug("state", "pm_id", in.st.PMID, "name", in.st.Name, "from", string(from), "to", string(to))
 	m.changed.Broadcast()
 	return true

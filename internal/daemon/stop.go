@@ -94,6 +94,7 @@ func (m *Manager) Stop(ctx context.Context, targets []string) ([]api.Proc, error
 	// instance of the app is left running) until they are started again. The flag is set again
 	// under the operation lock, after an automatic restart in progress has launched them.
 	m.markUserStopped(ins)
+	m.userAction("stop", ins)
 	err = m.eachLocked(ctx, ins, func(in *instance) error {
 		m.markUserStopped([]*instance{in})
 		return m.stopOne(ctx, in)
@@ -125,6 +126,7 @@ func (m *Manager) Delete(ctx context.Context, targets []string) ([]api.Proc, err
 	if err != nil {
 		return nil, err
 	}
+	m.userAction("delete", ins)
 	err = m.eachLocked(ctx, ins, func(in *instance) error { return m.deleteOne(ctx, in) })
 	if err == nil {
 		err = m.waitReleased(ctx, ins)
