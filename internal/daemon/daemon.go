@@ -222,6 +222,7 @@ type instance struct {
 	deleted bool
 	cpu     float64
 	mem     uint64
+	hist    history // recent cpu/mem samples (history.go)
 	// userStopped is set by Stop (and for autostart off) and cleared by the next launch: the
 	// instance is left alone by cron_restart and watch meanwhile.
 	userStopped bool

@@ -32,6 +32,7 @@ func (m *Manager) sample(interval time.Duration) {
 			return
 		case <-t.C:
 		}
+		now := time.Now()
 		targets = targets[:0]
 		m.mu.Lock()
 		for _, in := range m.procs {
@@ -68,6 +69,7 @@ func (m *Manager) sample(interval time.Duration) {
 				continue
 			}
 			tg.in.cpu, tg.in.mem = results[i].CPU, results[i].Memory
+			tg.in.hist.add(now, results[i].CPU, results[i].Memory)
 			limit := tg.in.app.spec.MaxMemoryRestart
 			if limit > 0 && int64(results[i].Memory) > limit && !tg.in.memRestart && !tg.in.deleted {
 				tg.in.memRestart = true
