@@ -4,9 +4,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corralhq/corral/internal/nodetest"
 )
 
 // manyEnvKeys returns a JSON config whose one app has n env keys.
@@ -146,5 +150,43 @@ func TestAllTypeErrorsReported(t *testing.T) {
 	_, err = Load(writeFile(t, t.TempDir(), "many.json", b.String()))
 	if err == nil || !strings.Contains(err.Error(), "... and 10 more problems") || strings.Count(err.Error(), "\n") != maxErrors {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestNodeConfigLeavingChildHoldingStdout evaluates, with node, a config that leaves a detached
+// child holding node's stdout. The CLI used to wait for that child (as long as it lived); now it
+// returns about a second after node exits.
+func TestNodeConfigLeavingChildHoldingStdout(t *testing.T) {
+	nodetest.Node(t)
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "child.pid")
+	path := writeFile(t, dir, "ecosystem.config.js", `const { spawn } = require('child_process');
+const c = spawn('sleep', ['120'], { detached: true, stdio: ['ignore', 'inherit', 'inherit'] });
+require('fs').writeFileSync(__dirname + '/child.pid', String(c.pid));
+c.unref();
+module.exports = { apps: [{ name: 'a', script: 'a.js' }] };
+`)
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(string(b)); err == nil && pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	start := time.Now()
+	f, err := Load(path)
+	took := time.Since(start)
+	t.Logf("loaded in %v", took)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Apps) != 1 || f.Apps[0].Name != "a" {
+		t.Errorf("apps %+v", f.Apps)
+	}
+	if _, err := os.Stat(pidFile); err != nil {
+		t.Fatalf("the config's child did not start: %v", err)
+	}
+	if took > evalTimeout {
+		t.Errorf("took %v, more than the %v evaluation limit (the child lives 120 s)", took, evalTimeout)
 	}
 }
