@@ -160,6 +160,9 @@ func (a *App) Validate() error {
 	if strings.TrimSpace(a.Script) == "" {
 		bad("script", "script is missing")
 	}
+	if err := ValidateName(a.Name); err != nil {
+		errs = append(errs, &KeyError{Key: "name", Err: err})
+	}
 	switch a.ExecMode {
 	case "", "fork", "cluster":
 	default:

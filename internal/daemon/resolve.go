@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -117,6 +116,9 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 	if spec.Name == "" {
 		base := filepath.Base(strings.Fields(spec.Script)[0])
 		spec.Name = strings.TrimSuffix(base, filepath.Ext(base))
+		if err := appspec.ValidateName(spec.Name); err != nil {
+			return spec, r, keyErr("name", fmt.Errorf("%w (taken from the script: name the app)", err))
+		}
 	}
 	pathEnv, ok := spec.RunEnv()["PATH"]
 	if !ok {
@@ -279,15 +281,12 @@ func credential(uid, gid string) (*syscall.Credential, string, error) {
 	return cred, home, nil
 }
 
-// unsafeName matches what PM2 replaces in an app name to make a log file name.
-var unsafeName = regexp.MustCompile(`[^A-Za-z0-9.\-]`)
-
 // logPaths returns an instance's log and pid file paths, by PM2's rules: the default logs are
-// <home>/logs/<name>-out.log and -error.log; a -<pm_id> suffix is added (before the extension
+// <home>/logs/<name>-out.log and -error.log, with the name escaped by appspec.LogName; a -<pm_id> suffix is added (before the extension
 // of a custom path) when the app has several instances and merge_logs is off; "/dev/null" or
 // "NULL" disables a log ("" is returned as its path, and "/dev/null" reported).
 func logPaths(home string, spec appspec.App, pmID int) (out, errLog, combined, pid string) {
-	safe := unsafeName.ReplaceAllString(spec.Name, "-")
+	safe := appspec.LogName(spec.Name) // injective: "a/b", "a b" and "a_b" get files of their own
 	suffix := ""
 	if spec.Instances > 1 && !spec.MergeLogs {
 		suffix = "-" + strconv.Itoa(pmID)
