@@ -27,28 +27,43 @@ func manyEnvKeys(n int) []byte {
 	return []byte(b.String())
 }
 
-// TestManyKeysParseInLinearTime loads a config with 80,000 env keys in one object. The duplicate
-// check used to scan every earlier key (19.6 s of CPU for this file); with a map it takes a fraction
-// of a second. The bound is generous for a loaded machine and still an order of magnitude below
-// the quadratic cost.
+// TestManyKeysParseInLinearTime parses configs with 10,000 and 80,000 env keys in one object. The
+// duplicate check used to scan every earlier key: 8 times the keys cost about 60 times the time
+// (80,000 keys: 9.7 s). Linear, it is about 8 times; the test allows 24, so that a loaded machine
+// or the race detector (which slow both sizes alike) do not fail it. It also loads the big one.
 func TestManyKeysParseInLinearTime(t *testing.T) {
+	best := func(n, runs int) time.Duration {
+		src := manyEnvKeys(n)
+		d := time.Duration(1<<63 - 1)
+		for range runs {
+			start := time.Now()
+			if _, err := parseJSON(src); err != nil {
+				t.Fatal(err)
+			}
+			d = min(d, time.Since(start))
+		}
+		return d
+	}
+	small, big := best(10000, 3), best(80000, 2)
+	ratio := float64(big) / float64(small)
+	t.Logf("parse: 10,000 keys %v, 80,000 keys %v: x%.1f", small, big, ratio)
+	if ratio > 24 {
+		t.Errorf("8 times the keys took %.1f times as long (10,000: %v, 80,000: %v): not linear", ratio, small, big)
+	}
+
 	path := filepath.Join(t.TempDir(), "big.json")
 	if err := os.WriteFile(path, manyEnvKeys(80000), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
 	f, err := Load(path)
-	took := time.Since(start)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := len(f.Apps[0].Env); n != 80000 {
 		t.Fatalf("%d env keys, want 80000", n)
 	}
-	t.Logf("80,000 env keys loaded in %v", took)
-	if took > 3*time.Second {
-		t.Errorf("80,000 env keys took %v to load", took)
-	}
+	t.Logf("80,000 env keys loaded in %v", time.Since(start))
 }
 
 // TestDuplicateKeyAmongMany checks the map-based check still finds a duplicate, in JSON and YAML.
