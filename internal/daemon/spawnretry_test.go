@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/events"
+	"github.com/corralhq/corral/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,13 +24,35 @@ import (
 // to become errored for good after the first failure.
 func TestTransientSpawnFailureIsRetried(t *testing.T) {
 	m := newTestManager(t, Config{})
+	p := startSleepers(t, m, goApp(t, "sleeper", "sleep", nil))[0]
+	transientSpawnRetried(t, m, p)
+}
+
+// TestTransientSpawnFailureIsRetriedCluster is the same with a cluster worker (corral's cluster
+// package), whose primary keeps the socket while the worker cannot be forked: it serves again.
+func TestTransientSpawnFailureIsRetriedCluster(t *testing.T) {
+	m := newTestManager(t, Config{})
+	port := testutil.FreePort(t)
+	a := goApp(t, "sleeper", "cluster-http", map[string]string{"PORT": strconv.Itoa(port)})
+	a.ExecMode = "cluster"
+	p := start(t, m, a)[0]
+	p = waitProc(t, m, p.PMID, "online", func(q api.Proc) bool { return q.Status == string(StatusOnline) && q.PID != 0 })
+	transientSpawnRetried(t, m, p)
+	if err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/", port)); err != nil {
+		t.Errorf("after the retries: %v", err)
+	}
+}
+
+// transientSpawnRetried SIGKILLs p's process with RLIMIT_NOFILE lowered, checks that its
+// replacement is tried again (not errored), raises the limit again and waits for it to be online.
+func transientSpawnRetried(t *testing.T, m *Manager, p api.Proc) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	live, err := m.Events(ctx, api.EventsRequest{Follow: true, Apps: []string{"sleeper"}})
+	live, err := m.Events(ctx, api.EventsRequest{Follow: true, Apps: []string{p.Name}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startSleepers(t, m, goApp(t, "sleeper", "sleep", nil))[0]
 
 	var orig unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
@@ -73,7 +98,7 @@ func TestTransientSpawnFailureIsRetried(t *testing.T) {
 	}
 	procs, _ := m.List(context.Background())
 	q := procs[0]
-	if q.Status != string(StatusWaitingRestart) || len(q.Notes) == 0 ||
+	if len(procs) != 1 || q.Status != string(StatusWaitingRestart) || len(q.Notes) == 0 ||
 		!strings.Contains(q.Notes[len(q.Notes)-1], "could not start for want of resources, retrying") {
 		t.Errorf("while out of fds: status %q, notes %q", q.Status, q.Notes)
 	}
