@@ -75,7 +75,7 @@ func (c *Client) post(ctx context.Context, method string, req any) (io.ReadClose
 	if err := json.Unmarshal(data, &eb); err != nil || eb.Error == "" {
 		return nil, &RemoteError{Code: CodeInternal, Message: fmt.Sprintf("%s: daemon answered HTTP %d: %s", method, resp.StatusCode, strings.TrimSpace(string(data)))}
 	}
-	return nil, &RemoteError{Code: eb.Code, Message: eb.Error}
+	return nil, &RemoteError{Code: eb.Code, Message: eb.Error, Field: eb.Field}
 }
 
 // call posts req and decodes the JSON answer into resp (if non-nil).

@@ -147,6 +147,10 @@ func writeError(w http.ResponseWriter, err error) {
 		writeJSON(w, http.StatusBadRequest, ErrorBody{Error: err.Error(), Code: CodeBadRequest})
 		return
 	}
+	if fe := (*FieldError)(nil); errors.As(err, &fe) {
+		writeJSON(w, http.StatusBadRequest, ErrorBody{Error: err.Error(), Code: CodeBadRequest, Field: fe.Field})
+		return
+	}
 	code := codeOf(err)
 	status := http.StatusInternalServerError
 	switch code {

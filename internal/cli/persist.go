@@ -106,6 +106,17 @@ type resurrected struct {
 	skipped []string      // "<name>: <why>" for apps left alone
 	failed  []error       // apps that could not be started
 	apps    []appspec.App // the apps that were started, in order
+	renamed []string      // apps whose saved name breaks the name rules, started renamed
+}
+
+// nameInDump reports whether an app of the dump is called name.
+func nameInDump(apps []appspec.App, name string) bool {
+	for _, a := range apps {
+		if a.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // resurrect starts every app of the dump at path that b does not already
@@ -130,6 +141,15 @@ func resurrect(ctx context.Context, b api.Backend, path string) (resurrected, er
 	}
 	done := map[string]bool{}
 	for _, app := range apps {
+		if err := appspec.ValidateName(app.Name); err != nil && status[app.Name] == "" {
+			// Saved before the name rules: kept, under a name that follows them.
+			fixed := appspec.FixName(app.Name)
+			for n := 2; status[fixed] != "" || done[fixed] || nameInDump(apps, fixed); n++ {
+				fixed = fmt.Sprintf("%s-%d", appspec.FixName(app.Name), n)
+			}
+			res.renamed = append(res.renamed, fmt.Sprintf("%v: started as %q (see the app name rules; save to keep the new name)", err, fixed))
+			app.Name = fixed
+		}
 		switch st, exists := status[app.Name]; {
 		case exists:
 			res.skipped = append(res.skipped, fmt.Sprintf("%s: already in the process list (%s), left alone", app.Name, st))
@@ -180,6 +200,9 @@ func (a *app) resurrectCommand() *cobra.Command {
 			if res.warning != "" {
 				fmt.Fprintf(a.stderr, "[corral] warning: %s\n", res.warning)
 			}
+			for _, r := range res.renamed {
+				fmt.Fprintf(a.stderr, "[corral] warning: %s\n", r)
+			}
 			for _, s := range res.skipped {
 				fmt.Fprintf(a.stdout, "[corral] %s\n", s)
 			}
@@ -209,6 +232,9 @@ func daemonResurrect(ctx context.Context, b api.Backend, home string, log *slog.
 	}
 	if res.warning != "" {
 		log.Warn("resurrect: " + res.warning)
+	}
+	for _, r := range res.renamed {
+		log.Warn("resurrect: " + r)
 	}
 	for _, s := range res.skipped {
 		log.Info("resurrect: " + s)

@@ -228,6 +228,9 @@ type instance struct {
 	userStopped bool
 	// memRestart is set while max_memory_restart replaces the instance.
 	memRestart bool
+	// spawnRetries counts the consecutive launches whose process could not be started for want of
+	// resources (see retrySpawn); a process that starts resets it.
+	spawnRetries int
 	// startErr is why the process of the last launch could not be started, when that was found
 	// after launch returned (a cluster fork; see startFailed). waitStarted reports it.
 	startErr error

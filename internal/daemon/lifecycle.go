@@ -77,7 +77,7 @@ func (m *Manager) startInstance(in *instance) error {
 // instances have left "launching" (or waited up to listen_timeout for it).
 func (m *Manager) Start(ctx context.Context, apps []appspec.App, opts api.StartOptions) ([]api.Proc, error) {
 	if len(apps) == 0 {
-		return nil, errors.New("start: no app given")
+		return nil, api.BadField("apps", errors.New("start: no app given"))
 	}
 	type item struct {
 		spec     appspec.App
@@ -105,7 +105,7 @@ func (m *Manager) Start(ctx context.Context, apps []appspec.App, opts api.StartO
 		}
 		spec, res, err := resolveApp(items[i].spec, m.cfg.Self)
 		if err != nil {
-			return nil, fmt.Errorf("start: %w", err)
+			return nil, appFieldError(i, fmt.Errorf("start: %w", err))
 		}
 		items[i].spec, items[i].res = spec, res
 	}
@@ -385,6 +385,9 @@ func (m *Manager) dropApp(a *app) {
 // indexes stay contiguous from 0 (PM2 removes the lowest pm_ids; corral keeps the oldest). It
 // returns the app's instances afterwards.
 func (m *Manager) Scale(ctx context.Context, name string, spec string) ([]api.Proc, error) {
+	if strings.TrimSpace(name) == "" {
+		return nil, api.BadField("name", errors.New("scale: no app given"))
+	}
 	m.mu.Lock()
 	a := m.apps[name]
 	if a == nil {
@@ -401,7 +404,7 @@ func (m *Manager) Scale(ctx context.Context, name string, spec string) ([]api.Pr
 	n, err := strconv.Atoi(strings.TrimPrefix(s, "+"))
 	if err != nil {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("scale %s %q: want N, +N or -N", name, spec)
+		return nil, api.BadField("spec", fmt.Errorf("scale %s %q: want N, +N or -N", name, spec))
 	}
 	want := n
 	if strings.HasPrefix(s, "+") || strings.HasPrefix(s, "-") {
@@ -409,7 +412,7 @@ func (m *Manager) Scale(ctx context.Context, name string, spec string) ([]api.Pr
 	}
 	if want < 1 {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("scale %s %q: %d instances left; at least 1 must remain (use delete)", name, spec, want)
+		return nil, api.BadField("spec", fmt.Errorf("scale %s %q: %d instances left; at least 1 must remain (use delete)", name, spec, want))
 	}
 	a.spec.Instances = want
 	var added, victims []*instance

@@ -65,7 +65,12 @@ func (m *Manager) startFailed(r *run) {
 	in.st.StdoutFD, in.st.StderrFD, in.st.IPCFD = -1, -1, -1
 	if in.st.Status == StatusStopping {
 		m.setStatus(in, StatusStopped)
+	} else if transientSpawn(r.startErr) && !m.shuttingDown {
+		m.retrySpawn(in, r.startErr) // publishes its own spawn_failed event
+		m.releaseIdle(in.app)
+		return
 	} else {
+		in.spawnRetries = 0
 		in.startErr = r.startErr
 		in.st.Notes = appendNote(in.st.Notes, r.startErr.Error())
 		m.setStatus(in, StatusErrored)
@@ -168,11 +173,20 @@ func (m *Manager) launch(in *instance) error {
 		m.syncAutomation(in.app)
 	}
 	r, err := m.spawn(in, false)
+	if err != nil && transientSpawn(err) && !m.shuttingDown {
+		m.retrySpawn(in, err) // supervision goes on: the instance is tried again
+		return nil
+	}
 	if err != nil {
+		in.spawnRetries = 0
+		m.ev.Publish(events.Event{Type: events.SpawnFailed, App: in.st.Name, PMID: events.ID(in.st.PMID), Message: err.Error()})
 		in.st.Notes = appendNote(in.st.Notes, err.Error())
 		m.setStatus(in, StatusErrored)
 		m.releaseIdle(in.app)
 		return err
+	}
+	if r.pid != 0 { // a cluster worker is forked later: see forkWorker
+		in.spawnRetries = 0
 	}
 	m.adopt(in, r)
 	return nil

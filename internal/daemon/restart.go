@@ -126,7 +126,7 @@ func (m *Manager) Restart(ctx context.Context, targets []string, opts api.Restar
 // (a new definition cannot be reloaded with zero downtime) and says so in a note.
 func (m *Manager) restartWithOverrides(ctx context.Context, ins []*instance, opts api.RestartOptions, verb string) ([]api.Proc, []string, error) {
 	if opts.AppEnv != nil {
-		return nil, nil, fmt.Errorf("%s: Overrides and AppEnv cannot be combined", verb)
+		return nil, nil, api.BadField("overrides", fmt.Errorf("%s: Overrides and AppEnv cannot be combined", verb))
 	}
 	type item struct {
 		a    *app
@@ -149,7 +149,7 @@ func (m *Manager) restartWithOverrides(ctx context.Context, ins []*instance, opt
 		it := &items[i]
 		spec, err := opts.Overrides.Apply(it.spec)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", verb, it.spec.Name, err))
+			errs = append(errs, api.BadField("overrides", fmt.Errorf("%s %s: %w", verb, it.spec.Name, err)))
 			continue
 		}
 		if opts.UpdateEnv {
@@ -158,11 +158,11 @@ func (m *Manager) restartWithOverrides(ctx context.Context, ins []*instance, opt
 			}
 		}
 		if err := spec.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("app %s: %w", spec.Name, err))
+			errs = append(errs, api.BadField("overrides", fmt.Errorf("app %s: %w", spec.Name, err)))
 			continue
 		}
 		if it.spec, it.res, err = resolveApp(spec, m.cfg.Self); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", verb, err))
+			errs = append(errs, api.BadField("overrides", fmt.Errorf("%s: %w", verb, err)))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -196,6 +196,7 @@ func (m *Manager) forkWorker(r *run, f fork) {
 	m.noteStarted(r)
 	r.sig = f.ws.get(w)
 	if in.run == r && !in.deleted {
+		in.spawnRetries = 0
 		in.st.PID, in.st.PGID = r.pid, r.pid
 		m.writePidFile(in, r.pid)
 	}

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -51,6 +52,10 @@ type Options struct {
 	Mode os.FileMode
 	// Clock returns the current time; nil means time.Now. It decides rotation times and names.
 	Clock func() time.Time
+	// Stdio makes the process's standard output and error (fds 1 and 2) point at the file each
+	// time it is opened (and so after each rotation): the daemon's own log, where a panic's trace
+	// must land in the current file.
+	Stdio bool
 	// OnError, if set, receives errors from background work (compression, deleting old
 	// files), which have no caller to return them to. It may be called from any goroutine.
 	OnError func(error)
@@ -137,6 +142,15 @@ func (l *File) openLocked(now time.Time) error {
 	if err != nil {
 		l.retryOpen = now.Add(retryDelay)
 		return fmt.Errorf("open log file: %w", err)
+	}
+	if l.opts.Stdio {
+		for _, fd := range []int{1, 2} {
+			if err := syscall.Dup3(int(f.Fd()), fd, 0); err != nil {
+				f.Close()
+				l.retryOpen = now.Add(retryDelay)
+				return fmt.Errorf("open log file %s: standard output and error: %w", l.opts.Path, err)
+			}
+		}
 	}
 	st, err := f.Stat()
 	if err != nil {
