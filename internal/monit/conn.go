@@ -7,10 +7,10 @@ import (
 	"io/fs"
 	"time"
 
+	tea "github.com/charmbracelet/bubbletea"
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/events"
 	"github.com/corralhq/corral/internal/logs"
-	tea "github.com/charmbracelet/bubbletea"
 )
 
 // conn is one connection's streams. Its channels are read only by the Cmds of its generation.

@@ -406,7 +406,7 @@ func (m *Model) rebuild() {
 		groups[p.Name] = append(groups[p.Name], p)
 	}
 	for _, n := range names {
-		sort.SliceStable(groups[n], func(i, j int) bool { return m.less(groups[n][i : i+1], groups[n][j:j+1]) })
+		sort.SliceStable(groups[n], func(i, j int) bool { return m.less(groups[n][i:i+1], groups[n][j:j+1]) })
 	}
 	sort.SliceStable(names, func(i, j int) bool { return m.less(groups[names[i]], groups[names[j]]) })
 	rows := m.rows[:0]

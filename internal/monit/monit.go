@@ -25,8 +25,8 @@ import (
 	"context"
 	"io"
 
-	"github.com/corralhq/corral/internal/api"
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/corralhq/corral/internal/api"
 )
 
 // Backend is what the dashboard needs from the daemon; *api.Client implements it.
