@@ -226,3 +226,55 @@ func TestMonitWithoutDaemon(t *testing.T) {
 		t.Fatalf("monit started a daemon")
 	}
 }
+
+// On a terminal, start of many instances, reload and scale print a line per instance step;
+// piped, their output is what it always was.
+func TestProgressOnATerminal(t *testing.T) {
+	nodetest.Node(t)
+	p, env := testHome(t)
+	dir := filepath.Dir(p.Home)
+	srv := filepath.Join(dir, "srv.js")
+	os.WriteFile(srv, []byte(`require('http').createServer((q, s) => s.end('ok\n')).listen(0);`), 0o644)
+	tm := newTmux(t, env, 120, 50)
+	tm.waitFor("$")
+	bin := filepath.Join(binDir, "corral")
+	tm.typeText(fmt.Sprintf("clear; %s start %s -i 2 --name srv; %s reload srv; echo END-1", bin, srv, bin))
+	tm.keys("Enter")
+	s := tm.waitScreen("END-1", func(s string) bool { return hasLine(s, "END-1") })
+	for _, want := range []string{
+		"[corral] ✓ srv[0] online (pid ", "[corral] ✓ srv[1] online (pid ",
+		"[corral] ⟳ srv[0] starting a replacement", "[corral] ⟳ srv[1] done: pid ",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("%q missing on the terminal:\n%s", want, s)
+		}
+	}
+	if i, j := strings.Index(s, "✓ srv[1] online"), strings.Index(s, "[corral] Done."); i < 0 || j < i {
+		t.Errorf("the per-instance progress should come before Done.:\n%s", s)
+	}
+
+	out := filepath.Join(dir, "out.txt")
+	tm.typeText(fmt.Sprintf("clear; %s reload srv > %s; %s scale srv 3 >> %s; echo END-2", bin, out, bin, out))
+	tm.keys("Enter")
+	tm.waitScreen("END-2", func(s string) bool { return hasLine(s, "END-2") })
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "⟳") || strings.Contains(string(data), "online (pid") {
+		t.Errorf("progress lines in redirected output:\n%s", data)
+	}
+	if !strings.HasPrefix(string(data), "[corral] [srv](0) ✓\n[corral] [srv](1) ✓\n") || !strings.Contains(string(data), "[corral] Scaling srv to 3\n") {
+		t.Errorf("redirected output changed:\n%s", data)
+	}
+	corral(t, env, "kill")
+}
+
+func hasLine(s, line string) bool {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.TrimSpace(l) == line {
+			return true
+		}
+	}
+	return false
+}
