@@ -336,7 +336,7 @@ func (m *Model) sparkLines() []string {
 	if _, l, ok := m.target(); ok {
 		label = l
 	}
-	w := m.width - 30
+	w := m.width - 34
 	cpus := make([]float64, len(s))
 	mems := make([]float64, len(s))
 	var cpuMax, memMax float64
@@ -355,14 +355,14 @@ func (m *Model) sparkLines() []string {
 	if n := len(s); n > 1 {
 		span = humanDuration(time.Duration(s[n-1].t-s[0].t) * time.Second)
 	}
-	memLo := 0.0
-	if memMax > 0 {
-		memLo = memMin * 0.8
+	memLo, memHi := 0.0, memMax
+	if memMax > 0 { // the variation shows; a flat line sits below the top
+		memLo, memHi = memMin*0.6, memMax*1.1
 	}
 	cpuLine := fmt.Sprintf(" %s %s %s", stCyan.Render("CPU"), stCyan.Render(spark(cpus, w, 0, max(cpuMax, 10))),
-		cell(humanCPU(cpuNow), 7, true)+stFaint.Render(cell(" max "+humanCPU(cpuMax), 13, false)))
-	memLine := fmt.Sprintf(" %s %s %s", stMagenta.Render("MEM"), stMagenta.Render(spark(mems, w, memLo, memMax)),
-		cell(humanBytes(memNow), 7, true)+stFaint.Render(cell(" "+span+" "+label, 13, false)))
+		cell(humanCPU(cpuNow), 7, true)+stFaint.Render(cell(" max "+humanCPU(cpuMax), 17, false)))
+	memLine := fmt.Sprintf(" %s %s %s", stMagenta.Render("MEM"), stMagenta.Render(spark(mems, w, memLo, memHi)),
+		cell(humanBytes(memNow), 7, true)+stFaint.Render(cell(" "+span+" "+label, 17, false)))
 	return []string{cpuLine, memLine}
 }
 
