@@ -201,7 +201,6 @@ func TestFilterAndSort(t *testing.T) {
 	}
 }
 
-
 // The log pane opens with the lines read from the files, then adds the live ones; a stream
 // choice filters them; lines the files already had are not shown twice.
 func TestLogPaneSeedsThenFollows(t *testing.T) {
