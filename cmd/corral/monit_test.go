@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -195,7 +196,7 @@ setInterval(() => {}, 1000);
 	})
 
 	tm.keys("q")
-	s = tm.waitFor("MONIT_EXIT=0")
+	tm.waitFor("MONIT_EXIT=0")
 	report := func(s string) string { // the line after MONIT_EXIT=0: stty's icanon and echo flags
 		_, after, _ := strings.Cut(s, "MONIT_EXIT=0\n")
 		line, _, _ := strings.Cut(after, "\n")
@@ -210,6 +211,28 @@ setInterval(() => {}, 1000);
 	}
 	if got := strings.TrimSpace(tm.run("display-message", "-p", "-t", "t", "#{alternate_on} #{cursor_flag}")); got != "0 1" {
 		t.Errorf("alternate_on cursor_flag = %q after q, want \"0 1\"", got)
+	}
+
+	// SIGTERM and SIGHUP restore the terminal too (the daemon is gone: monit now says so at once).
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
+		corral(t, env, "ping") // a daemon again
+		tm.typeText("clear; " + filepath.Join(binDir, "corral") + " monit; echo MONIT_EXIT=$?; stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo")
+		tm.keys("Enter")
+		tm.waitFor("NAMESPACE")
+		shell, _ := strconv.Atoi(strings.TrimSpace(tm.run("display-message", "-p", "-t", "t", "#{pane_pid}")))
+		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", shell, shell))
+		pid, err := strconv.Atoi(strings.TrimSpace(string(kids)))
+		if err != nil {
+			t.Fatalf("the pane's shell %d has children %q, want monit alone", shell, kids)
+		}
+		syscall.Kill(pid, sig)
+		s = tm.waitScreen("stty's report after "+sig.String(), func(s string) bool { return report(s) != "" })
+		if got := report(s); got != "icanon echo" {
+			t.Errorf("after %v: stty reports %q, want \"icanon echo\":\n%s", sig, got, s)
+		}
+		if got := strings.TrimSpace(tm.run("display-message", "-p", "-t", "t", "#{alternate_on} #{cursor_flag}")); got != "0 1" {
+			t.Errorf("after %v: alternate_on cursor_flag = %q, want \"0 1\"", sig, got)
+		}
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/charmbracelet/x/term"
@@ -62,5 +64,9 @@ func (a *app) monit(ctx context.Context) error {
 	if !inOK || !outOK || !term.IsTerminal(in.Fd()) || !term.IsTerminal(out.Fd()) {
 		return errors.New("monit: needs a terminal (for a script, use `corral jlist`, `corral events --json` or `corral logs --json`)")
 	}
+	// A hang-up (the SSH connection dropped) ends the dashboard through its context, which
+	// restores the terminal; SIGINT and SIGTERM are bubbletea's own.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
+	defer stop()
 	return monit.Run(ctx, b, monit.Options{In: in, Out: out, Version: Version})
 }

@@ -23,6 +23,7 @@ package monit
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -60,7 +61,11 @@ func Run(ctx context.Context, b Backend, o Options) error {
 	p := tea.NewProgram(m, opts...)
 	_, err := p.Run()
 	m.closeConn()
-	if err == tea.ErrProgramKilled && ctx.Err() != nil {
+	m.stop()
+	switch {
+	case errors.Is(err, tea.ErrProgramKilled) && ctx.Err() != nil: // SIGHUP, or the caller's end
+		return nil
+	case errors.Is(err, tea.ErrInterrupted): // SIGINT from kill (ctrl+c is a key here)
 		return nil
 	}
 	return err
