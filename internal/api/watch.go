@@ -19,6 +19,9 @@ type WatchRequest struct {
 	// IntervalMS is the longest gap between two frames in milliseconds (0: the daemon's sample
 	// interval, one second; at least 100).
 	IntervalMS int `json:"interval_ms,omitempty"`
+	// Env keeps each process's environment in the frames (the dashboards do not show it; without
+	// Env, frames carry none and stay small).
+	Env bool `json:"env,omitempty"`
 }
 
 // WatchFrame is one snapshot of every instance.
@@ -80,6 +83,11 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) error {
 			}
 			if f.Procs == nil {
 				f.Procs = []Proc{}
+			}
+			if !req.Env {
+				for i := range f.Procs {
+					f.Procs[i].Env = nil
+				}
 			}
 			if enc.Encode(f) != nil || rc.Flush() != nil {
 				return nil

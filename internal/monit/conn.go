@@ -15,11 +15,13 @@ import (
 
 // conn is one connection's streams. Its channels are read only by the Cmds of its generation.
 type conn struct {
-	gen    int
-	cancel context.CancelFunc
-	frames <-chan api.WatchFrame
-	events <-chan events.Event
-	logs   <-chan api.LogLine
+	gen      int
+	ctx      context.Context
+	cancel   context.CancelFunc
+	reopened map[string]int // events or logs streams opened again
+	frames   <-chan api.WatchFrame
+	events   <-chan events.Event
+	logs     <-chan api.LogLine
 }
 
 // Messages from the streams; gen is the connection they came from.
@@ -44,10 +46,18 @@ type (
 		gen   int
 		lines []api.LogLine
 	}
-	// streamEndMsg: a stream of generation gen ended (the daemon went away).
+	// streamEndMsg: a stream of generation gen ended (the daemon went away, or dropped a reader
+	// that fell behind).
 	streamEndMsg struct {
 		gen  int
 		what string
+	}
+	// reopenedMsg: the events or logs stream of generation gen, opened again.
+	reopenedMsg struct {
+		gen    int
+		events <-chan events.Event
+		logs   <-chan api.LogLine
+		err    error
 	}
 	reconnectMsg struct{ gen int }
 	seedMsg      struct {
@@ -96,7 +106,8 @@ func connect(parent context.Context, b Backend, gen int) tea.Cmd {
 		if err != nil {
 			hist = nil // an older daemon: the sparklines start empty
 		}
-		return connectedMsg{c: &conn{gen: gen, cancel: cancel, frames: frames, events: evs, logs: lines}, hist: hist}
+		c := &conn{gen: gen, ctx: ctx, cancel: cancel, reopened: map[string]int{}, frames: frames, events: evs, logs: lines}
+		return connectedMsg{c: c, hist: hist}
 	}
 }
 
@@ -194,6 +205,20 @@ func seed(p api.Proc, after int64) tea.Cmd {
 			for _, l := range lines {
 				msg.lines = append(msg.lines, logEntry{pmid: p.PMID, stream: f.stream, text: l})
 			}
+		}
+		return msg
+	}
+}
+
+// reopen opens the events or logs stream of c again, after the daemon ended it while the watch
+// stream went on (a reader that fell behind a flood of log lines is dropped by the daemon).
+func reopen(ctx context.Context, b Backend, gen int, what string) tea.Cmd {
+	return func() tea.Msg {
+		msg := reopenedMsg{gen: gen}
+		if what == "events" {
+			msg.events, msg.err = b.Events(ctx, api.EventsRequest{Follow: true})
+		} else {
+			msg.logs, msg.err = b.Logs(ctx, nil)
 		}
 		return msg
 	}

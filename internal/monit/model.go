@@ -230,7 +230,33 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if m.conn == nil || msg.gen != m.conn.gen {
 			return m, nil
 		}
+		if m.conn.reopened == nil {
+			m.conn.reopened = map[string]int{}
+		}
+		if msg.what != "watch" && m.conn.reopened[msg.what] < 3 {
+			// The watch stream tells whether the daemon is gone; this one may have been dropped
+			// for falling behind: open it again (a few times per connection).
+			m.conn.reopened[msg.what]++
+			return m, reopen(m.conn.ctx, m.b, m.conn.gen, msg.what)
+		}
 		return m, m.lost("the daemon went away (its " + msg.what + " stream ended)")
+	case reopenedMsg:
+		if m.conn == nil || msg.gen != m.conn.gen {
+			return m, nil
+		}
+		switch {
+		case msg.err != nil:
+			return m, m.lost(describeDown(msg.err))
+		case msg.events != nil:
+			m.conn.events = msg.events
+			return m, readEvents(m.conn)
+		default:
+			m.conn.logs = msg.logs
+			for _, b := range m.logs {
+				b.seeded = false // lines were missed meanwhile
+			}
+			return m, tea.Batch(readLogs(m.conn), m.seedSelected())
+		}
 	case frameMsg:
 		if m.conn == nil || msg.gen != m.conn.gen {
 			return m, nil

@@ -20,6 +20,13 @@ import (
 // messages (Update), so these are never read.
 type fakeBackend struct {
 	*apitest.Fake
+	logsOpened *int
+}
+
+// Logs is every process's lines, as the daemon's Logs with no target.
+func (f fakeBackend) Logs(context.Context, []string) (<-chan api.LogLine, error) {
+	*f.logsOpened++
+	return make(chan api.LogLine), nil
 }
 
 func (fakeBackend) Watch(context.Context, api.WatchRequest) (<-chan api.WatchFrame, error) {
@@ -56,7 +63,7 @@ func testProcs() []api.Proc {
 func connected(t *testing.T, w, h int) (*Model, *apitest.Fake) {
 	t.Helper()
 	fake := &apitest.Fake{}
-	m := New(fakeBackend{fake}, "test")
+	m := New(fakeBackend{fake, new(int)}, "test")
 	m.Init()
 	m.Update(tea.WindowSizeMsg{Width: w, Height: h})
 	m.Update(connectedMsg{c: &conn{gen: m.gen, cancel: func() {}}})
@@ -246,6 +253,31 @@ func TestDaemonGoneAndBack(t *testing.T) {
 	m.Update(frameMsg{gen: m.gen, f: api.WatchFrame{Time: t0, Procs: testProcs()[:1]}})
 	if v := ansi.Strip(m.View()); strings.Contains(v, "went away") || !strings.Contains(v, "api") {
 		t.Fatalf("after reconnecting:\n%s", v)
+	}
+}
+
+// A log stream the daemon ended (a reader that fell behind is dropped) is opened again while the
+// watch stream goes on; the third time in a connection counts as the daemon gone.
+func TestLogStreamReopened(t *testing.T) {
+	m, _ := connected(t, 80, 24)
+	m.conn.ctx = context.Background()
+	for i := 0; i < 3; i++ {
+		_, cmd := m.Update(streamEndMsg{gen: m.gen, what: "logs"})
+		if m.down != "" || cmd == nil {
+			t.Fatalf("round %d: down %q", i, m.down)
+		}
+		msg, ok := cmd().(reopenedMsg)
+		if !ok || msg.err != nil || msg.logs == nil {
+			t.Fatalf("round %d: reopen gave %#v", i, msg)
+		}
+		m.Update(msg)
+	}
+	if n := *m.b.(fakeBackend).logsOpened; n != 3 {
+		t.Fatalf("%d log streams opened again, want 3", n)
+	}
+	m.Update(streamEndMsg{gen: m.gen, what: "logs"})
+	if m.down == "" {
+		t.Fatal("a fourth end of the log stream is not taken for the daemon gone")
 	}
 }
 
