@@ -267,6 +267,13 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if m.conn == nil || msg.gen != m.conn.gen {
 			return m, nil
 		}
+		if m.pane == paneEvents && m.scroll > 0 {
+			for _, e := range msg.evs {
+				if r, ok := m.selected(); !m.appEvents || (ok && e.App == r.app) {
+					m.scroll += len(formatEvent(e))
+				}
+			}
+		}
 		m.evs = append(m.evs, msg.evs...)
 		if len(m.evs) > eventKeep {
 			m.evs = slices.Clone(m.evs[len(m.evs)-eventKeep:])
@@ -276,9 +283,17 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if m.conn == nil || msg.gen != m.conn.gen {
 			return m, nil
 		}
+		sel := map[int]bool{}
+		for _, p := range m.selectedProcs() {
+			sel[p.PMID] = true
+		}
 		for _, l := range msg.lines {
 			m.addLog(logEntry{seq: m.seq, pmid: l.PMID, stream: l.Stream, text: l.Text})
 			m.seq++
+			shown := sel[l.PMID] && !(m.stream == streamOut && l.Stream == "err") && !(m.stream == streamErr && l.Stream != "err")
+			if m.pane == paneLogs && m.scroll > 0 && shown {
+				m.scroll++ // a scrolled pane keeps showing the same lines
+			}
 		}
 		return m, readLogs(m.conn)
 	case seedMsg:

@@ -323,3 +323,38 @@ func TestPalette(t *testing.T) {
 		t.Fatalf("sort by memory from the palette: col %d mode %d", m.sortCol, m.inputMode)
 	}
 }
+
+// The log pane follows the newest line; pgup scrolls back, F follows again; a new line does not
+// move a scrolled pane's view to the bottom.
+func TestLogPaneScrolls(t *testing.T) {
+	m, _ := connected(t, 80, 24)
+	var lines []api.LogLine
+	for i := 0; i < 300; i++ {
+		lines = append(lines, api.LogLine{PMID: 0, Stream: "out", Text: "line " + strconv.Itoa(i) + "."})
+	}
+	m.Update(logsMsg{gen: m.gen, lines: lines})
+	v := ansi.Strip(m.View())
+	if !strings.Contains(v, "line 299.") || strings.Contains(v, "line 200.") || !strings.Contains(v, "following") {
+		t.Fatalf("following:\n%s", v)
+	}
+	press(m, "b") // pgup
+	v = ansi.Strip(m.View())
+	if strings.Contains(v, "line 299.") || !strings.Contains(v, "scrolled") {
+		t.Fatalf("after pgup:\n%s", v)
+	}
+	before := ansi.Strip(strings.Join(m.paneLines(m.paneHeight()), "\n"))
+	m.Update(logsMsg{gen: m.gen, lines: []api.LogLine{{PMID: 0, Stream: "out", Text: "line 300."}, {PMID: 1, Stream: "out", Text: "web's"}}})
+	if after := ansi.Strip(strings.Join(m.paneLines(m.paneHeight()), "\n")); after != before {
+		t.Fatalf("a new line moved the scrolled pane:\n%s\nwas:\n%s", after, before)
+	}
+	for i := 0; i < 50; i++ {
+		press(m, "b")
+	}
+	if v := ansi.Strip(m.View()); !strings.Contains(v, "line 0.") {
+		t.Fatalf("scrolled to the top:\n%s", v)
+	}
+	press(m, "F")
+	if v := ansi.Strip(m.View()); !strings.Contains(v, "line 300.") || !strings.Contains(v, "following") {
+		t.Fatalf("F:\n%s", v)
+	}
+}

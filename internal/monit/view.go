@@ -447,16 +447,20 @@ func (m *Model) paneLines(h int) []string {
 	if m.inputMode == modePalette {
 		return m.paletteLines(h)
 	}
+	// Only the lines the window can show are formatted: the buffers hold thousands.
+	need := h + m.scroll
 	switch m.pane {
 	case paneEvents:
-		return m.window(m.eventLines(), h)
+		return m.window(m.eventLines(need), h)
 	case paneDetails:
 		return m.detailLines()
 	}
-	return m.window(m.logLines(), h)
+	return m.window(m.logLines(need), h)
 }
 
-func (m *Model) logLines() []string {
+// logLines returns the last need lines of the selection's logs (all of them when fewer), in the
+// chosen streams, formatted.
+func (m *Model) logLines(need int) []string {
 	procs := m.selectedProcs()
 	if len(procs) == 0 {
 		return nil
@@ -467,13 +471,17 @@ func (m *Model) logLines() []string {
 			bufs = append(bufs, b.lines)
 		}
 	}
-	merged := mergeLogs(bufs)
-	multi := len(procs) > 1
-	var out []string
-	for _, l := range merged {
+	var shown []logEntry
+	for _, l := range mergeLogs(bufs) {
 		if (m.stream == streamOut && l.stream == "err") || (m.stream == streamErr && l.stream != "err") {
 			continue
 		}
+		shown = append(shown, l)
+	}
+	shown = shown[max(0, len(shown)-need):]
+	multi := len(procs) > 1
+	out := make([]string, 0, len(shown))
+	for _, l := range shown {
 		text := strings.ReplaceAll(l.text, "\t", "    ")
 		text = ansi.Strip(text)
 		prefix := ""
@@ -514,19 +522,26 @@ func mergeLogs(bufs [][]logEntry) []logEntry {
 	}
 }
 
-func (m *Model) eventLines() []string {
+// eventLines returns the lines of the last events, at least need of them when there are enough.
+func (m *Model) eventLines(need int) []string {
 	app := ""
 	if m.appEvents {
 		if r, ok := m.selected(); ok {
 			app = r.app
 		}
 	}
-	var out []string
-	for _, e := range m.evs {
-		if app != "" && e.App != app {
-			continue
+	var rev [][]string // newest first
+	n := 0
+	for i := len(m.evs) - 1; i >= 0 && n < need; i-- {
+		if e := m.evs[i]; app == "" || e.App == app {
+			ls := formatEvent(e)
+			rev = append(rev, ls)
+			n += len(ls)
 		}
-		out = append(out, formatEvent(e)...)
+	}
+	var out []string
+	for i := len(rev) - 1; i >= 0; i-- {
+		out = append(out, rev[i]...)
 	}
 	if len(out) == 0 {
 		return []string{stFaint.Render(" (no events yet)")}
