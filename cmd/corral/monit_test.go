@@ -290,6 +290,18 @@ func TestProgressOnATerminal(t *testing.T) {
 	if !strings.HasPrefix(string(data), "[corral] [srv](0) ✓\n[corral] [srv](1) ✓\n") || !strings.Contains(string(data), "[corral] Scaling srv to 3\n") {
 		t.Errorf("redirected output changed:\n%s", data)
 	}
+
+	// resurrect, on a terminal, after the daemon and its apps are gone.
+	corral(t, env, "save")
+	corral(t, env, "kill")
+	tm.typeText(fmt.Sprintf("clear; %s resurrect; echo END-3", bin))
+	tm.keys("Enter")
+	s = tm.waitScreen("END-3", func(s string) bool { return hasLine(s, "END-3") })
+	for _, want := range []string{"[corral] ✓ srv[0] online (pid ", "[corral] ✓ srv[2] online (pid ", "[corral] Restored srv"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("%q missing on the terminal after resurrect:\n%s", want, s)
+		}
+	}
 	corral(t, env, "kill")
 }
 
