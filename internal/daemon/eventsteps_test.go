@@ -91,3 +91,28 @@ func TestEventFeedStderrUserRestartAndReloadSteps(t *testing.T) {
 		})
 	}
 }
+
+// Automatic restarts name their cause: "memory" (max_memory_restart) and "cron" (cron_restart),
+// with the details in the message.
+func TestEventFeedAutomaticRestartReasons(t *testing.T) {
+	m := newTestManager(t, Config{}) // default sampling: every second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	feed, err := m.Events(ctx, api.EventsRequest{Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hog := goApp(t, "hog", "hog", map[string]string{"HOG_MB": "100"})
+	hog.MaxMemoryRestart = 50 << 20
+	cron := goApp(t, "cronned", "sleep", nil)
+	cron.CronRestart = "*/1 * * * * *"
+	start(t, m, hog, cron)
+	e := feedUntil(t, feed, "a memory restart", func(e events.Event) bool { return e.Type == events.Restart && e.App == "hog" })
+	if e.Reason != "memory" || !strings.Contains(e.Message, "over max_memory_restart 50.0MiB") {
+		t.Errorf("memory restart event %+v", e)
+	}
+	e = feedUntil(t, feed, "a cron restart", func(e events.Event) bool { return e.Type == events.Restart && e.App == "cronned" })
+	if e.Reason != "cron" || e.Message != "cron_restart */1 * * * * *" {
+		t.Errorf("cron restart event %+v", e)
+	}
+}
