@@ -345,6 +345,7 @@ var readmeKinds = []struct {
 	{"nodeprimary", "TestReadmeNodePrimaryGoWorkers", func(b mdBlock) bool {
 		return b.Lang == "js" && strings.Contains(b.Text, "process.execPath")
 	}},
+	{"dashboards", "TestReadmeDashboards", func(b mdBlock) bool { return b.Lang == "sh" && strings.Contains(b.Text, "corral monit") }},
 }
 
 // readmeBlock returns the one block of README.md of the kind key.

@@ -92,7 +92,9 @@ func (a *app) scaleCommand() *cobra.Command {
 				return fmt.Errorf("scale: %q is not a count (N, +N or -N)", spec)
 			}
 			return a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
+				done := a.progress(ctx, b, func() []string { return []string{args[0]} })
 				procs, err := b.Scale(ctx, args[0], spec)
+				done()
 				if err != nil {
 					return err
 				}

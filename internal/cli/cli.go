@@ -263,6 +263,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.showCommand(),
 		a.logsCommand(),
 		a.eventsCommand(),
+		a.monitCommand(),
 		a.flushCommand(),
 		a.reloadLogsCommand(),
 		a.sendSignalCommand(),

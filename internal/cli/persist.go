@@ -189,7 +189,9 @@ func (a *app) resurrectCommand() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "[corral] Restoring processes from %s\n", path)
+			done := a.progress(ctx, b, nil)
 			res, err := resurrect(ctx, b, path)
+			done()
 			if errors.Is(err, fs.ErrNotExist) {
 				fmt.Fprintf(a.stdout, "[corral] Nothing to restore: no saved process list (%s); run corral save first\n", path)
 				return nil

@@ -56,7 +56,9 @@ func (a *app) restartCommand(name string) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			done := a.progress(ctx, b, appNames(ctx, b, targets))
 			ps, ns, err := op(ctx, targets, api.RestartOptions{UpdateEnv: f.updateEnv, Env: a.envMapIf(f.updateEnv)})
+			done()
 			if err != nil {
 				return err
 			}

@@ -87,7 +87,12 @@ func (a *app) start(ctx context.Context, fs *pflag.FlagSet, f *startFlags, targe
 		mode = "cluster_mode"
 	}
 	fmt.Fprintf(a.stdout, "[corral] Starting %s in %s (%s)\n", app.Script, mode, inst)
+	done := func() {}
+	if app.Instances > 1 {
+		done = a.progress(ctx, b, func() []string { return []string{app.Name} })
+	}
 	procs, err := b.Start(ctx, []appspec.App{app}, api.StartOptions{Force: f.force})
+	done()
 	if err != nil {
 		return err
 	}
@@ -271,7 +276,9 @@ func (a *app) startEcosystem(ctx context.Context, path string, f *startFlags) er
 	if err != nil {
 		return err
 	}
+	done := a.progress(ctx, b, nil)
 	procs, err := a.applyEcosystem(ctx, b, path, f.only, f.env, f.updateEnv, "start", true)
+	done()
 	if err != nil {
 		return err
 	}

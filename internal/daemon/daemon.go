@@ -212,8 +212,9 @@ type app struct {
 type instance struct {
 	st       InstanceState
 	app      *app
-	run      *run // the current process, nil when none
-	next     *run // a reload's replacement, until it takes over
+	run      *run    // the current process, nil when none
+	next     *run    // a reload's replacement, until it takes over
+	errTail  errTail // the last stderr lines of the current process, for its exit event
 	timer    *time.Timer
 	timerGen int
 	// op is the operation token: one user operation at a time (stop, restart, reload, delete).

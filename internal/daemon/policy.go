@@ -35,9 +35,13 @@ func (m *Manager) exited(r *run) {
 	if err := os.Remove(in.st.PidFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 		m.log.Warn("remove pid file", "path", in.st.PidFile, "err", err)
 	}
-	m.ev.Publish(events.Event{Type: events.Exit, App: in.st.Name, PMID: events.ID(in.st.PMID), PID: r.pid,
+	ev := events.Event{Type: events.Exit, App: in.st.Name, PMID: events.ID(in.st.PMID), PID: r.pid,
 		Code: events.ID(in.st.ExitCode), Signal: in.st.ExitSignal, Uptime: time.Since(r.startedAt).Milliseconds(),
-		Reason: exitReason(in)})
+		Reason: exitReason(in)}
+	if tail := in.errTail.take(); ev.Reason != "stopped" {
+		ev.Stderr = tail
+	}
+	m.ev.Publish(ev)
 	switch {
 	case in.st.Status == StatusStopping:
 		m.setStatus(in, StatusStopped)

@@ -110,6 +110,7 @@ func (m *Manager) reloadOne(ctx context.Context, in *instance) error {
 	}
 	in.next = r
 	oldPID := in.st.PID
+	m.reloadStep(in, oldPID, "starting a replacement; pid %d keeps serving", oldPID)
 	m.mu.Unlock()
 
 	failure := awaitReady(ctx, r)
@@ -130,6 +131,7 @@ func (m *Manager) reloadOne(ctx context.Context, in *instance) error {
 		}
 		msg := fmt.Sprintf("reload %s: instance %d (pm_id %d): the replacement (pid %d) %s; %s",
 			in.st.Name, in.st.Instance, in.st.PMID, r.pid, failure, keeps)
+		m.reloadStep(in, r.pid, "failed: the replacement %s; %s", failure, keeps)
 		in.st.Notes = appendNote(in.st.Notes, msg)
 		return errors.New(msg)
 	}
@@ -146,6 +148,7 @@ func (m *Manager) reloadOne(ctx context.Context, in *instance) error {
 	}
 	if old != nil {
 		m.requestStop(old)
+		m.reloadStep(in, r.pid, "replacement pid %d ready; stopping the old pid %d", r.pid, old.pid)
 	}
 	m.mu.Unlock()
 	if old != nil {
@@ -155,6 +158,9 @@ func (m *Manager) reloadOne(ctx context.Context, in *instance) error {
 			return fmt.Errorf("reload %s (pm_id %d): waiting for the old process: %w", in.st.Name, in.st.PMID, ctx.Err())
 		}
 	}
+	m.mu.Lock()
+	m.reloadStep(in, r.pid, "done: pid %d serves", r.pid)
+	m.mu.Unlock()
 	return nil
 }
 

@@ -109,6 +109,7 @@ func (m *Manager) Restart(ctx context.Context, targets []string, opts api.Restar
 		return nil, nil, err
 	}
 	m.userAction("restart", ins)
+	m.userRestarts(ins)
 	if opts.Overrides != nil {
 		return m.restartWithOverrides(ctx, ins, opts, "restart")
 	}
