@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -36,15 +38,21 @@ type peer struct {
 func Serve(ctx context.Context, ln net.Listener, b Backend, version string) error {
 	srv := &http.Server{
 		Handler:           NewHandler(b, version),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout, // lifted by the guard once the body is read
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if lc, ok := c.(*limitConn); ok {
+				c = lc.Conn
+			}
 			uid, err := peerUID(c)
 			return context.WithValue(ctx, peerKey{}, peer{uid: uid, err: err})
 		},
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(newLimitListener(ln, connLimit())) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve control socket: %w", err)
@@ -114,6 +122,19 @@ func (h *handler) guard(next http.Handler) http.Handler {
 		case p.uid != h.uid && p.uid != 0:
 			writeJSON(w, http.StatusForbidden, ErrorBody{Error: ErrForbidden.Error(), Code: CodeForbidden})
 		default:
+			// The whole body is read under the server's ReadTimeout (a client that sends part of
+			// it and stalls is cut off), then the read deadline is lifted: the handler may run for
+			// minutes (reload, shutdown) or stream (logs), and the server's background read, which
+			// notices a client that leaves, would take an expired deadline for a broken connection.
+			if r.Body != nil {
+				body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+				if err != nil {
+					writeError(w, badRequest{fmt.Errorf("read %s request: %w", r.URL.Path, err)})
+					return
+				}
+				_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+				r.Body = io.NopCloser(bytes.NewReader(body))
+			}
 			next.ServeHTTP(w, r)
 		}
 	})

@@ -29,6 +29,7 @@ import (
 	"github.com/corralhq/corral/internal/daemonproc"
 	"github.com/corralhq/corral/internal/fdhygiene"
 	"github.com/corralhq/corral/internal/keeper"
+	"github.com/corralhq/corral/internal/owner"
 	"github.com/corralhq/corral/internal/systemd"
 	"github.com/spf13/cobra"
 )
@@ -118,7 +119,7 @@ func (a *app) runDaemon(ctx context.Context, foreground, resurrect bool) error {
 	if err := daemonproc.EnsureHome(p.Home); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(p.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := owner.OpenOwn(p.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600) // no link followed
 	if err != nil {
 		return fmt.Errorf("daemon log: %w", err)
 	}
