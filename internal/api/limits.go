@@ -12,7 +12,7 @@ import (
 // request's headers within readHeaderTimeout and its whole body within readTimeout of the start;
 // an idle keep-alive connection is closed after idleTimeout. Once the body is read, the handler
 // runs without a read deadline (a reload or a shutdown can take minutes, a log stream lasts until
-// the client leaves). At most maxConns() connections are served at once, log streams included;
+// the client leaves); there is no write timeout, for the same reason. At most maxConns() connections are served at once, log streams included;
 // more wait in the socket's backlog until one closes. Variables, for tests.
 var (
 	readHeaderTimeout = 10 * time.Second

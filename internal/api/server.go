@@ -122,17 +122,16 @@ func (h *handler) guard(next http.Handler) http.Handler {
 		case p.uid != h.uid && p.uid != 0:
 			writeJSON(w, http.StatusForbidden, ErrorBody{Error: ErrForbidden.Error(), Code: CodeForbidden})
 		default:
-			// The whole body is read under the server's ReadTimeout (a client that sends part of
-			// it and stalls is cut off), then the read deadline is lifted: the handler may run for
-			// minutes (reload, shutdown) or stream (logs), and the server's background read, which
-			// notices a client that leaves, would take an expired deadline for a broken connection.
+			// The whole body is read here, under the server's ReadTimeout (a client that sends part
+			// of it and stalls is cut off). Once a body is read to its end, net/http lifts the read
+			// deadline (its background read then watches for the client leaving), so the handler
+			// may run for minutes (reload, shutdown) or stream (logs) whatever it reads itself.
 			if r.Body != nil {
 				body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
 				if err != nil {
 					writeError(w, badRequest{fmt.Errorf("read %s request: %w", r.URL.Path, err)})
 					return
 				}
-				_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 				r.Body = io.NopCloser(bytes.NewReader(body))
 			}
 			next.ServeHTTP(w, r)
