@@ -8,12 +8,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Control-socket limits (docs/architecture.md, "Control socket limits"). A client must send a
+// Control-socket limits (docs/architecture.md, "The control socket"). A client must send a
 // request's headers within readHeaderTimeout and its whole body within readTimeout of the start;
 // an idle keep-alive connection is closed after idleTimeout. Once the body is read, the handler
 // runs without a read deadline (a reload or a shutdown can take minutes, a log stream lasts until
-// the client leaves); there is no write timeout, for the same reason. At most maxConns() connections are served at once, log streams included;
-// more wait in the socket's backlog until one closes. Variables, for tests.
+// the client leaves); there is no write timeout, for the same reason. At most maxConns()
+// connections are served at once (limitListener). Variables, for tests.
 var (
 	readHeaderTimeout = 10 * time.Second
 	readTimeout       = 10 * time.Second
@@ -39,47 +39,107 @@ func maxConns() int {
 	return max(n, 16)
 }
 
-// limitListener accepts at most n connections at once: Accept waits for a slot, and a slot is
-// freed when its connection is closed (by the server, after a timeout or at the end).
+// limitListener serves at most n connections at once. A connection is busy while a handler runs
+// for it (from the end of its request's body to the end of the response: a log stream stays busy);
+// otherwise it is idle: just connected, sending a request, or kept alive between requests. When
+// all n slots are taken, a new connection takes the slot of the oldest idle one, which is closed
+// (a flood of stalled clients then cannot lock out `corral ls`: each new connection pushes out the
+// oldest stalled one); when every slot is busy, Accept waits for one to free (connections wait in
+// the socket's backlog meanwhile).
 type limitListener struct {
 	net.Listener
-	slots chan struct{}
-	done  chan struct{}
-	once  sync.Once
+	n int
+
+	mu      sync.Mutex
+	changed *sync.Cond   // broadcast when a slot frees or a connection becomes idle, and at close
+	conns   []*limitConn // the served connections, oldest first
+	closed  bool
 }
 
 func newLimitListener(ln net.Listener, n int) *limitListener {
-	return &limitListener{Listener: ln, slots: make(chan struct{}, n), done: make(chan struct{})}
+	l := &limitListener{Listener: ln, n: n}
+	l.changed = sync.NewCond(&l.mu)
+	return l
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.slots <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
 	c, err := l.Listener.Accept()
 	if err != nil {
-		<-l.slots
 		return nil, err
 	}
-	return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+	lc := &limitConn{Conn: c, l: l}
+	var victim *limitConn
+	l.mu.Lock()
+	for len(l.conns) >= l.n && !l.closed {
+		if i := l.oldestIdleLocked(); i >= 0 {
+			victim = l.conns[i]
+			l.conns = append(l.conns[:i], l.conns[i+1:]...)
+			break
+		}
+		l.changed.Wait()
+	}
+	closed := l.closed
+	if !closed {
+		l.conns = append(l.conns, lc)
+	}
+	l.mu.Unlock()
+	if victim != nil {
+		victim.Conn.Close() // the server's read fails and it lets the connection go
+	}
+	if closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	return lc, nil
+}
+
+// oldestIdleLocked returns the index of the oldest idle connection, or -1. The caller holds l.mu.
+func (l *limitListener) oldestIdleLocked() int {
+	for i, c := range l.conns {
+		if !c.busy {
+			return i
+		}
+	}
+	return -1
 }
 
 func (l *limitListener) Close() error {
-	l.once.Do(func() { close(l.done) })
+	l.mu.Lock()
+	l.closed = true
+	l.changed.Broadcast()
+	l.mu.Unlock()
 	return l.Listener.Close()
 }
 
-// limitConn frees its slot once, when closed.
+// limitConn is a connection served by a limitListener.
 type limitConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	l    *limitListener
+	busy bool // guarded by l.mu
 }
 
+// setBusy marks the connection busy (its handler runs) or idle.
+func (c *limitConn) setBusy(busy bool) {
+	c.l.mu.Lock()
+	c.busy = busy
+	if !busy {
+		c.l.changed.Broadcast()
+	}
+	c.l.mu.Unlock()
+}
+
+// Close closes the connection and frees its slot.
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	l := c.l
+	l.mu.Lock()
+	for i, o := range l.conns {
+		if o == c {
+			l.conns = append(l.conns[:i], l.conns[i+1:]...)
+			l.changed.Broadcast()
+			break
+		}
+	}
+	l.mu.Unlock()
 	return err
 }

@@ -180,27 +180,64 @@ func TestLongRequestsOutliveReadTimeout(t *testing.T) {
 	}
 }
 
-// At most the limit's number of connections are served at once; one more waits until a slot
-// frees.
+// At most the limit's number of connections are served at once. A new connection pushes out the
+// oldest idle one (a stalled client); when every slot is busy (handlers running, such as log
+// streams), it waits until one frees.
 func TestConnectionLimit(t *testing.T) {
 	restore := api.SetLimitsForTest(30*time.Second, 30*time.Second, 2)
 	defer restore()
-	c, sock := serveAt(t, &apitest.Fake{})
-	a, b := stall(t, sock), stall(t, sock)
+	lines := make(chan api.LogLine)
+	f := &apitest.Fake{LogStream: lines}
+	c, sock := serveAt(t, f)
+	ctx := context.Background()
+	if _, err := c.Start(ctx, []appspec.App{{Name: "x", Script: "/x.js"}}, api.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	// Two stalled clients take both slots; a ping pushes out the older one.
+	a := stall(t, sock)
 	defer a.Close()
+	b := stall(t, sock)
 	defer b.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	_, err := c.Ping(ctx)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := c.Ping(pctx)
+	cancel()
+	if err != nil {
+		t.Fatalf("ping with both slots held by stalled clients: %v", err)
+	}
+	c.Close()
+	if _, closed := closedBy(a, 10*time.Second); !closed {
+		t.Error("the oldest stalled client was not pushed out")
+	}
+	if _, closed := closedBy(b, 300*time.Millisecond); closed {
+		t.Error("the newer stalled client was pushed out too")
+	}
+	b.Close()
+
+	// Two log streams keep both slots busy: a ping waits until one ends.
+	sctx, stop := context.WithCancel(ctx)
+	s1, err := api.NewClient(sock).Logs(sctx, []string{"all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.NewClient(sock).Logs(ctx, []string{"all"}); err != nil {
+		t.Fatal(err)
+	}
+	pctx, cancel = context.WithTimeout(ctx, 500*time.Millisecond)
+	_, err = c.Ping(pctx)
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("ping with both slots taken: %v, want a timeout", err)
+		t.Fatalf("ping with both slots streaming: %v, want a timeout", err)
 	}
-	a.Close()
-	c.Close() // its connection waits in the backlog, accepted when a frees its slot
-	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
+	c.Close()
+	stop()
+	for range s1 { // drained and closed once the stream's connection is gone
+	}
+	pctx, cancel = context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if _, err := c.Ping(ctx); err != nil {
-		t.Fatalf("ping once a slot is free: %v", err)
+	if _, err := c.Ping(pctx); err != nil {
+		t.Fatalf("ping once a stream ended: %v", err)
 	}
 	if n := api.MaxConns(); n < 16 || n > 1024 {
 		t.Errorf("default connection limit %d", n)

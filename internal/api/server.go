@@ -23,6 +23,9 @@ const shutdownGrace = 5 * time.Second
 
 type peerKey struct{}
 
+// connKey is the context key of the connection's *limitConn.
+type connKey struct{}
+
 // peer is what ConnContext learns about a connection's peer.
 type peer struct {
 	uid int
@@ -45,10 +48,16 @@ func Serve(ctx context.Context, ln net.Listener, b Backend, version string) erro
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if lc, ok := c.(*limitConn); ok {
+				ctx = context.WithValue(ctx, connKey{}, lc)
 				c = lc.Conn
 			}
 			uid, err := peerUID(c)
 			return context.WithValue(ctx, peerKey{}, peer{uid: uid, err: err})
+		},
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if lc, ok := c.(*limitConn); ok && st == http.StateIdle {
+				lc.setBusy(false) // between requests: may make room for a new connection
+			}
 		},
 	}
 	errc := make(chan error, 1)
@@ -133,6 +142,9 @@ func (h *handler) guard(next http.Handler) http.Handler {
 					return
 				}
 				r.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			if lc, ok := r.Context().Value(connKey{}).(*limitConn); ok {
+				lc.setBusy(true) // a whole request: not pushed out for a new connection
 			}
 			next.ServeHTTP(w, r)
 		}
