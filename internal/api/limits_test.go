@@ -190,12 +190,9 @@ func TestConnectionLimit(t *testing.T) {
 	f := &apitest.Fake{LogStream: lines}
 	c, sock := serveAt(t, f)
 	ctx := context.Background()
-	if _, err := c.Start(ctx, []appspec.App{{Name: "x", Script: "/x.js"}}, api.StartOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
 
-	// Two stalled clients take both slots; a ping pushes out the older one.
+	// Two stalled clients take both slots (first thing: no other connection may still be busy);
+	// a ping pushes out the older one.
 	a := stall(t, sock)
 	defer a.Close()
 	b := stall(t, sock)
@@ -216,6 +213,10 @@ func TestConnectionLimit(t *testing.T) {
 	b.Close()
 
 	// Two log streams keep both slots busy: a ping waits until one ends.
+	if _, err := c.Start(ctx, []appspec.App{{Name: "x", Script: "/x.js"}}, api.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 	sctx, stop := context.WithCancel(ctx)
 	s1, err := api.NewClient(sock).Logs(sctx, []string{"all"})
 	if err != nil {
