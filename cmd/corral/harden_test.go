@@ -222,7 +222,10 @@ func TestPlantedLinksAreNotFollowed(t *testing.T) {
 	plant(filepath.Join(victims, "pid"), pidPath)
 	corral(t, env2, "restart", "sl")
 	plant(filepath.Join(victims, "log"), filepath.Join(shared, "app.log"))
-	out, _ = (*otherUser)(nil).run(env2, 60*time.Second, "start", "sleep", "--name", "lg", "--output", filepath.Join(shared, "app.log"), "--", "600")
+	out, err = (*otherUser)(nil).run(env2, 60*time.Second, "start", "sleep", "--name", "lg", "--output", filepath.Join(shared, "app.log"), "--", "600")
+	if err == nil || !strings.Contains(out, filepath.Join(shared, "app.log")+" is a symbolic link (to "+filepath.Join(victims, "log")+") owned by user "+nob.name) {
+		t.Errorf("start with a planted log link: %v\n%s", err, out)
+	}
 	testutil.WaitFor(t, 20*time.Second, "sl online", func() bool {
 		for _, p := range jlist(t, "/", env2) {
 			if p.Name == "sl" && p.status() == "online" {

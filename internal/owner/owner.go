@@ -125,9 +125,10 @@ func CheckFile(path string) error {
 // a link another user planted gets an *Error.
 func OpenFile(path string, flag int, perm os.FileMode) (*os.File, error) {
 	f, err := os.OpenFile(path, flag|unix.O_NOFOLLOW, perm)
-	if err == nil || !errors.Is(err, unix.ELOOP) {
-		return f, err
+	if err == nil {
+		return f, nil
 	}
+	// ELOOP, or EACCES from some kernels for O_CREAT on a link in a sticky directory.
 	var st unix.Stat_t
 	if lerr := unix.Lstat(path, &st); lerr != nil || st.Mode&unix.S_IFMT != unix.S_IFLNK {
 		return nil, err
@@ -136,6 +137,9 @@ func OpenFile(path string, flag int, perm os.FileMode) (*os.File, error) {
 		target, _ := os.Readlink(path)
 		return nil, &Error{Path: path, UID: int(st.Uid), Link: true, Target: target}
 	}
+	if !errors.Is(err, unix.ELOOP) {
+		return nil, err
+	}
 	return os.OpenFile(path, flag&^(os.O_CREATE|os.O_EXCL), perm)
 }
 
@@ -143,12 +147,10 @@ func OpenFile(path string, flag int, perm os.FileMode) (*os.File, error) {
 // at all, and an existing file of another owner is refused (checked on the open descriptor).
 func OpenOwn(path string, flag int, perm os.FileMode) (*os.File, error) {
 	f, err := os.OpenFile(path, flag|unix.O_NOFOLLOW, perm)
-	if errors.Is(err, unix.ELOOP) {
-		if cerr := CheckFile(path); cerr != nil {
+	if err != nil {
+		if cerr := CheckFile(path); cerr != nil { // a link, or another user's file: say so
 			return nil, cerr
 		}
-	}
-	if err != nil {
 		return nil, err
 	}
 	var st unix.Stat_t
