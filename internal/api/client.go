@@ -25,12 +25,13 @@ type Client struct {
 var _ Backend = (*Client)(nil)
 
 // NewClient returns a Client for the Unix socket at path. No connection is
-// made until the first call.
+// made until the first call. A connection whose listener runs as another user
+// (neither the caller's uid nor root) is dropped before anything is sent, with
+// an *UntrustedPeerError.
 func NewClient(socket string) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
+			return dialTrusted(ctx, socket)
 		},
 		MaxIdleConns:      4,
 		DisableKeepAlives: false,

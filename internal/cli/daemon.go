@@ -119,7 +119,9 @@ func (a *app) runDaemon(ctx context.Context, foreground, resurrect bool) error {
 	if err := daemonproc.EnsureHome(p.Home); err != nil {
 		return err
 	}
-	// corral.log is rotated by size, and repeated warnings are counted rather than written.
+	// corral.log is rotated by size, and repeated warnings are counted rather than written. Its
+	// path was checked by daemonproc.CheckHome (ours, not a link); logs.Open never follows a link
+	// another user planted.
 	logf, err := daemonlog.Open(p.LogFile, !foreground)
 	if err != nil {
 		return err

@@ -63,8 +63,13 @@ func running(p api.Proc) bool {
 	return p.Status == "online" || p.Status == "launching" || p.Status == "stopping"
 }
 
-// modeName is the short exec mode shown by `ls`.
+// modeName is the short exec mode shown by `ls`: "listen" for an app whose instances share the
+// sockets the daemon binds (--listen), which jlist reports as PM2's fork_mode (PM2 has no such
+// mode; its tools know only fork_mode and cluster_mode) with the addresses in pm2_env.listen.
 func modeName(p api.Proc) string {
+	if len(p.App.Listen) > 0 {
+		return "listen"
+	}
 	if pm2json.ExecMode(p.App.ExecMode) == "cluster_mode" {
 		return "cluster"
 	}

@@ -83,7 +83,9 @@ func (a *app) start(ctx context.Context, fs *pflag.FlagSet, f *startFlags, targe
 		inst = fmt.Sprintf("%d instances", app.Instances)
 	}
 	mode := "fork_mode"
-	if app.ExecMode == "cluster" || (app.ExecMode == "" && app.Instances > 1 && isNode(app)) {
+	if len(app.Listen) > 0 {
+		mode = "listen mode" // the daemon's sockets, shared across instances (ls shows "listen")
+	} else if app.ExecMode == "cluster" || (app.ExecMode == "" && app.Instances > 1 && isNode(app)) {
 		mode = "cluster_mode"
 	}
 	fmt.Fprintf(a.stdout, "[corral] Starting %s in %s (%s)\n", app.Script, mode, inst)

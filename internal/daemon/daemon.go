@@ -118,6 +118,7 @@ import (
 	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/keeper"
 	"github.com/corralhq/corral/internal/logs"
+	"github.com/corralhq/corral/internal/owner"
 	"golang.org/x/sys/unix"
 )
 
@@ -259,8 +260,9 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("daemon: home %s: %w", cfg.Home, err)
 	}
 	cfg.Home = home
+	// Another user's directory (or a link they planted) is refused: the daemon creates files there.
 	for _, dir := range []string{home, filepath.Join(home, "logs"), filepath.Join(home, "pids")} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := owner.EnsureDir(dir); err != nil {
 			return nil, fmt.Errorf("daemon: create %s: %w", dir, err)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/corralhq/corral/internal/activation"
 	"github.com/corralhq/corral/internal/ipc"
 	"github.com/corralhq/corral/internal/logs"
+	"github.com/corralhq/corral/internal/owner"
 	"golang.org/x/sys/unix"
 )
 
@@ -251,7 +252,7 @@ func (m *Manager) primaryFor(a *app) *cluster.Primary {
 
 // writePidFile records pid in the instance's pid file (best effort: logged on failure).
 func (m *Manager) writePidFile(in *instance, pid int) {
-	if err := os.WriteFile(in.st.PidFile, []byte(strconv.Itoa(pid)), 0o600); err != nil {
+	if err := owner.WriteFile(in.st.PidFile, []byte(strconv.Itoa(pid)), 0o600); err != nil { // no planted link followed
 		m.log.Warn("write pid file", "path", in.st.PidFile, "err", err)
 	}
 }

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/corralhq/corral/internal/owner"
 )
 
 // DefaultMaxFiles is how many rotated files a rotating File keeps when Options.MaxFiles is 0.
@@ -138,7 +140,7 @@ func (l *File) openLocked(now time.Time) error {
 		l.retryOpen = now.Add(retryDelay)
 		return fmt.Errorf("open log file %s: %w", l.opts.Path, err)
 	}
-	f, err := os.OpenFile(l.opts.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, l.opts.Mode)
+	f, err := owner.OpenFile(l.opts.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, l.opts.Mode) // O_NOFOLLOW
 	if err != nil {
 		l.retryOpen = now.Add(retryDelay)
 		return fmt.Errorf("open log file: %w", err)
@@ -497,7 +499,7 @@ func compressFile(src string, mode os.FileMode) error {
 	}
 	dst := src + ".gz"
 	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	out, err := owner.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
 		return fmt.Errorf("compress rotated log: %w", err)
 	}

@@ -57,6 +57,11 @@ func Env(p api.Proc) *Object {
 	o.Set("pm_id", p.PMID)
 	o.Set("status", p.Status)
 	o.Set("exec_mode", ExecMode(a.ExecMode))
+	if len(a.Listen) > 0 {
+		// PM2 has no mode for sockets shared across instances: exec_mode stays fork_mode (what PM2's
+		// tools understand) and the addresses say the rest.
+		o.Set("listen", strs(a.Listen))
+	}
 	inst := a.Instances
 	if inst < 1 {
 		inst = 1
