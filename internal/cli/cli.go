@@ -263,6 +263,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.showCommand(),
 		a.logsCommand(),
 		a.eventsCommand(),
+		a.webCommand(),
 		a.flushCommand(),
 		a.reloadLogsCommand(),
 		a.sendSignalCommand(),

@@ -118,6 +118,7 @@ import (
 	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/keeper"
 	"github.com/corralhq/corral/internal/logs"
+	"github.com/corralhq/corral/internal/web"
 	"golang.org/x/sys/unix"
 )
 
@@ -178,6 +179,7 @@ type Manager struct {
 	kids       children      // processes started by the Manager, for the orphan reaper; own lock, after mu
 	stopReaper chan struct{} // nil without Config.Subreaper
 	reaperDone chan struct{}
+	web        *web.Controller // the web dashboard (web.go); its own lock, never taken under mu
 	// bg counts the goroutines the Manager starts: per process (spawn), per retired primary,
 	// cron and watch restarts, memory restarts. Add (or Go) happens under mu, or on a goroutine
 	// bg already counts, and never after Close has removed every instance; Close waits for it.
@@ -302,6 +304,7 @@ func New(cfg Config) (*Manager, error) {
 		m.reaperDone = make(chan struct{})
 		go m.reapLoop()
 	}
+	m.startWeb()
 	return m, nil
 }
 
@@ -315,6 +318,7 @@ func (m *Manager) Close() {
 	}
 	m.closed = true
 	m.mu.Unlock()
+	m.web.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
