@@ -271,8 +271,21 @@ func TestWebDashboardBrowser(t *testing.T) {
 		t.Errorf("POST without the cookie: %d %s, want 401", code, body)
 	}
 
-	// Narrow window: the page still fits (no horizontal scroll of the whole page).
+	// For the README's picture (CORRAL_WEB_SCREENSHOT set): an app that uses some CPU, selected
+	// once its charts hold half a minute of samples.
+	if os.Getenv("CORRAL_WEB_SCREENSHOT") != "" {
+		writeFile(t, filepath.Join(dir, "crunch.sh"), "#!/bin/bash\necho crunching\nwhile :; do n=$(( RANDOM % 60000 + 20000 )); i=0\n"+
+			"while [ $i -lt $n ]; do i=$((i+1)); done; echo \"batch of $n done\"; sleep 0.4; done\n", 0o755)
+		corralIn(t, dir, env, "start", "./crunch.sh", "--name", "crunch")
+		waitJS(t, ctx, "crunch listed", `!!document.querySelector('tr[data-name="crunch"]')`, 20*time.Second)
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`tr[data-name="crunch"] td.c-name`))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "half a minute of samples", `(S.hist.get(S.sel) || []).length >= 30`, 90*time.Second)
+	}
 	shot(t, ctx, "web-dashboard.png")
+
+	// Narrow window: the page still fits (no horizontal scroll of the whole page).
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844)); err != nil {
 		t.Fatal(err)
 	}

@@ -205,7 +205,7 @@ function renderDetail() {
     ['status', p.status + (p.pid ? ' · pid ' + p.pid : '')],
     ['uptime', running ? fmtUptime(Date.now() - p.started_at) : '–'],
     ['restarts', p.restarts + (p.unstable_restarts ? ' (' + p.unstable_restarts + ' unstable)' : '')],
-    ['last exit', p.exit_signal ? 'signal ' + p.exit_signal : 'code ' + p.exit_code],
+    ['last exit', p.exit_signal ? 'signal ' + p.exit_signal : p.restarts || p.exit_code ? 'code ' + p.exit_code : '–'],
     ['mode', p.mode + ' · instance ' + p.instance + ' of ' + appSize],
     ['namespace', p.namespace],
     ['script', p.script + (p.args && p.args.length ? ' ' + p.args.join(' ') : '')],
@@ -221,7 +221,7 @@ function renderDetail() {
   renderCharts();
 }
 
-// chart draws samples (oldest first) as an SVG area chart over the last five minutes. It is
+// chart draws samples (oldest first) as an SVG area chart over the last minutes (up to five). It is
 // hand-written (about 50 lines) rather than a vendored library: two series of at most 300 points
 // need a path, a grid and two labels, and this way nothing is fetched, nothing needs 'unsafe-eval'
 // or inline styles under the page's Content-Security-Policy, and there is no third-party code to
@@ -230,12 +230,15 @@ function chart(box, samples, key, kind, fmt, floorMax) {
   const W = 300, H = 86, top = 6, bottom = H - 14;
   const el = svg('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img' });
   const now = Date.now() / 1000;
-  const x = (t) => W * (1 - (now - t) / HISTORY_SECONDS);
   const pts = samples.filter((s) => now - s.t <= HISTORY_SECONDS);
+  // The time axis spans what is known: from the oldest sample (at least a minute), up to 5 minutes.
+  const span = Math.min(HISTORY_SECONDS, Math.max(60, pts.length ? Math.ceil((now - pts[0].t) / 30) * 30 : 60));
+  const x = (t) => W * (1 - (now - t) / span);
   const peak = Math.max(floorMax, ...pts.map((s) => s[key]));
   const y = (v) => bottom - (bottom - top) * (v / peak);
   for (const f of [0, 0.5, 1]) el.append(svg('line', { class: 'grid', x1: 0, x2: W, y1: y(peak * f), y2: y(peak * f), 'vector-effect': 'non-scaling-stroke' }));
-  el.setAttribute('aria-label', kind + ' over the last 5 minutes, peak ' + fmt(peak));
+  const spanText = span >= 120 ? span / 60 + ' min ago' : span + ' s ago';
+  el.setAttribute('aria-label', kind + ' over the last ' + spanText.replace(' ago', '') + ', peak ' + fmt(peak));
   if (pts.length < 2) {
     const t = svg('text', { class: 'nodata', x: W / 2, y: H / 2, 'text-anchor': 'middle' });
     t.textContent = pts.length ? 'collecting…' : 'no samples (not running)';
@@ -250,7 +253,7 @@ function chart(box, samples, key, kind, fmt, floorMax) {
   const lbl = svg('text', { class: 'lbl', x: 2, y: top + 8 });
   lbl.textContent = fmt(peak);
   const ago = svg('text', { class: 'lbl', x: 2, y: H - 2 });
-  ago.textContent = '5 min ago';
+  ago.textContent = spanText;
   const nowL = svg('text', { class: 'lbl', x: W - 2, y: H - 2, 'text-anchor': 'end' });
   nowL.textContent = 'now';
   el.append(lbl, ago, nowL);
