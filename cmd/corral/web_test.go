@@ -17,10 +17,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/corralhq/corral/internal/daemonproc"
 	"github.com/corralhq/corral/internal/nodetest"
 	"github.com/corralhq/corral/internal/testutil"
 )
@@ -395,4 +397,59 @@ func postAction(t *testing.T, u string, cookie *http.Cookie, csrf, origin, body 
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// The dashboard outlives its daemon: after a SIGKILL of the daemon (the keeper starts another) and
+// after `corral kill` and a new daemon, it is served again on the same address, and a browser's
+// cookie from before still signs it in (the setting and token are kept in web.json).
+func TestWebSurvivesDaemonRestart(t *testing.T) {
+	skipShort(t)
+	p, env := testHome(t)
+	dir := t.TempDir()
+	eco, _ := webApps(t, dir)
+	corralIn(t, dir, env, "start", eco)
+	link, port := startWeb(t, dir, env)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	cookie, _ := signIn(t, link)
+	signedIn := func() bool {
+		req, _ := http.NewRequest("GET", base+"/api/session", nil)
+		req.AddCookie(cookie)
+		resp, err := (&http.Client{Timeout: 2 * time.Second}).Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	if !signedIn() {
+		t.Fatal("not signed in at first")
+	}
+
+	old, err := daemonproc.ReadPid(p.PidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 60*time.Second, "the dashboard served by a new daemon, the old cookie valid", func() bool {
+		pid, err := daemonproc.ReadPid(p.PidFile)
+		return err == nil && pid != old && signedIn()
+	})
+	if again, _ := startWebAgain(t, dir, env, port); again != link {
+		t.Errorf("after the daemon's SIGKILL: %s, want %s", again, link)
+	}
+	newPID, _ := daemonproc.ReadPid(p.PidFile)
+	logb, _ := os.ReadFile(p.LogFile)
+	if n := strings.Count(string(logb), "web dashboard restored"); n != 1 {
+		t.Errorf("the daemon log says %d times that the dashboard was restored, want 1", n)
+	}
+	t.Logf("daemon %d killed; daemon %d serves the dashboard again", old, newPID)
+
+	corralIn(t, dir, env, "kill")
+	if signedIn() {
+		t.Fatal("the dashboard answers after corral kill")
+	}
+	corralIn(t, dir, env, "ping") // a new daemon, not resurrected: the dashboard only
+	testutil.WaitFor(t, 30*time.Second, "the dashboard served after corral kill and a new daemon", signedIn)
 }
