@@ -453,3 +453,91 @@ func TestWebSurvivesDaemonRestart(t *testing.T) {
 	corralIn(t, dir, env, "ping") // a new daemon, not resurrected: the dashboard only
 	testutil.WaitFor(t, 30*time.Second, "the dashboard served after corral kill and a new daemon", signedIn)
 }
+
+// `corral web --open` hands the URL to $BROWSER (here a script that records its argument).
+func TestWebOpen(t *testing.T) {
+	skipShort(t)
+	_, env := testHome(t)
+	dir := t.TempDir()
+	got := filepath.Join(dir, "opened")
+	writeFile(t, filepath.Join(dir, "browser.sh"), "#!/bin/sh\nprintf '%s' \"$1\" > "+got+".tmp && mv "+got+".tmp "+got+"\n", 0o755)
+	port := testutil.FreePort(t)
+	out := corralIn(t, dir, append(env, "BROWSER="+filepath.Join(dir, "browser.sh")), "web", "--port", strconv.Itoa(port), "--open")
+	m := webURLRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("corral web --open printed no URL:\n%s", out)
+	}
+	var opened []byte
+	testutil.WaitFor(t, 20*time.Second, "the browser script run with the URL", func() bool {
+		var err error
+		opened, err = os.ReadFile(got)
+		return err == nil
+	})
+	if string(opened) != m[1] {
+		t.Errorf("$BROWSER got %q, want %q", opened, m[1])
+	}
+}
+
+// corralFails runs corral and returns its output, failing the test if it exits 0.
+func corralFails(t *testing.T, dir string, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "corral"), args...)
+	cmd.Env, cmd.Dir = env, dir
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("corral %s succeeded:\n%s", strings.Join(args, " "), out)
+	}
+	return string(out)
+}
+
+// The flags of `corral web`: --status, a non-loopback --host refused without --allow-remote and
+// warned about with it, --new-token revoking the old link, --stop.
+func TestWebCLIFlags(t *testing.T) {
+	skipShort(t)
+	_, env := testHome(t)
+	dir := t.TempDir()
+	if out := corralIn(t, dir, env, "web", "--status"); !strings.Contains(out, "web dashboard off") {
+		t.Errorf("--status before: %s", out)
+	}
+	port := testutil.FreePort(t)
+	out := corralFails(t, dir, env, "web", "--host", "0.0.0.0", "--port", strconv.Itoa(port))
+	if !strings.Contains(out, "not a loopback address") || !strings.Contains(out, "--allow-remote") {
+		t.Errorf("--host 0.0.0.0 without --allow-remote: %s", out)
+	}
+	if out := corralIn(t, dir, env, "web", "--status"); !strings.Contains(out, "web dashboard off") {
+		t.Errorf("--status after a refused start: %s", out)
+	}
+
+	link, _ := startWeb(t, dir, env)
+	out = corralIn(t, dir, env, "web", "--new-token")
+	m := webURLRE.FindStringSubmatch(out)
+	if m == nil || m[1] == link {
+		t.Fatalf("--new-token: %s (old %s)", out, link)
+	}
+	for u, want := range map[string]int{link: http.StatusUnauthorized, m[1]: http.StatusSeeOther} {
+		resp, err := noRedirectClient.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s after --new-token: %s, want %d", u, resp.Status, want)
+		}
+	}
+
+	out = corralIn(t, dir, env, "web", "--host", "0.0.0.0", "--allow-remote", "--port", strconv.Itoa(port))
+	if !strings.Contains(out, "warning:") || !strings.Contains(out, "not a loopback address") {
+		t.Errorf("--allow-remote: no warning:\n%s", out)
+	}
+	if out := corralIn(t, dir, env, "web", "--status"); !strings.Contains(out, "0.0.0.0:"+strconv.Itoa(port)) {
+		t.Errorf("--status after the move: %s", out)
+	}
+	corralIn(t, dir, env, "web", "--stop")
+	if out := corralIn(t, dir, env, "web", "--status"); !strings.Contains(out, "web dashboard off") {
+		t.Errorf("--status after --stop: %s", out)
+	}
+}
+
+var noRedirectClient = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+	return http.ErrUseLastResponse
+}}

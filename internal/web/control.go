@@ -210,7 +210,13 @@ func (c *Controller) startLocked(s settings) error {
 		return errors.New("web: the daemon is shutting down")
 	}
 	addr := net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
-	ln, err := net.Listen("tcp", addr)
+	network := "tcp" // a name: every address it resolves to
+	if ip := net.ParseIP(s.Host); ip != nil && ip.To4() != nil {
+		network = "tcp4" // 0.0.0.0 means IPv4 only, not Go's dual-stack wildcard
+	} else if ip != nil {
+		network = "tcp6"
+	}
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		if isAddrInUse(err) {
 			return fmt.Errorf("web: listen on %s: %w (is another dashboard or program using the port? pick one with --port)", addr, errAddrInUse)
@@ -256,7 +262,7 @@ func (c *Controller) infoLocked() api.WebResponse {
 	if c.srv == nil {
 		return api.WebResponse{}
 	}
-	resp := api.WebResponse{Running: true, Addr: c.ln.Addr().String(), Persisted: c.cfg.Home != ""}
+	resp := api.WebResponse{Running: true, Addr: net.JoinHostPort(c.set.Host, strconv.Itoa(c.set.Port)), Persisted: c.cfg.Home != ""}
 	host := c.set.Host
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = DefaultHost // 0.0.0.0 / :: answer on loopback too; the URL must name an address
@@ -267,7 +273,7 @@ func (c *Controller) infoLocked() api.WebResponse {
 	if !IsLoopback(c.set.Host) {
 		resp.Warnings = append(resp.Warnings, fmt.Sprintf("the dashboard listens on %s, not a loopback address: "+
 			"it is plain HTTP, so the token and the cookie cross the network unencrypted; prefer an SSH tunnel "+
-			"(ssh -L %d:127.0.0.1:%d) or a TLS proxy", c.ln.Addr(), c.set.Port, c.set.Port))
+			"(ssh -L %d:127.0.0.1:%d) or a TLS proxy", resp.Addr, c.set.Port, c.set.Port))
 	}
 	return resp
 }

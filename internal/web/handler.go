@@ -218,7 +218,8 @@ func (s *sse) flush() error { return s.rc.Flush() }
 
 // stream is GET /api/stream: "procs" (the table) at once and every tick, "history" (every sample
 // kept) at once then "samples" (the new ones) every tick, "event" for each event (the last 200
-// first), and "error" when the daemon fails to answer.
+// first), and "failure" when the daemon fails to answer. When the event feed drops this stream (it
+// fell too far behind) the stream ends: the browser reconnects and gets the recent events again.
 func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	s := startSSE(w)
@@ -231,7 +232,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 	tick := func(first bool) error {
 		procs, err := h.b.List(ctx)
 		if err != nil {
-			return s.send("error", map[string]string{"error": err.Error()})
+			return s.send("failure", map[string]string{"error": err.Error()})
 		}
 		if err := s.send("procs", viewProcs(procs)); err != nil {
 			return err
@@ -270,8 +271,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 			}
 		case it, ok := <-evc:
 			if !ok {
-				evc = nil
-				continue
+				return
 			}
 			if s.send("event", it) != nil {
 				return

@@ -422,7 +422,7 @@ function connect() {
   };
   es.addEventListener('procs', (e) => {
     S.procs = JSON.parse(e.data) || [];
-    if (S.sel === null && S.procs.length) S.sel = visibleProcs()[0].id;
+    if (S.sel === null && S.procs.length) S.sel = S.procs[0].id;
     renderSummary();
     renderTable();
     renderDetail();
@@ -437,7 +437,7 @@ function connect() {
     if (S.events.length > MAX_EVENTS * 2) S.events.splice(0, S.events.length - MAX_EVENTS);
     renderEvents();
   });
-  es.addEventListener('error', (e) => { if (e.data) toast(JSON.parse(e.data).error, true); });
+  es.addEventListener('failure', (e) => toast(JSON.parse(e.data).error, true));
 }
 
 // recover runs when the stream was refused (not merely cut): signed out, or the daemon is gone.
