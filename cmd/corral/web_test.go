@@ -245,6 +245,32 @@ func TestWebDashboardBrowser(t *testing.T) {
 		t.Error("API_SECRET is not shown masked")
 	}
 
+	// The toolbar acts on the selection: scale the worker app +1 and -1; stop a worker (after the
+	// confirmation dialog) and start it again.
+	click := func(sel string) {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel))); err != nil {
+			t.Fatalf("click %s: %v", sel, err)
+		}
+	}
+	workers := `document.querySelectorAll('#procs tbody tr[data-name="worker"]')`
+	click(`tr[data-name="worker"] td.c-name`)
+	waitJS(t, ctx, "worker selected", `document.querySelector('#detail-h').textContent.startsWith('worker')`, 10*time.Second)
+	click(`button[data-act="scale"][data-spec="+1"]`)
+	waitJS(t, ctx, "3 workers after +1", workers+`.length === 3`, 30*time.Second)
+	click(`button[data-act="scale"][data-spec="-1"]`)
+	waitJS(t, ctx, "2 workers after -1", workers+`.length === 2`, 30*time.Second)
+	click(`tr[data-name="worker"] td.c-name`)
+	sel := evalString(t, ctx, `String(S.sel)`)
+	row := `document.querySelector('tr[data-id="` + sel + `"]')`
+	waitJS(t, ctx, "selected worker online", row+`.dataset.status === 'online'`, 30*time.Second)
+	click(`button[data-act="stop"]`)
+	waitJS(t, ctx, "confirmation asked", `document.querySelector('#confirm').open`, 10*time.Second)
+	click(`#confirm-ok`)
+	waitJS(t, ctx, "worker stopped", row+`.dataset.status === 'stopped'`, 30*time.Second)
+	click(`button[data-act="start"]`)
+	waitJS(t, ctx, "worker online again", row+`.dataset.status === 'online'`, 30*time.Second)
+
 	// The page's own POST without the CSRF header is refused; with it, accepted (flush).
 	codes, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`Promise.all([
 		fetch('/api/action', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({action: 'flush', target: 'printer'})}).then(r => r.status),

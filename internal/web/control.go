@@ -29,9 +29,10 @@
 //
 // # Concurrency
 //
-// Controller.mu guards the server, listener and settings; it is held while a listener is
-// opened or closed, never while a request is served. Request handlers read the token through
-// Controller.secret (under mu) and call the Backend without any lock of the package.
+// Controller.mu guards the server, listener and settings; it is held while a listener is opened
+// or closed (Shutdown waits up to 3 s for the handlers). Request handlers never take it: they read
+// the token and the loopback flag from atomics (Controller.secret) and call the Backend without
+// any lock of the package.
 package web
 
 import (
@@ -49,6 +50,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corralhq/corral/internal/api"
@@ -95,6 +97,11 @@ type Controller struct {
 	ln     net.Listener
 	cancel context.CancelFunc // cancels the server's base context (open streams end)
 	done   chan struct{}      // closed when srv.Serve has returned
+
+	// token and loopback mirror set.Token (nil when not serving) and IsLoopback(set.Host) for the
+	// request handlers, which read them without mu.
+	token    atomic.Pointer[string]
+	loopback atomic.Bool
 }
 
 // NewController returns a Controller with no server running.
@@ -175,7 +182,9 @@ func (c *Controller) Do(ctx context.Context, req api.WebRequest) (api.WebRespons
 		want.Token = tok
 	}
 	if c.srv != nil && want.Host == c.set.Host && (want.Port == c.set.Port || want.Port == 0) {
-		c.set.Token, c.set.AllowRemote = want.Token, want.AllowRemote // takes effect at once (secret reads it)
+		c.set.Token, c.set.AllowRemote = want.Token, want.AllowRemote
+		tok := want.Token
+		c.token.Store(&tok) // takes effect at once: the handlers read it
 	} else {
 		old := c.set
 		running := c.srv != nil
@@ -239,6 +248,9 @@ func (c *Controller) startLocked(s settings) error {
 		}
 	}()
 	c.set, c.srv, c.ln, c.cancel, c.done = s, srv, ln, cancel, done
+	tok := s.Token
+	c.token.Store(&tok)
+	c.loopback.Store(IsLoopback(s.Host))
 	c.log.Info("web dashboard serving", "addr", ln.Addr().String())
 	return nil
 }
@@ -256,6 +268,7 @@ func (c *Controller) stopLocked() {
 	<-c.done
 	c.log.Info("web dashboard stopped", "addr", c.ln.Addr().String())
 	c.srv, c.ln, c.cancel, c.done = nil, nil, nil, nil
+	c.token.Store(nil)
 }
 
 func (c *Controller) infoLocked() api.WebResponse {
@@ -278,22 +291,17 @@ func (c *Controller) infoLocked() api.WebResponse {
 	return resp
 }
 
-// secret returns the current access token ("" when not serving).
+// secret returns the current access token ("" when not serving). It takes no lock: a handler must
+// never wait for Do, which may be waiting for the handlers to finish (Shutdown).
 func (c *Controller) secret() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.srv == nil {
-		return ""
+	if t := c.token.Load(); t != nil {
+		return *t
 	}
-	return c.set.Token
+	return ""
 }
 
 // loopbackOnly says whether the server serves a loopback address (Host header checks apply).
-func (c *Controller) loopbackOnly() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return IsLoopback(c.set.Host)
-}
+func (c *Controller) loopbackOnly() bool { return c.loopback.Load() }
 
 // IsLoopback reports whether host names a loopback address ("localhost", 127.0.0.0/8, ::1).
 func IsLoopback(host string) bool {
