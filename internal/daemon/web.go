@@ -16,7 +16,9 @@ const webRestoreWait = 10 * time.Second
 // the dashboard again if its saved setting (web.json in the home) says it was on.
 func (m *Manager) startWeb() {
 	m.web = web.NewController(web.Config{Backend: m, Home: m.cfg.Home, Logger: m.log.With("component", "web")})
-	m.bg.Add(1)
+	m.mu.Lock()
+	m.bg.Add(1) // under mu, as bg's rule asks
+	m.mu.Unlock()
 	go func() {
 		defer m.bg.Done()
 		if _, err := m.web.Restore(webRestoreWait); err != nil {

@@ -116,6 +116,10 @@ func viewEvent(e events.Event) eventItem {
 	case events.SpawnFailed:
 		what = append(what, "failed to start")
 		it.Level = "bad"
+	case events.App:
+		// What a user asked for: start, restart, reload, stop, delete, scale (with its message).
+		what = append(what, e.Reason+" requested")
+		e.Reason = ""
 	default:
 		what = append(what, string(e.Type))
 	}
