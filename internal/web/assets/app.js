@@ -19,6 +19,7 @@ const S = {
   logSrc: null,
   logKey: '',
   stream: null,
+  eventsDue: false,
 };
 
 // h builds an element: h('td', {class: 'x', dataset: {id: 1}}, 'text', child).
@@ -103,7 +104,7 @@ const rows = new Map(); // pm_id -> {tr, cells}
 function makeRow(p) {
   const cells = {};
   const td = (cls) => (cells[cls] = h('td', { class: cls }));
-  const tr = h('tr', { onclick: () => select(p.id) },
+  const tr = h('tr', { tabindex: 0, onclick: () => select(p.id), onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); select(p.id); } } },
     td('c-id'), td('c-name'), td('c-ns'), td('c-mode'), td('c-pid'), td('c-up'), td('c-rs'), td('c-st'), td('c-cpu'), td('c-mem'), td('c-act'));
   cells['c-pid'].classList.add('pid');
   cells.name = h('span');
@@ -435,7 +436,10 @@ function connect() {
     if (S.events.length && S.events[S.events.length - 1].seq >= ev.seq) S.events = []; // a new daemon
     S.events.push(ev);
     if (S.events.length > MAX_EVENTS * 2) S.events.splice(0, S.events.length - MAX_EVENTS);
-    renderEvents();
+    if (!S.eventsDue) { // a burst (the backlog of 200 on connect) renders once
+      S.eventsDue = true;
+      setTimeout(() => { S.eventsDue = false; renderEvents(); }, 50);
+    }
   });
   es.addEventListener('failure', (e) => toast(JSON.parse(e.data).error, true));
 }
