@@ -63,8 +63,8 @@ func TestReadmeWeb(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 {
-				t.Fatalf("GET the printed URL: %s with %d cookies, want 303 and a cookie", resp.Status, len(resp.Cookies()))
+			if resp.StatusCode != http.StatusOK || len(resp.Cookies()) != 1 {
+				t.Fatalf("GET the printed URL: %s with %d cookies, want 200 and a cookie", resp.Status, len(resp.Cookies()))
 			}
 			req, _ := http.NewRequest("GET", "http://"+link.Host+"/", nil)
 			req.AddCookie(resp.Cookies()[0])

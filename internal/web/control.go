@@ -9,8 +9,8 @@
 //     a non-loopback address needs AllowRemote (the CLI's --allow-remote) and is warned about.
 //   - Every page and API call needs the access token: a random 256-bit value, printed by the CLI
 //     in the URL (…/?token=T). The first load exchanges it for an HttpOnly, SameSite=Strict
-//     cookie holding a value derived from it (HMAC-SHA256(T, "session")) and redirects to "/",
-//     so the token leaves the address bar and the history.
+//     cookie holding a value derived from it (HMAC-SHA256(T, "session")), and the page replaces
+//     its address with "/" (assets/signin.js), so the token leaves the address bar and the history.
 //   - State-changing requests (POST /api/action) also need the X-Corral-CSRF header (another
 //     value derived from the token, which the page fetches with its cookie) and an Origin header
 //     naming this very server; a request from another origin is refused even with the cookie.

@@ -155,7 +155,15 @@ func (h *handler) index(w http.ResponseWriter, r *http.Request) {
 		}
 		http.SetCookie(w, &http.Cookie{Name: h.cookie, Value: derived(tok, "session"), Path: "/",
 			HttpOnly: true, SameSite: http.SameSiteStrictMode})
-		http.Redirect(w, r, "/", http.StatusSeeOther) // the token leaves the address bar
+		// The page then replaces its own address with "/" (signin.js): the token leaves the address
+		// bar and the history. Not an HTTP redirect: when the link was followed from another site,
+		// the browser would count the redirected request as cross-site and withhold the Strict
+		// cookie just set; a navigation the page itself starts is same-site.
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>corral — signing in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="/assets/app.css">
+<script src="/assets/signin.js"></script></head>
+<body class="refused"><main><h1>corral</h1><p id="signing-in">Signed in. <a href="/">Open the dashboard</a>.</p></main></body></html>`)
 		return
 	}
 	if !h.loggedIn(r) {

@@ -64,9 +64,12 @@ func get(t *testing.T, u string, cookie *http.Cookie) (*http.Response, string) {
 // signIn exchanges the URL's token for the session cookie, checking the cookie's attributes.
 func signIn(t *testing.T, link *url.URL) *http.Cookie {
 	t.Helper()
-	resp, _ := get(t, link.String(), nil)
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
-		t.Fatalf("sign-in: %s, Location %q; want 303 to /", resp.Status, resp.Header.Get("Location"))
+	resp, body := get(t, link.String(), nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "/assets/signin.js") {
+		t.Fatalf("sign-in: %s %q; want 200 and the page that leaves the link", resp.Status, body)
+	}
+	if strings.Contains(body, link.Query().Get("token")) {
+		t.Error("the sign-in page holds the token")
 	}
 	cs := resp.Cookies()
 	if len(cs) != 1 {
