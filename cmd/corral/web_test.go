@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/corralhq/corral/internal/daemonproc"
 	"github.com/corralhq/corral/internal/nodetest"
@@ -313,6 +314,20 @@ func TestWebDashboardBrowser(t *testing.T) {
 		waitJS(t, ctx, "half a minute of samples", `(S.hist.get(S.sel) || []).length >= 30`, 90*time.Second)
 	}
 	shot(t, ctx, "web-dashboard.png")
+	dark := func(on bool) {
+		t.Helper()
+		v := "light"
+		if on {
+			v = "dark"
+		}
+		if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: v}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dark(true)
+	shot(t, ctx, "web-dashboard-dark.png")
+	dark(false)
 
 	// Narrow window: the page still fits (no horizontal scroll of the whole page).
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844)); err != nil {
@@ -336,7 +351,7 @@ func TestWebDashboardBrowser(t *testing.T) {
 	}
 	click(`#go`)
 	waitJS(t, ctx, "signed in from a link on another site",
-		`location.href === 'http://localhost:`+strconv.Itoa(port)+`/' && document.querySelectorAll('#procs tbody tr').length === 3`, 30*time.Second)
+		`location.href === 'http://localhost:`+strconv.Itoa(port)+`/' && document.querySelectorAll('#procs tbody tr[data-name="printer"]').length === 1`, 30*time.Second)
 
 	// `corral web` again prints the same URL; --stop closes the port.
 	if again, _ := startWebAgain(t, dir, env, port); again != link {
