@@ -179,6 +179,12 @@ func TestWebDashboardBrowser(t *testing.T) {
 	waitJS(t, ctx, "table lists printer and both workers",
 		`document.querySelectorAll('#procs tbody tr[data-name="printer"]').length === 1 &&
 		 document.querySelectorAll('#procs tbody tr[data-name="worker"]').length === 2`, 30*time.Second)
+	waitJS(t, ctx, "the worker app's own row sums its 2 instances",
+		`(() => { const r = document.querySelector('tr.app-row[data-app="worker"]'); return !!r && r.textContent.includes('×2') && r.textContent.includes('2/2 online') })()`,
+		30*time.Second)
+	if n := evalString(t, ctx, `String(document.querySelectorAll('tr.app-row').length)`); n != "1" {
+		t.Errorf("%s app rows, want 1 (printer has one instance: no app row)", n)
+	}
 	if loc := evalString(t, ctx, `location.href`); loc != base+"/" {
 		t.Errorf("address bar after sign-in: %s, want %s/ (the token must leave it)", loc, base)
 	}

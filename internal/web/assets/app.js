@@ -104,7 +104,8 @@ const rows = new Map(); // pm_id -> {tr, cells}
 function makeRow(p) {
   const cells = {};
   const td = (cls) => (cells[cls] = h('td', { class: cls }));
-  const tr = h('tr', { tabindex: 0, onclick: () => select(p.id), onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); select(p.id); } } },
+  const pick = () => { document.querySelector('input[name=scope][value=proc]').checked = true; select(p.id); };
+  const tr = h('tr', { tabindex: 0, onclick: pick, onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); pick(); } } },
     td('c-id'), td('c-name'), td('c-ns'), td('c-mode'), td('c-pid'), td('c-up'), td('c-rs'), td('c-st'), td('c-cpu'), td('c-mem'), td('c-act'));
   cells['c-pid'].classList.add('pid');
   cells.name = h('span');
@@ -132,7 +133,7 @@ function fillRow(r, p, now) {
   r.tr.dataset.id = p.id;
   r.tr.dataset.name = p.name;
   r.tr.dataset.status = p.status;
-  setClass(r.tr, p.id === S.sel ? 'sel' : '');
+  r.tr.classList.toggle('sel', p.id === S.sel);
   setText(c['c-id'], p.id);
   setText(c.name, p.name);
   c['c-name'].title = p.name;
@@ -151,18 +152,84 @@ function fillRow(r, p, now) {
   setText(c['c-mem'], fmtBytes(p.mem));
 }
 
+// An app of several instances gets a row of its own above them: the instances' totals, a status
+// summary and a restart of the whole app.
+const appRows = new Map(); // app name -> {tr, cells}
+
+function makeAppRow(name) {
+  const cells = {};
+  const td = (cls) => (cells[cls] = h('td', { class: cls }));
+  const tr = h('tr', {
+    class: 'app-row', tabindex: 0, dataset: { app: name },
+    onclick: () => selectApp(name),
+    onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); selectApp(name); } },
+  }, td('c-id'), td('c-name'), td('c-ns'), td('c-mode'), td('c-pid'), td('c-up'), td('c-rs'), td('c-st'), td('c-cpu'), td('c-mem'), td('c-act'));
+  cells.name = h('span');
+  cells.count = h('span', { class: 'inst' });
+  cells['c-name'].append(cells.name, cells.count);
+  cells.st = h('span', { class: 'status' }, h('span', { class: 'st-dot' }), h('span'));
+  cells['c-st'].append(cells.st);
+  cells['c-act'].append(h('button', {
+    class: 'icon', title: 'restart every instance of ' + name, 'aria-label': 'restart app ' + name, dataset: { act: 'restart-app', app: name },
+    onclick: (e) => { e.stopPropagation(); act({ action: 'restart', target: name }, 'restart ' + name); },
+  }, '↻'));
+  return { tr, cells };
+}
+
+function fillAppRow(r, name, procs) {
+  const c = r.cells;
+  const online = procs.filter((p) => p.status === 'online').length;
+  const errored = procs.some((p) => p.status === 'errored');
+  const st = online === procs.length ? 'online' : errored ? 'errored' : online === 0 ? 'stopped' : 'launching';
+  setText(c.name, name);
+  setText(c.count, '×' + procs.length);
+  c.count.title = procs.length + ' instances';
+  setText(c['c-ns'], procs[0].namespace);
+  setText(c['c-mode'], procs[0].mode);
+  setText(c['c-rs'], procs.reduce((a, p) => a + p.restarts, 0));
+  setClass(c.st, 'status ' + statusClass(st));
+  setText(c.st.lastChild, online + '/' + procs.length + ' online');
+  setText(c['c-cpu'], procs.reduce((a, p) => a + (p.cpu || 0), 0).toFixed(1) + '%');
+  setText(c['c-mem'], fmtBytes(procs.reduce((a, p) => a + (p.mem || 0), 0)));
+  const sel = selected();
+  setClass(r.tr, 'app-row' + (sel && sel.name === name && scopeIsApp() ? ' sel' : ''));
+}
+
+function scopeIsApp() { return document.querySelector('input[name=scope]:checked').value === 'app'; }
+
+function selectApp(name) {
+  const first = S.procs.filter((p) => p.name === name).sort((a, b) => a.id - b.id)[0];
+  if (!first) return;
+  document.querySelector('input[name=scope][value=app]').checked = true;
+  select(first.id);
+}
+
 function renderTable() {
   const tbody = $('#procs tbody');
   const now = Date.now();
   const want = visibleProcs();
-  const keep = new Set(want.map((p) => p.id));
-  for (const [id, r] of rows) if (!keep.has(id)) { r.tr.remove(); rows.delete(id); }
-  want.forEach((p, i) => {
+  const sizes = new Map();
+  for (const p of S.procs) sizes.set(p.name, (sizes.get(p.name) || 0) + 1);
+  const order = []; // the rows, in display order
+  const seenApps = new Set();
+  for (const p of want) {
+    if (sizes.get(p.name) > 1 && !seenApps.has(p.name)) {
+      seenApps.add(p.name);
+      let a = appRows.get(p.name);
+      if (!a) { a = makeAppRow(p.name); appRows.set(p.name, a); }
+      fillAppRow(a, p.name, S.procs.filter((q) => q.name === p.name));
+      order.push(a.tr);
+    }
     let r = rows.get(p.id);
     if (!r) { r = makeRow(p); rows.set(p.id, r); }
     fillRow(r, p, now);
-    if (tbody.children[i] !== r.tr) tbody.insertBefore(r.tr, tbody.children[i] || null);
-  });
+    r.tr.classList.toggle('inst-row', sizes.get(p.name) > 1);
+    order.push(r.tr);
+  }
+  const keepIds = new Set(want.map((p) => p.id));
+  for (const [id, r] of rows) if (!keepIds.has(id)) { r.tr.remove(); rows.delete(id); }
+  for (const [name, a] of appRows) if (!seenApps.has(name)) { a.tr.remove(); appRows.delete(name); }
+  order.forEach((tr, i) => { if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null); });
   $('#empty').hidden = S.procs.length > 0;
 }
 
@@ -471,6 +538,7 @@ async function main() {
     if (btn) toolbarAction(btn);
   });
   $('#logs-all').addEventListener('change', openLogs);
+  document.querySelectorAll('input[name=scope]').forEach((r) => r.addEventListener('change', renderTable));
   $('#events-sel').addEventListener('change', renderEvents);
   document.querySelectorAll('.seg button').forEach((b) => b.addEventListener('click', () => {
     document.querySelectorAll('.seg button').forEach((x) => x.classList.toggle('on', x === b));
