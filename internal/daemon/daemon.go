@@ -40,6 +40,7 @@
 //	logpump.go    the log pump of a pipe kept in the keeper (peek with tee, write, then consume)
 //	resolve.go    resolving an app: program, interpreter, exec mode, environment
 //	targets.go    which instances a target names
+//	web.go        Web: the web dashboard (internal/web), restored from its saved setting at New
 //
 // # Locking
 //
@@ -86,6 +87,8 @@
 //   - Timers (restartDue, cron and watch firings) run on their own goroutines, take mu and check a
 //     generation or stopped flag first, since they may fire after being cancelled.
 //   - The sampler reads /proc without mu; the orphan reaper takes only children.mu.
+//   - The web dashboard (web.Controller) has its own mutex, never taken under mu; its HTTP
+//     handlers call the Manager's public methods like any API client.
 //   - Under a keeper, stores and removals of fds and the state go through keeperLink's queue
 //     (its mu is a leaf after mu); one goroutine sends them to the keeper, taking mu only to
 //     marshal the state. No request to the keeper is made under mu.
