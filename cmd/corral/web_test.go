@@ -359,6 +359,21 @@ func TestWebDashboardBrowser(t *testing.T) {
 	waitJS(t, ctx, "signed in from a link on another site",
 		`location.href === 'http://localhost:`+strconv.Itoa(port)+`/' && document.querySelectorAll('#procs tbody tr[data-name="printer"]').length === 1`, 30*time.Second)
 
+	// The daemon dies (SIGKILL; the keeper starts another): the page reconnects by itself, with
+	// the same cookie, and shows the same processes (the apps outlive the daemon).
+	opens := evalString(t, ctx, `String(S.opens)`)
+	printerPID := evalString(t, ctx, `document.querySelector('tr[data-name="printer"] .pid').textContent`)
+	daemonPID, err := daemonproc.ReadPid(p.PidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(daemonPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the page reconnected to the new daemon",
+		`S.opens > `+opens+` && document.querySelector('#conn').classList.contains('live') &&
+		 document.querySelector('tr[data-name="printer"] .pid').textContent === `+strconv.Quote(printerPID), 60*time.Second)
+
 	// `corral web` again prints the same URL; --stop closes the port.
 	if again, _ := startWebAgain(t, dir, env, port); again != link {
 		t.Errorf("corral web again: %s, want the running dashboard's %s", again, link)

@@ -51,7 +51,14 @@ type handler struct {
 func newHandler(b api.Backend, c *Controller, port int) http.Handler {
 	h := &handler{b: b, c: c, port: port, cookie: cookiePrefix + strconv.Itoa(port), mux: http.NewServeMux()}
 	assets, _ := fs.Sub(assetsFS, "assets")
-	h.mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(assets)))
+	files := http.StripPrefix("/assets/", http.FileServerFS(assets))
+	h.mux.HandleFunc("GET /assets/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") { // no directory listings
+			http.NotFound(w, r)
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
 	h.mux.HandleFunc("GET /{$}", h.index)
 	h.mux.HandleFunc("GET /api/session", h.authed(h.session))
 	h.mux.HandleFunc("GET /api/stream", h.authed(h.stream))

@@ -114,6 +114,12 @@ func TestWebTokenSignIn(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "/assets/app.js") {
 		t.Fatalf("GET / signed in: %s", resp.Status)
 	}
+	if resp, _ := get(t, base(link)+"/assets/app.js", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /assets/app.js: %s", resp.Status)
+	}
+	if resp, body := get(t, base(link)+"/assets/", ck); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /assets/: %s %q, want 404 (no listing)", resp.Status, body)
+	}
 	for _, h := range []string{"Content-Security-Policy", "X-Frame-Options", "Referrer-Policy"} {
 		if resp.Header.Get(h) == "" {
 			t.Errorf("no %s header", h)

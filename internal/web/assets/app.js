@@ -20,6 +20,7 @@ const S = {
   logKey: '',
   stream: null,
   eventsDue: false,
+  opens: 0, // how many times the stream (re)connected
 };
 
 // h builds an element: h('td', {class: 'x', dataset: {id: 1}}, 'text', child).
@@ -363,6 +364,12 @@ function openLogs() {
   box.replaceChildren(h('div', { class: 'hint' }, 'loading…'));
   const es = new EventSource('/api/logs?lines=200&target=' + encodeURIComponent(target));
   S.logSrc = es;
+  es.onerror = () => {
+    if (es.readyState === EventSource.CLOSED && S.logSrc === es) {
+      box.append(h('div', { class: 'hint' }, 'log stream closed (the process is gone or the page is signed out)'));
+      S.logSrc = null; // reopened when the user picks a process or the page signs in again
+    }
+  };
   es.addEventListener('tail', (e) => {
     const lines = JSON.parse(e.data) || [];
     box.replaceChildren(...lines.map((l) => logLine(l, true)));
@@ -483,7 +490,7 @@ function connect() {
   if (S.stream) S.stream.close();
   const es = new EventSource('/api/stream');
   S.stream = es;
-  es.onopen = () => { setConn('live', 'live'); banner(''); S.events = []; };
+  es.onopen = () => { S.opens++; setConn('live', 'live'); banner(''); S.events = []; };
   es.onerror = () => {
     setConn('down', 'reconnecting…');
     if (es.readyState === EventSource.CLOSED) setTimeout(recover, 2000);
@@ -494,7 +501,7 @@ function connect() {
     renderSummary();
     renderTable();
     renderDetail();
-    if (!S.logSrc && S.sel !== null) openLogs();
+    if (!S.logSrc && !S.logKey && S.sel !== null) openLogs(); // the first time only
   });
   es.addEventListener('history', (e) => { addHistory(JSON.parse(e.data), true); renderCharts(); });
   es.addEventListener('samples', (e) => { addHistory(JSON.parse(e.data), false); renderCharts(); });
@@ -523,7 +530,7 @@ async function recover() {
     const s = await r.json();
     S.csrf = s.csrf;
     connect();
-    if (S.logSrc) { S.logSrc.close(); S.logSrc = null; S.logKey = ''; openLogs(); }
+    if (S.logKey) { if (S.logSrc) S.logSrc.close(); S.logSrc = null; S.logKey = ''; openLogs(); }
   } catch (err) {
     setConn('down', 'daemon unreachable');
     banner('The daemon does not answer. Retrying…');
