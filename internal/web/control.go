@@ -116,20 +116,25 @@ func NewController(cfg Config) *Controller {
 // Restore serves the dashboard again if a saved setting says it was on. A port still held (by the
 // previous daemon while it exits) is tried again for up to wait. It reports whether it serves.
 func (c *Controller) Restore(wait time.Duration) (bool, error) {
-	s, err := c.load()
-	if err != nil || s == nil {
-		return false, err
-	}
 	deadline := time.Now().Add(wait)
 	for {
 		c.mu.Lock()
-		err = c.startLocked(*s)
-		c.mu.Unlock()
-		if err == nil {
-			c.log.Info("web dashboard restored", "addr", net.JoinHostPort(s.Host, strconv.Itoa(s.Port)))
+		if c.srv != nil { // `corral web` started it meanwhile
+			c.mu.Unlock()
 			return true, nil
 		}
-		if !errors.Is(err, errAddrInUse) || time.Now().After(deadline) {
+		s, err := c.load() // again each time: `corral web --stop` may have removed it meanwhile
+		if err == nil && s != nil {
+			err = c.startLocked(*s)
+		}
+		c.mu.Unlock()
+		switch {
+		case err == nil && s == nil:
+			return false, nil
+		case err == nil:
+			c.log.Info("web dashboard restored", "addr", net.JoinHostPort(s.Host, strconv.Itoa(s.Port)))
+			return true, nil
+		case !errors.Is(err, errAddrInUse) || time.Now().After(deadline):
 			return false, err
 		}
 		time.Sleep(200 * time.Millisecond)

@@ -348,3 +348,35 @@ func TestWebNonLoopback(t *testing.T) {
 		}
 	}
 }
+
+// A saved dashboard whose port is still held (the previous daemon exiting) is restored once the
+// port is free, within the wait; without a wait the failure says why.
+func TestWebRestoreWaitsForThePort(t *testing.T) {
+	home := t.TempDir()
+	c, _, link := serve(t, home)
+	c.Close()
+	held, err := net.Listen("tcp4", link.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := NewController(Config{Backend: &apitest.Fake{}, Home: home})
+	t.Cleanup(c2.Close)
+	if ok, err := c2.Restore(0); ok || err == nil || !strings.Contains(err.Error(), "address in use") {
+		t.Fatalf("Restore with the port held: %v %v, want an address-in-use error", ok, err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ok, err := c2.Restore(30 * time.Second)
+		if err == nil && !ok {
+			err = io.ErrUnexpectedEOF
+		}
+		done <- err
+	}()
+	held.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("Restore once the port is free: %v", err)
+	}
+	if resp, _ := c2.Do(context.Background(), api.WebRequest{Action: "status"}); resp.URL != link.String() {
+		t.Errorf("restored on %s, want %s", resp.URL, link)
+	}
+}
