@@ -336,7 +336,10 @@ var readmeKinds = []struct {
 	{"quickstart", "TestReadmeQuickStart", func(b mdBlock) bool {
 		return b.Lang == "sh" && strings.Contains(b.Text, "go build -o corral ./cmd/corral")
 	}},
-	{"cli", "TestReadmeCLI", func(b mdBlock) bool { return b.Lang == "sh" && strings.HasPrefix(b.Text, "corral ") }},
+	{"cli", "TestReadmeCLI", func(b mdBlock) bool {
+		return b.Lang == "sh" && strings.HasPrefix(b.Text, "corral ") && !strings.HasPrefix(b.Text, "corral web")
+	}},
+	{"web", "TestReadmeWeb", func(b mdBlock) bool { return b.Lang == "sh" && strings.HasPrefix(b.Text, "corral web") }},
 	{"import", "TestReadmeGoImport", func(b mdBlock) bool { return b.Lang == "go" && strings.HasPrefix(b.Text, "import ") }},
 	{"seed", "TestReadmeSeed", func(b mdBlock) bool { return b.Lang == "go" && strings.Contains(b.Text, "func main()") }},
 	{"newprimary", "TestReadmeNewPrimary", func(b mdBlock) bool {

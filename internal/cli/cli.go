@@ -270,6 +270,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.logsCommand(),
 		a.eventsCommand(),
 		a.monitCommand(),
+		a.webCommand(),
 		a.flushCommand(),
 		a.reloadLogsCommand(),
 		a.sendSignalCommand(),

@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/pm2json"
+	"github.com/corralhq/corral/internal/secretenv"
 )
 
 // humanDuration renders an uptime as PM2 does: 5s, 3m, 2h, 4D.
@@ -153,16 +153,9 @@ func writeList(w io.Writer, procs []api.Proc, now time.Time) {
 	t.write(w)
 }
 
-// secretKey matches environment variable names whose values `show` hides.
-var secretKey = regexp.MustCompile(`(?i)SECRET|TOKEN|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH`)
-
-// maskValue hides the value of a secret-looking variable.
-func maskValue(key, value string) string {
-	if secretKey.MatchString(key) && value != "" {
-		return "********"
-	}
-	return value
-}
+// maskValue hides the value of a secret-looking variable (internal/secretenv: the one rule,
+// shared with the web dashboard).
+func maskValue(key, value string) string { return secretenv.Mask(key, value) }
 
 func orNA(s string) string {
 	if s == "" {

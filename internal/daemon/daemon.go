@@ -40,6 +40,7 @@
 //	logpump.go    the log pump of a pipe kept in the keeper (peek with tee, write, then consume)
 //	resolve.go    resolving an app: program, interpreter, exec mode, environment
 //	targets.go    which instances a target names
+//	web.go        Web: the web dashboard (internal/web), restored from its saved setting at New
 //
 // # Locking
 //
@@ -86,6 +87,8 @@
 //   - Timers (restartDue, cron and watch firings) run on their own goroutines, take mu and check a
 //     generation or stopped flag first, since they may fire after being cancelled.
 //   - The sampler reads /proc without mu; the orphan reaper takes only children.mu.
+//   - The web dashboard (web.Controller) has its own mutex, never taken under mu; its HTTP
+//     handlers call the Manager's public methods like any API client.
 //   - Under a keeper, stores and removals of fds and the state go through keeperLink's queue
 //     (its mu is a leaf after mu); one goroutine sends them to the keeper, taking mu only to
 //     marshal the state. No request to the keeper is made under mu.
@@ -119,6 +122,7 @@ import (
 	"github.com/corralhq/corral/internal/keeper"
 	"github.com/corralhq/corral/internal/logs"
 	"github.com/corralhq/corral/internal/owner"
+	"github.com/corralhq/corral/internal/web"
 	"golang.org/x/sys/unix"
 )
 
@@ -179,6 +183,7 @@ type Manager struct {
 	kids       children      // processes started by the Manager, for the orphan reaper; own lock, after mu
 	stopReaper chan struct{} // nil without Config.Subreaper
 	reaperDone chan struct{}
+	web        *web.Controller // the web dashboard (web.go); its own lock, never taken under mu
 	// bg counts the goroutines the Manager starts: per process (spawn), per retired primary,
 	// cron and watch restarts, memory restarts. Add (or Go) happens under mu, or on a goroutine
 	// bg already counts, and never after Close has removed every instance; Close waits for it.
@@ -308,6 +313,7 @@ func New(cfg Config) (*Manager, error) {
 		m.reaperDone = make(chan struct{})
 		go m.reapLoop()
 	}
+	m.startWeb()
 	return m, nil
 }
 
@@ -321,6 +327,7 @@ func (m *Manager) Close() {
 	}
 	m.closed = true
 	m.mu.Unlock()
+	m.web.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
