@@ -72,6 +72,12 @@ type App struct {
 	GID string `json:"gid,omitempty"`
 
 	Autostart *bool `json:"autostart,omitempty"` // nil means true
+
+	// ReadinessProbe gates "online", start and reload (probe.go); LivenessProbe restarts an
+	// online instance that fails it. DependsOn orders starts (start, resurrect, startup).
+	ReadinessProbe *Probe       `json:"readiness_probe,omitempty"`
+	LivenessProbe  *Probe       `json:"liveness_probe,omitempty"`
+	DependsOn      []Dependency `json:"depends_on,omitempty"`
 }
 
 // PM2's defaults.

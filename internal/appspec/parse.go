@@ -189,5 +189,22 @@ func (a *App) Validate() error {
 	default:
 		bad("log_type %q: want \"json\" or nothing", a.LogType)
 	}
+	if a.ReadinessProbe != nil {
+		errs = append(errs, a.ReadinessProbe.Validate("readiness_probe"))
+	}
+	if a.LivenessProbe != nil {
+		errs = append(errs, a.LivenessProbe.Validate("liveness_probe"))
+	}
+	for _, d := range a.DependsOn {
+		if strings.TrimSpace(d.Name) == "" {
+			bad("depends_on: an entry without a name")
+		}
+		if d.Name == a.Name && a.Name != "" {
+			bad("depends_on: %s depends on itself", a.Name)
+		}
+		if _, err := NormalCondition(d.Condition); err != nil {
+			bad("depends_on %s: %v", d.Name, err)
+		}
+	}
 	return errors.Join(errs...)
 }

@@ -243,7 +243,7 @@ func snapshot(b api.Backend) []metrics.Proc {
 	out := make([]metrics.Proc, 0, len(procs))
 	for _, p := range procs {
 		mp := metrics.Proc{Name: p.Name, Namespace: p.Namespace, ID: p.PMID, PID: p.PID, Status: p.Status,
-			CPU: p.CPU, Memory: p.Memory, Restarts: p.Restarts}
+			CPU: p.CPU, Memory: p.Memory, Restarts: p.Restarts, LivenessRestarts: p.LivenessRestarts}
 		if p.Status == string(daemon.StatusOnline) && !p.StartedAt.IsZero() {
 			mp.Uptime = time.Since(p.StartedAt)
 		}

@@ -228,6 +228,8 @@ type instance struct {
 	userStopped bool
 	// memRestart is set while max_memory_restart replaces the instance.
 	memRestart bool
+	// healthRestart is set while a failed liveness probe restarts the instance (health.go).
+	healthRestart bool
 	// startErr is why the process of the last launch could not be started, when that was found
 	// after launch returned (a cluster fork; see startFailed). waitStarted reports it.
 	startErr error
@@ -438,6 +440,7 @@ func (m *Manager) proc(in *instance) api.Proc {
 	if in.st.Status == StatusOnline {
 		p.CPU, p.Memory = in.cpu, in.mem
 	}
+	p.Readiness, p.LivenessRestarts, p.RestartReason = readinessOf(in), in.st.LivenessRestarts, in.st.RestartReason
 	return p
 }
 

@@ -315,7 +315,7 @@ func (m *Manager) waitStarted(ins []*instance) error {
 	m.mu.Lock()
 	var limit time.Duration
 	for _, in := range ins {
-		limit = max(limit, ms(in.app.spec.ListenTimeout)+500*time.Millisecond)
+		limit = max(limit, waitLimit(in)+500*time.Millisecond)
 	}
 	m.mu.Unlock()
 	m.waitCond(limit, func() bool {
@@ -328,7 +328,7 @@ func (m *Manager) waitStarted(ins []*instance) error {
 	})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var errs []error
+	errs := []error{notReady(ins)}
 	for _, in := range ins {
 		if in.startErr != nil && !in.deleted {
 			errs = append(errs, in.startErr)

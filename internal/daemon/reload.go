@@ -179,6 +179,8 @@ func awaitReady(ctx context.Context, r *run) string {
 	what := `the "ready" message`
 	limit := r.listenTimeout
 	switch {
+	case r.health != nil && r.health.ready != nil:
+		ready, what, limit = r.health.ready, "readiness probe", r.health.limit
 	case r.waitReady && r.worker == nil && r.ch == nil:
 		// wait_ready without an IPC channel: nothing can say "ready"; like PM2, listen_timeout
 		// makes it ready anyway — if it is still up by then.
@@ -203,8 +205,14 @@ func awaitReady(ctx context.Context, r *run) string {
 		}
 	case <-r.done:
 		failure = r.exitDescription() + " before it was ready (" + what + ")"
+		if note := r.readinessNote(); note != "" {
+			failure += ": " + note
+		}
 	case <-timer.C:
 		failure = fmt.Sprintf("was not ready (%s) within listen_timeout %v", what, r.listenTimeout)
+		if note := r.readinessNote(); note != "" {
+			failure = fmt.Sprintf("was not ready within %v: %s", limit, note)
+		}
 	case <-ctx.Done():
 		failure = "was abandoned: " + ctx.Err().Error()
 	}

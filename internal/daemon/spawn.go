@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,6 +44,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	if r.killSignal == 0 {
 		r.killSignal = syscall.SIGINT
 	}
+	healthEnv, held := m.prepareHealth(r)
 
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -74,7 +76,11 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	case modeCluster:
 		f := fork{
 			p: m.primaryFor(a), ws: a.workers, released: a.released, res: a.res,
-			opts: cluster.ForkOptions{Env: maps.Clone(in.st.Env), Stdout: outW, Stderr: errW},
+			opts: cluster.ForkOptions{Env: maps.Clone(in.st.Env), Stdout: outW, Stderr: errW, Held: held},
+		}
+		for _, kv := range healthEnv {
+			k, v, _ := strings.Cut(kv, "=")
+			f.opts.Env[k] = v
 		}
 		outW, errW = nil, nil // forkWorker closes them
 		m.kids.forking++      // the reaper holds off until forkWorker has registered the worker
@@ -97,7 +103,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 			fd := activation.FirstFD + len(a.listeners) // the shim puts the sockets first
 			extra = append(extra, "NODE_CHANNEL_FD="+strconv.Itoa(fd), "NODE_CHANNEL_SERIALIZATION_MODE=json")
 		}
-		cmd.Env = envList(in.st.Env, extra...)
+		cmd.Env = envList(in.st.Env, append(extra, healthEnv...)...)
 		if a.res.mode == modeListen {
 			activation.Wrap(cmd, m.cfg.Self, a.listeners)
 		}
@@ -145,6 +151,9 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	}
 	m.bg.Go(func() { m.supervise(r) })
 	m.bg.Go(func() { m.watchOnline(r) })
+	if r.health != nil {
+		m.bg.Go(func() { m.watchHealth(r) })
+	}
 	return r, nil
 }
 
@@ -269,6 +278,9 @@ func (m *Manager) watchOnline(r *run) {
 		t := time.NewTimer(r.listenTimeout)
 		defer t.Stop()
 		timeout = t.C
+	}
+	if r.health != nil && r.health.ready != nil {
+		wait, timeout = r.health.ready, nil // a readiness probe: online only once it passed
 	}
 	select {
 	case <-wait:

@@ -1,0 +1,422 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/corralhq/corral/internal/api"
+	"github.com/corralhq/corral/internal/appspec"
+	"github.com/corralhq/corral/internal/events"
+	"github.com/corralhq/corral/internal/probe"
+	"golang.org/x/sys/unix"
+)
+
+// Health checks (issue 12): readiness and liveness probes, and sd_notify.
+//
+// A run whose app has a readiness_probe gets a runHealth with a ready channel, closed once the
+// probe passed: watchOnline moves the instance to online only then (never on listen_timeout), a
+// reload's awaitReady waits for it (bounded by readinessLimit) and reports the probe's last output
+// when it gives up, and waitStarted waits for it. A cluster worker of such an app is forked held
+// (cluster.ForkOptions.Held): it is handed no connection until the probe passed and watchHealth
+// released it, and the probe reaches that worker alone through Worker.Dial. Then the liveness
+// probe, if any, runs; failure_threshold consecutive failures restart the instance, with the
+// reason in its state (restart_reason, liveness_restarts), its notes and the event feed.
+//
+// With wait_ready, every run gets a notify socket (NOTIFY_SOCKET, systemd's protocol): READY=1
+// from the process, or any process of its tree running as the app's user, counts as the "ready"
+// message; STATUS= is recorded; WATCHDOG=1 is accepted.
+//
+// Goroutines: watchHealth and the notify reader are per-run goroutines counted in m.bg; they end
+// when the process has ended (r.done) or a stop was requested (r.stopReq). They take m.mu only
+// briefly to read the target and apply a verdict, and call cluster.Worker methods (Release, Dial)
+// without it. runHealth.mu is a leaf.
+
+// runHealth is the health-check state of one run.
+type runHealth struct {
+	readiness *appspec.Probe
+	liveness  *appspec.Probe
+	ready     chan struct{} // closed once the readiness probe passed; nil without one
+	readyOnce sync.Once
+	limit     time.Duration // how long start and reload wait for readiness
+
+	notifyPath string   // NOTIFY_SOCKET ("" without wait_ready)
+	notify     net.Conn // the socket, closed by the reader
+
+	mu   sync.Mutex
+	last string // the readiness probe's last output, or the liveness failure
+}
+
+func (h *runHealth) markReady() { h.readyOnce.Do(func() { close(h.ready) }) }
+
+// setLast records s and reports whether it differs from the previous output.
+func (h *runHealth) setLast(s string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	changed := h.last != s
+	h.last = s
+	return changed
+}
+
+func (h *runHealth) lastOutput() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last
+}
+
+// readinessLimit is how long start and reload wait for a readiness probe to pass:
+// listen_timeout, or longer when the probe's own timing needs it (initial delay plus
+// failure_threshold periods).
+func readinessLimit(spec appspec.App) time.Duration {
+	p := spec.ReadinessProbe
+	if p == nil {
+		return ms(spec.ListenTimeout)
+	}
+	own := p.InitialDelay() + time.Duration(p.Failures())*p.Period() + p.Timeout()
+	return max(ms(spec.ListenTimeout), own)
+}
+
+var notifySeq atomic.Int64
+
+// prepareHealth sets up r's health checks before its process starts: the readiness gate and the
+// notify socket. It returns the variables to add to the process's environment, and whether a
+// cluster worker is to be forked held. The caller holds m.mu.
+func (m *Manager) prepareHealth(r *run) (env []string, held bool) {
+	spec := r.in.app.spec
+	if spec.ReadinessProbe == nil && spec.LivenessProbe == nil && !spec.WaitReady {
+		return nil, false
+	}
+	h := &runHealth{readiness: spec.ReadinessProbe, liveness: spec.LivenessProbe, limit: readinessLimit(spec)}
+	if h.readiness != nil {
+		h.ready = make(chan struct{})
+		held = r.mode == modeCluster
+	}
+	if spec.WaitReady {
+		if err := m.openNotify(r, h); err != nil {
+			m.log.Warn("notify socket", "pm_id", r.in.st.PMID, "err", err)
+		} else {
+			env = append(env, "NOTIFY_SOCKET="+h.notifyPath)
+		}
+	}
+	r.health = h
+	return env, held
+}
+
+// openNotify creates r's notify socket: a datagram socket under the state directory (or in the
+// abstract namespace when that path is too long for a socket address).
+func (m *Manager) openNotify(r *run, h *runHealth) error {
+	dir := filepath.Join(m.cfg.Home, "notify")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	name := fmt.Sprintf("%d-%d.sock", r.in.st.PMID, notifySeq.Add(1))
+	path := filepath.Join(dir, name)
+	if len(path) > 100 {
+		path = fmt.Sprintf("@corral-%d-%s", os.Getpid(), name)
+	} else {
+		os.Remove(path)
+	}
+	addr := path
+	if strings.HasPrefix(addr, "@") {
+		addr = "\x00" + addr[1:]
+	}
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		return err
+	}
+	if path[0] != '@' {
+		if r.in.app.res.cred != nil {
+			_ = os.Chown(path, int(r.in.app.res.cred.Uid), int(r.in.app.res.cred.Gid))
+		}
+	}
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1) })
+	}
+	h.notifyPath, h.notify = path, c
+	m.bg.Go(func() { m.readNotify(r, c) })
+	return nil
+}
+
+// readNotify reads sd_notify datagrams for r until its process has ended.
+func (m *Manager) readNotify(r *run, c *net.UnixConn) {
+	go func() {
+		<-r.done
+		c.Close()
+		if p := r.health.notifyPath; !strings.HasPrefix(p, "@") {
+			os.Remove(p)
+		}
+	}()
+	<-r.forked // r.sig is final once forked is closed (a cluster worker's comes from its primary)
+	uid := uint32(os.Getuid())
+	if cred := r.in.app.res.cred; cred != nil {
+		uid = cred.Uid
+	}
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+	for {
+		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+		if err != nil {
+			return
+		}
+		if !notifySenderOK(oob[:oobn], uid) {
+			continue
+		}
+		for line := range strings.SplitSeq(string(buf[:n]), "\n") {
+			switch {
+			case line == "READY=1":
+				r.sig.markReady()
+			case strings.HasPrefix(line, "STATUS="):
+				if r.health != nil {
+					r.health.setLast("sd_notify " + line)
+				}
+			}
+		}
+	}
+}
+
+// notifySenderOK accepts a datagram from root, the daemon's user or the app's user.
+func notifySenderOK(oob []byte, uid uint32) bool {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return false
+	}
+	for _, msg := range msgs {
+		if cred, err := unix.ParseUnixCredentials(&msg); err == nil {
+			return cred.Uid == 0 || cred.Uid == uid || cred.Uid == uint32(os.Getuid())
+		}
+	}
+	return false
+}
+
+// probeTarget builds what r's probes check. The caller holds m.mu.
+func (m *Manager) probeTarget(r *run, p *appspec.Probe) probe.Target {
+	in, a := r.in, r.in.app
+	t := probe.Target{Probe: p, Dir: a.res.cwd, Env: envList(in.st.Env)}
+	if len(a.spec.Listen) == 1 {
+		t.Port = portOf(a.spec.Listen[0])
+	}
+	if t.Port == 0 {
+		t.Port, _ = strconv.Atoi(in.st.Env["PORT"])
+	}
+	if r.mode == modeCluster && r.worker != nil {
+		w := r.worker
+		t.Dial = func(ctx context.Context) (net.Conn, error) { return w.Dial(ctx, "") }
+	}
+	return t
+}
+
+// portOf returns the TCP port of a listen address ("3000", ":3000", "127.0.0.1:3000",
+// "tcp://..."), or 0.
+func portOf(addr string) int {
+	addr = strings.TrimPrefix(strings.TrimPrefix(addr, "tcp://"), "tcp:")
+	if n, err := strconv.Atoi(addr); err == nil {
+		return n
+	}
+	if _, p, err := net.SplitHostPort(addr); err == nil {
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	return 0
+}
+
+// watchHealth runs r's probes: readiness until it passes (then the run is ready and a held
+// cluster worker is released), then liveness until the process ends or is asked to stop.
+func (m *Manager) watchHealth(r *run) {
+	h := r.health
+	<-r.forked
+	if r.startErr != nil || (h.readiness == nil && h.liveness == nil) {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-r.done:
+		case <-r.stopReq:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	if p := h.readiness; p != nil {
+		m.mu.Lock()
+		t := m.probeTarget(r, p)
+		m.mu.Unlock()
+		if p.LogLine != "" {
+			t.Lines = m.followLines(ctx, r, p.LogLine)
+		}
+		if r.worker != nil && (p.HTTPGet != nil || p.TCPSocket != nil) {
+			select { // a worker is reached through its socket: nothing to check before it listens
+			case <-r.worker.Listening():
+			case <-ctx.Done():
+				return
+			}
+		}
+		rctx, rcancel := context.WithCancel(ctx)
+		h.setLast("readiness probe: " + probe.Describe(t) + ": not checked yet")
+		probe.Run(rctx, t, func(v probe.Verdict) {
+			if v.Passing {
+				rcancel()
+			}
+		}, func(res probe.Result) {
+			if h.setLast("readiness probe: " + res.Output) {
+				m.mu.Lock()
+				m.changed.Broadcast() // the readiness shown by ls and show changed
+				m.mu.Unlock()
+			}
+		})
+		rcancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if r.worker != nil {
+			r.worker.Release() // without m.mu: it takes the primary's lock
+		}
+		h.markReady()
+		m.log.Info("ready", "pm_id", r.in.st.PMID, "name", r.in.st.Name, "pid", r.pid, "probe", h.lastOutput())
+	}
+	if p := h.liveness; p != nil {
+		m.mu.Lock()
+		t := m.probeTarget(r, p)
+		m.mu.Unlock()
+		if p.LogLine != "" {
+			t.Lines = m.followLines(ctx, r, p.LogLine)
+		}
+		probe.Run(ctx, t, func(v probe.Verdict) {
+			if !v.Passing {
+				m.livenessFailed(r, v)
+			}
+		}, nil)
+	}
+}
+
+// followLines feeds the output lines of r's instance to a matcher until ctx ends.
+func (m *Manager) followLines(ctx context.Context, r *run, pattern string) *probe.LineMatcher {
+	lm, err := probe.NewLineMatcher(pattern)
+	if err != nil {
+		return nil
+	}
+	src, stop := m.bc.Subscribe()
+	id := r.in.st.PMID
+	m.bg.Go(func() {
+		defer stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case l, ok := <-src:
+				if !ok {
+					return
+				}
+				if l.ID == id {
+					lm.Feed(l.Text)
+				}
+			}
+		}
+	})
+	return lm
+}
+
+// livenessFailed restarts r's instance after its liveness probe failed, if r is still its
+// process and online. It runs on watchHealth's goroutine, without m.mu.
+func (m *Manager) livenessFailed(r *run, v probe.Verdict) {
+	in := r.in
+	m.mu.Lock()
+	if in.deleted || in.run != r || in.st.Status != StatusOnline || m.shuttingDown || in.healthRestart {
+		m.mu.Unlock()
+		return
+	}
+	in.healthRestart = true
+	reason := fmt.Sprintf("liveness probe failed %d times: %s", v.Failures, v.Last.Output)
+	in.st.LivenessRestarts++
+	in.st.RestartReason = reason
+	m.ev.Publish(events.Event{Type: events.Restart, App: in.st.Name, PMID: events.ID(in.st.PMID), PID: r.pid,
+		Reason: "liveness", Message: v.Last.Output})
+	m.log.Warn("liveness probe failed: restarting", "pm_id", in.st.PMID, "name", in.st.Name, "pid", r.pid, "probe", v.Last.Output)
+	m.dirty()
+	m.mu.Unlock()
+	m.bg.Go(func() { m.healthRestartOne(in, reason) })
+}
+
+// healthRestartOne restarts in (its process is hung or broken: a reload would wait for it).
+func (m *Manager) healthRestartOne(in *instance, reason string) {
+	defer func() {
+		m.mu.Lock()
+		in.healthRestart = false
+		m.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), autoRestartTimeout)
+	defer cancel()
+	if err := in.lock(ctx); err != nil {
+		return
+	}
+	defer in.unlock()
+	m.mu.Lock()
+	if in.deleted || m.shuttingDown || !in.st.Status.running() {
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+	err := m.restartOne(ctx, in, api.RestartOptions{})
+	m.mu.Lock()
+	note := "restarted: " + reason
+	if err != nil && !errors.Is(err, ErrShuttingDown) {
+		note += " (" + err.Error() + ")"
+	}
+	in.st.Notes = appendNote(in.st.Notes, note)
+	m.mu.Unlock()
+}
+
+// readinessNote says why r is not ready, for errors: the probe's last output. "" without a probe.
+func (r *run) readinessNote() string {
+	if r.health == nil || r.health.ready == nil {
+		return ""
+	}
+	return r.health.lastOutput()
+}
+
+// notReady lists the instances among ins still waiting for their readiness probe, with the
+// probe's last output. The caller holds m.mu.
+func notReady(ins []*instance) error {
+	var errs []error
+	for _, in := range ins {
+		if in.deleted || in.st.Status != StatusLaunching || in.run == nil || in.run.health == nil || in.run.health.ready == nil {
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s: instance %d (pm_id %d, pid %d) is not ready within %v: %s",
+			in.st.Name, in.st.Instance, in.st.PMID, in.run.pid, in.run.health.limit, in.run.health.lastOutput()))
+	}
+	return errors.Join(errs...)
+}
+
+// waitLimit is how long waitStarted waits for in. The caller holds m.mu.
+func waitLimit(in *instance) time.Duration {
+	return readinessLimit(in.app.spec)
+}
+
+// readinessOf describes in's readiness for the API. The caller holds m.mu.
+func readinessOf(in *instance) string {
+	if in.app.spec.ReadinessProbe == nil {
+		return ""
+	}
+	r := in.run
+	if in.next != nil {
+		r = in.next // a reload's replacement is the one being checked
+	}
+	if r == nil || r.health == nil || r.health.ready == nil {
+		return "waiting"
+	}
+	select {
+	case <-r.health.ready:
+		return "ready"
+	default:
+		return "waiting: " + r.health.lastOutput()
+	}
+}

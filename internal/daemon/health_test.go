@@ -1,0 +1,328 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/cluster"
+	"github.com/corralhq/corral/internal/api"
+	"github.com/corralhq/corral/internal/appspec"
+	"github.com/corralhq/corral/internal/events"
+	"github.com/corralhq/corral/internal/testutil"
+)
+
+// healthAppEnv selects the health-check test apps (this file's init runs them before TestMain).
+const healthAppEnv = "CORRAL_HEALTH_TESTAPP"
+
+func init() {
+	if mode := os.Getenv(healthAppEnv); mode != "" {
+		os.Exit(healthApp(mode))
+	}
+}
+
+// healthApp runs a health-check test app:
+//
+//	http     serves HTTP on 127.0.0.1:$PORT — as a cluster worker with CLUSTER=1, else on its own
+//	         socket. "/" answers 200 "hello from <pid>" (500 with BROKEN=1); "/health" answers
+//	         503 until READY_AFTER_MS have passed since the start, then 200 (always 503 with
+//	         BROKEN=1); "/live" answers 500 while LIVE_FAIL_FILE holds this process's pid.
+//	notify   a plain program (no Node IPC): after NOTIFY_AFTER_MS it sends READY=1 to
+//	         $NOTIFY_SOCKET (systemd's sd_notify), prints "notified", then sleeps until SIGINT.
+func healthApp(mode string) int {
+	switch mode {
+	case "http":
+		return healthHTTPApp()
+	case "notify":
+		d, _ := strconv.Atoi(os.Getenv("NOTIFY_AFTER_MS"))
+		time.Sleep(time.Duration(d) * time.Millisecond)
+		c, err := net.Dial("unixgram", notifyAddr(os.Getenv("NOTIFY_SOCKET")))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "notify:", err)
+			return 1
+		}
+		if _, err := c.Write([]byte("STATUS=warmed up\nREADY=1")); err != nil {
+			fmt.Fprintln(os.Stderr, "notify:", err)
+			return 1
+		}
+		c.Close()
+		fmt.Println("notified")
+		return sleepApp()
+	}
+	return 2
+}
+
+func notifyAddr(s string) string {
+	if strings.HasPrefix(s, "@") {
+		return "\x00" + s[1:]
+	}
+	return s
+}
+
+func healthHTTPApp() int {
+	start := time.Now()
+	pid := strconv.Itoa(os.Getpid())
+	broken := os.Getenv("BROKEN") == "1"
+	after, _ := strconv.Atoi(os.Getenv("READY_AFTER_MS"))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Pid", pid)
+		if broken {
+			http.Error(w, "broken build "+pid, http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, "hello from "+pid)
+	})
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if broken || time.Since(start) < time.Duration(after)*time.Millisecond {
+			http.Error(w, "warming up "+pid, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	})
+	mux.HandleFunc("/live", func(w http.ResponseWriter, r *http.Request) {
+		if b, err := os.ReadFile(os.Getenv("LIVE_FAIL_FILE")); err == nil && strings.TrimSpace(string(b)) == pid {
+			http.Error(w, "wedged "+pid, http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, "alive")
+	})
+	srv := &http.Server{Handler: mux}
+	addr := "127.0.0.1:" + os.Getenv("PORT")
+	if os.Getenv("CLUSTER") == "1" {
+		if err := cluster.ServeHTTP(srv, "tcp", addr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go func() { _ = srv.Serve(ln) }()
+	return sleepApp()
+}
+
+func healthGoApp(t *testing.T, name, mode string, env map[string]string) appspec.App {
+	t.Helper()
+	a := goApp(t, name, "", env)
+	delete(a.Env, testAppEnv)
+	a.Env[healthAppEnv] = mode
+	return a
+}
+
+func fastHTTPProbe(path string) *appspec.Probe {
+	return &appspec.Probe{HTTPGet: &appspec.HTTPGetAction{Path: path}, PeriodSeconds: 0.2, FailureThreshold: 2}
+}
+
+// An app whose readiness endpoint answers 503 for 2 s is online only after that, and is
+// "launching" with the probe's output meanwhile.
+func TestReadinessProbeGatesOnline(t *testing.T) {
+	m := newTestManager(t, Config{})
+	port := testutil.FreePort(t)
+	a := healthGoApp(t, "warm", "http", map[string]string{"PORT": strconv.Itoa(port), "READY_AFTER_MS": "2000"})
+	a.ReadinessProbe = fastHTTPProbe("/health")
+	a.ListenTimeout = 10000
+	began := time.Now()
+	type result struct {
+		procs []api.Proc
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		procs, err := m.Start(context.Background(), []appspec.App{a}, api.StartOptions{})
+		done <- result{procs, err}
+	}()
+	// Meanwhile: launching, and the probe saw the 503.
+	var seen api.Proc
+	if !m.waitCond(10*time.Second, func() bool {
+		in := m.procs[0]
+		if in == nil {
+			return false
+		}
+		seen = m.proc(in)
+		return strings.Contains(seen.Readiness, "503")
+	}) {
+		t.Fatalf("the probe's 503 never showed; last: %+v", seen.Readiness)
+	}
+	if seen.Status != "launching" {
+		t.Errorf("status while the probe fails: %q, want launching", seen.Status)
+	}
+	res := <-done
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	took := time.Since(began)
+	p := res.procs[0]
+	if p.Status != "online" || p.Readiness != "ready" {
+		t.Fatalf("after start: status %q readiness %q", p.Status, p.Readiness)
+	}
+	if took < 2*time.Second {
+		t.Errorf("online after %v, before the app was ready (2s)", took)
+	}
+	if err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/health", port)); err != nil {
+		t.Errorf("health once online: %v", err)
+	}
+	t.Logf("online after %v", took.Round(time.Millisecond))
+}
+
+// A reload onto a broken version (its readiness never passes) of a cluster app under
+// Connection: close load: no request fails, only the old workers serve, the reload fails naming
+// the instance and the probe's output, and the old workers stay online.
+func TestBrokenReloadKeepsOldWorkersServing(t *testing.T) {
+	m := newTestManager(t, Config{})
+	port := testutil.FreePort(t)
+	a := healthGoApp(t, "web", "http", map[string]string{"PORT": strconv.Itoa(port), "CLUSTER": "1"})
+	a.ExecMode, a.Instances = "cluster", 2
+	a.ReadinessProbe = fastHTTPProbe("/health")
+	a.ListenTimeout = 3000
+	procs := start(t, m, a)
+	old := map[string]bool{}
+	for _, p := range procs {
+		if p.Status != "online" {
+			t.Fatalf("pm_id %d: %q", p.PMID, p.Status)
+		}
+		old[strconv.Itoa(p.PID)] = true
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	servedBy := map[string]int{}
+	sent, failed := 0, 0
+	var firstErr error
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				pid, err := getPid(url)
+				mu.Lock()
+				sent++
+				if err != nil {
+					failed++
+					if firstErr == nil {
+						firstErr = err
+					}
+				} else {
+					servedBy[pid]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	env := map[string]string{}
+	for k, v := range a.Env {
+		env[k] = v
+	}
+	env["BROKEN"] = "1"
+	_, _, err := m.Reload(context.Background(), []string{"web"}, api.RestartOptions{AppEnv: env})
+	close(stop)
+	wg.Wait()
+	t.Logf("broken reload under load: %d requests, %d failed, served by %v; reload error: %v", sent, failed, servedBy, err)
+	if err == nil || !strings.Contains(err.Error(), "instance 0") || !strings.Contains(err.Error(), "503") ||
+		!strings.Contains(err.Error(), "keeps serving") {
+		t.Fatalf("reload onto a broken version: err %v", err)
+	}
+	if failed > 0 || sent == 0 {
+		t.Errorf("%d of %d requests failed; first: %v", failed, sent, firstErr)
+	}
+	for pid := range servedBy {
+		if !old[pid] {
+			t.Errorf("pid %s (not an old worker) served requests", pid)
+		}
+	}
+	list, _ := m.List(context.Background())
+	for i, p := range list {
+		if p.Status != "online" || p.PID != procs[i].PID {
+			t.Errorf("after the failed reload: pm_id %d status %q pid %d (was %d)", p.PMID, p.Status, p.PID, procs[i].PID)
+		}
+	}
+	if _, err := getPid(url); err != nil {
+		t.Errorf("after the failed reload: %v", err)
+	}
+}
+
+// getPid makes one Connection: close request and returns the X-Pid of the answer (an error
+// unless 200).
+func getPid(url string) (string, error) {
+	resp, err := noKeepAlive.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b := make([]byte, 512)
+	n, _ := resp.Body.Read(b)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("status %d: %s", resp.StatusCode, b[:n])
+	}
+	return resp.Header.Get("X-Pid"), nil
+}
+
+// A failing liveness probe restarts the instance, with the reason in its state and in the
+// event feed.
+func TestLivenessFailureRestarts(t *testing.T) {
+	m := newTestManager(t, Config{})
+	port := testutil.FreePort(t)
+	failFile := filepath.Join(t.TempDir(), "wedged")
+	a := healthGoApp(t, "live", "http", map[string]string{"PORT": strconv.Itoa(port), "LIVE_FAIL_FILE": failFile})
+	a.ReadinessProbe = fastHTTPProbe("/health")
+	a.LivenessProbe = fastHTTPProbe("/live")
+	p := start(t, m, a)[0]
+	_, sub := m.ev.Subscribe(0, 0)
+	defer sub.Close()
+	evs := sub.C()
+	if err := os.WriteFile(failFile, []byte(strconv.Itoa(p.PID)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q := waitProc(t, m, p.PMID, "a liveness restart", func(q api.Proc) bool {
+		return q.LivenessRestarts == 1 && q.Status == "online" && q.PID != p.PID
+	})
+	if !strings.Contains(q.RestartReason, "liveness") || !strings.Contains(q.RestartReason, "500") || q.Restarts != 1 {
+		t.Errorf("after the restart: reason %q restarts %d", q.RestartReason, q.Restarts)
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-evs:
+			if e.Type == events.Restart && e.Reason == "liveness" {
+				if !strings.Contains(e.Message, "500") {
+					t.Errorf("event message %q", e.Message)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no liveness restart event")
+		}
+	}
+}
+
+// A program that is not Node says it is ready with sd_notify READY=1 (wait_ready): online then,
+// not after listen_timeout.
+func TestSDNotifyReadiness(t *testing.T) {
+	m := newTestManager(t, Config{})
+	a := healthGoApp(t, "notifier", "notify", map[string]string{"NOTIFY_AFTER_MS": "800"})
+	a.WaitReady = true
+	a.ListenTimeout = 20000
+	began := time.Now()
+	p := start(t, m, a)[0]
+	took := time.Since(began)
+	if p.Status != "online" || took < 800*time.Millisecond || took > 15*time.Second {
+		t.Fatalf("status %q after %v (READY=1 after 800ms, listen_timeout 20s)", p.Status, took)
+	}
+	t.Logf("online after %v", took.Round(time.Millisecond))
+}
