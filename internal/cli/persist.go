@@ -128,8 +128,14 @@ func resurrect(ctx context.Context, b api.Backend, path string) (resurrected, er
 			status[p.Name] = p.Status
 		}
 	}
+	// depends_on: dependencies first; a cycle or an unknown name starts nothing.
+	order, err := appspec.StartOrder(apps, func(n string) bool { _, ok := status[n]; return ok })
+	if err != nil {
+		return res, fmt.Errorf("resurrect %s: %w", path, err)
+	}
 	done := map[string]bool{}
-	for _, app := range apps {
+	for _, i := range order {
+		app := apps[i]
 		switch st, exists := status[app.Name]; {
 		case exists:
 			res.skipped = append(res.skipped, fmt.Sprintf("%s: already in the process list (%s), left alone", app.Name, st))

@@ -420,3 +420,26 @@ func readinessOf(in *instance) string {
 		return "waiting: " + r.health.lastOutput()
 	}
 }
+
+// envUndo is an app's environment before a reload with a new one (--update-env), put back when
+// the reload of its first instance fails: a crash restart of an old instance must not start the
+// version that was refused.
+type envUndo struct {
+	env, shell map[string]string
+	kept       bool // an instance was reloaded with the new environment: the app keeps it
+}
+
+// undoEnv puts back in's environment after its reload failed, and the app's unless another
+// instance already runs with the new one.
+func (m *Manager) undoEnv(in *instance, u *envUndo, prev map[string]string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if in.deleted {
+		return
+	}
+	in.st.Env = prev
+	if u != nil && !u.kept {
+		in.app.spec.Env, in.app.spec.ShellEnv = u.env, u.shell
+	}
+	m.dirty()
+}

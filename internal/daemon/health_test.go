@@ -326,3 +326,77 @@ func TestSDNotifyReadiness(t *testing.T) {
 	}
 	t.Logf("online after %v", took.Round(time.Millisecond))
 }
+
+// A depends_on chain of three apps — db (ready: a readiness probe that passes after 1 s),
+// migrate (completed: a one-shot job) and web — starts in order from one Start, whatever the
+// order given, and stops in reverse; a cycle and an unknown name start nothing.
+func TestDependsOnChainAndCycle(t *testing.T) {
+	m := newTestManager(t, Config{})
+	port := testutil.FreePort(t)
+	no := false
+	db := healthGoApp(t, "db", "http", map[string]string{"PORT": strconv.Itoa(port), "READY_AFTER_MS": "1000"})
+	db.ReadinessProbe = fastHTTPProbe("/health")
+	db.ListenTimeout = 10000
+	migrate := goApp(t, "migrate", "crash", map[string]string{"EXIT_CODE": "0", "CRASH_AFTER_MS": "300"})
+	migrate.Autorestart = &no
+	migrate.DependsOn = []appspec.Dependency{{Name: "db", Condition: "healthy"}}
+	web := goApp(t, "web", "sleep", nil)
+	web.DependsOn = []appspec.Dependency{{Name: "migrate", Condition: "completed"}, {Name: "db"}}
+
+	// A cycle, and an unknown name: errors, and nothing started.
+	a1 := goApp(t, "a1", "sleep", nil)
+	a2 := goApp(t, "a2", "sleep", nil)
+	a1.DependsOn = []appspec.Dependency{{Name: "a2"}}
+	a2.DependsOn = []appspec.Dependency{{Name: "a1"}}
+	if _, err := m.Start(context.Background(), []appspec.App{a1, a2}, api.StartOptions{}); err == nil || !strings.Contains(err.Error(), "cycle a1 → a2 → a1") {
+		t.Fatalf("cycle: %v", err)
+	}
+	a1.DependsOn = []appspec.Dependency{{Name: "nosuch"}}
+	if _, err := m.Start(context.Background(), []appspec.App{a1}, api.StartOptions{}); err == nil || !strings.Contains(err.Error(), `"nosuch"`) {
+		t.Fatalf("unknown name: %v", err)
+	}
+	if list, _ := m.List(context.Background()); len(list) != 0 {
+		t.Fatalf("after refused starts: %d processes", len(list))
+	}
+
+	_, sub := m.ev.Subscribe(0, 0)
+	defer sub.Close()
+	if _, err := m.Start(context.Background(), []appspec.App{web, migrate, db}, api.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Stop(context.Background(), []string{"all"}); err != nil {
+		t.Fatal(err)
+	}
+	// The feed, in order: what happened to whom.
+	var seq []string
+	timeout := time.After(10 * time.Second)
+	for len(seq) == 0 || seq[len(seq)-1] != "db stopped" {
+		select {
+		case e := <-sub.C():
+			switch e.Type {
+			case events.Status:
+				seq = append(seq, e.App+" "+e.To)
+			case events.Exit:
+				if e.Code != nil {
+					seq = append(seq, e.App+" exit "+strconv.Itoa(*e.Code))
+				}
+			}
+		case <-timeout:
+			t.Fatalf("events so far: %q", seq)
+		}
+	}
+	at := func(s string) int {
+		for i, x := range seq {
+			if x == s {
+				return i
+			}
+		}
+		t.Fatalf("no %q in %q", s, seq)
+		return -1
+	}
+	if !(at("db online") < at("migrate launching") && at("migrate exit 0") < at("web launching") &&
+		at("web stopped") < at("db stopping")) {
+		t.Errorf("order: %q", seq)
+	}
+	t.Logf("%q", seq)
+}

@@ -33,6 +33,7 @@ func (m *Manager) Reload(ctx context.Context, targets []string, opts api.Restart
 	}
 	var notes []string
 	noted := map[*app]bool{}
+	undo := map[*app]*envUndo{} // a failed reload puts the environment back (health.go)
 	for _, in := range ins {
 		if err := in.lock(ctx); err != nil {
 			return m.list(ins), notes, err
@@ -40,7 +41,12 @@ func (m *Manager) Reload(ctx context.Context, targets []string, opts api.Restart
 		m.mu.Lock()
 		a := in.app
 		mode, status, deleted := a.res.mode, in.st.Status, in.deleted
+		var prevEnv map[string]string
 		if (opts.UpdateEnv || opts.AppEnv != nil) && !deleted {
+			if undo[a] == nil {
+				undo[a] = &envUndo{env: a.spec.Env, shell: a.spec.ShellEnv}
+			}
+			prevEnv = in.st.Env
 			m.updateEnv(in, opts)
 		}
 		m.mu.Unlock()
@@ -62,6 +68,12 @@ func (m *Manager) Reload(ctx context.Context, targets []string, opts api.Restart
 			err = m.restartOne(ctx, in, api.RestartOptions{})
 		default:
 			err = m.reloadOne(ctx, in)
+			if err != nil && prevEnv != nil {
+				m.undoEnv(in, undo[a], prevEnv)
+			}
+			if err == nil && undo[a] != nil {
+				undo[a].kept = true
+			}
 		}
 		in.unlock()
 		if err != nil {
