@@ -284,6 +284,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.startupCommand(),
 		a.unstartupCommand(),
 		a.runtimeCommand(),
+		a.importPM2Command(),
 	)
 	return root
 }
