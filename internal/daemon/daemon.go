@@ -39,6 +39,8 @@
 //	adopt.go      Recover and Handover: taking the processes over from the previous daemon
 //	logpump.go    the log pump of a pipe kept in the keeper (peek with tee, write, then consume)
 //	resolve.go    resolving an app: program, interpreter, exec mode, environment
+//	health.go     readiness and liveness probes (internal/probe), the notify socket (sd_notify)
+//	order.go      depends_on: start order and its conditions, stop in reverse
 //	targets.go    which instances a target names
 //
 // # Locking
@@ -82,7 +84,9 @@
 //   - A worker's exit is read on a goroutine of forkWorker's that waits for Worker.Done and then
 //     asks the worker for its exit status (the primary's lock), without mu.
 //   - supervise, watchOnline, the pumps, askStop and forkWorker are per-process goroutines; each
-//     takes mu only briefly to apply an event, never while waiting.
+//     takes mu only briefly to apply an event, never while waiting. So are watchHealth (the
+//     probes: it calls Worker.Release and Worker.Dial without mu, and hands a liveness failure to
+//     a goroutine that takes the operation token, then mu) and readNotify (the notify socket).
 //   - Timers (restartDue, cron and watch firings) run on their own goroutines, take mu and check a
 //     generation or stopped flag first, since they may fire after being cancelled.
 //   - The sampler reads /proc without mu; the orphan reaper takes only children.mu.

@@ -199,7 +199,7 @@ func notifySenderOK(oob []byte, uid uint32) bool {
 // probeTarget builds what r's probes check. The caller holds m.mu.
 func (m *Manager) probeTarget(r *run, p *appspec.Probe) probe.Target {
 	in, a := r.in, r.in.app
-	t := probe.Target{Probe: p, Dir: a.res.cwd, Env: envList(in.st.Env)}
+	t := probe.Target{Probe: p, Dir: a.res.cwd, Env: envList(in.st.Env), Cred: a.res.cred}
 	if len(a.spec.Listen) == 1 {
 		t.Port = portOf(a.spec.Listen[0])
 	}

@@ -40,6 +40,8 @@ type Target struct {
 	// Dir and Env are the exec probe's working directory and environment.
 	Dir string
 	Env []string
+	// Cred, when set, runs the exec probe as that user (the app's uid/gid).
+	Cred *syscall.Credential
 	// Lines is the log_line probe's matcher, fed with the process's output by the caller.
 	Lines *LineMatcher
 }
@@ -200,7 +202,7 @@ func checkExec(ctx context.Context, t Target) (bool, string) {
 	cmd.Dir, cmd.Env = t.Dir, t.Env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &limited{w: &out, n: 4096}, &limited{w: &out, n: 4096}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: t.Cred}
 	if err := cmd.Start(); err != nil {
 		return false, "exec " + argv[0] + ": " + err.Error()
 	}
