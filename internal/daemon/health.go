@@ -443,3 +443,20 @@ func (m *Manager) undoEnv(in *instance, u *envUndo, prev map[string]string) {
 	}
 	m.dirty()
 }
+
+// adoptedHealth starts the probes of a process an earlier daemon started (adopt.go): liveness, and
+// readiness while it is still launching. Its notify socket died with that daemon. The caller
+// holds m.mu.
+func (m *Manager) adoptedHealth(r *run) {
+	in := r.in
+	spec := in.app.spec
+	h := &runHealth{liveness: spec.LivenessProbe, limit: readinessLimit(spec)}
+	if spec.ReadinessProbe != nil && in.st.Status == StatusLaunching {
+		h.readiness, h.ready = spec.ReadinessProbe, make(chan struct{})
+	}
+	if h.readiness == nil && h.liveness == nil {
+		return
+	}
+	r.health = h
+	m.bg.Go(func() { m.watchHealth(r) })
+}
