@@ -119,7 +119,9 @@ func (m *Manager) openNotify(r *run, h *runHealth) error {
 	}
 	name := fmt.Sprintf("%d-%d.sock", r.in.st.PMID, notifySeq.Add(1))
 	path := filepath.Join(dir, name)
-	if len(path) > 100 {
+	// An app run as another user cannot enter the state directory (0700): it gets an abstract
+	// socket, whose senders are checked by their credentials (notifySenderOK) like the others'.
+	if len(path) > 100 || r.in.app.res.cred != nil {
 		path = fmt.Sprintf("@corral-%d-%s", os.Getpid(), name)
 	} else {
 		os.Remove(path)
@@ -132,17 +134,35 @@ func (m *Manager) openNotify(r *run, h *runHealth) error {
 	if err != nil {
 		return err
 	}
-	if path[0] != '@' {
-		if r.in.app.res.cred != nil {
-			_ = os.Chown(path, int(r.in.app.res.cred.Uid), int(r.in.app.res.cred.Gid))
-		}
-	}
 	if rc, err := c.SyscallConn(); err == nil {
 		_ = rc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1) })
 	}
 	h.notifyPath, h.notify = path, c
-	m.bg.Go(func() { m.readNotify(r, c) })
 	return nil
+}
+
+// startHealth starts r's health goroutines once its process was started (spawn's end). The
+// caller holds m.mu.
+func (m *Manager) startHealth(r *run) {
+	h := r.health
+	if h == nil {
+		return
+	}
+	if c, ok := h.notify.(*net.UnixConn); ok {
+		m.bg.Go(func() { m.readNotify(r, c) })
+	}
+	m.bg.Go(func() { m.watchHealth(r) })
+}
+
+// closeNotify releases the notify socket of a run whose process could not be started.
+func (h *runHealth) closeNotify() {
+	if h == nil || h.notify == nil {
+		return
+	}
+	h.notify.Close()
+	if !strings.HasPrefix(h.notifyPath, "@") {
+		os.Remove(h.notifyPath)
+	}
 }
 
 // readNotify reads sd_notify datagrams for r until its process has ended.

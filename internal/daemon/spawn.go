@@ -45,6 +45,11 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 		r.killSignal = syscall.SIGINT
 	}
 	healthEnv, held := m.prepareHealth(r)
+	defer func() {
+		if err != nil {
+			r.health.closeNotify() // health.go
+		}
+	}()
 
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -151,9 +156,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	}
 	m.bg.Go(func() { m.supervise(r) })
 	m.bg.Go(func() { m.watchOnline(r) })
-	if r.health != nil {
-		m.bg.Go(func() { m.watchHealth(r) })
-	}
+	m.startHealth(r) // health.go: probes and the notify socket
 	return r, nil
 }
 
