@@ -219,7 +219,8 @@ func notifySenderOK(oob []byte, uid uint32) bool {
 // probeTarget builds what r's probes check. The caller holds m.mu.
 func (m *Manager) probeTarget(r *run, p *appspec.Probe) probe.Target {
 	in, a := r.in, r.in.app
-	t := probe.Target{Probe: p, Dir: a.res.cwd, Env: envList(in.st.Env), Cred: a.res.cred}
+	// An exec probe learns which process it checks: during a reload the instance has two.
+	t := probe.Target{Probe: p, Dir: a.res.cwd, Env: envList(in.st.Env, "CORRAL_PROBE_PID="+strconv.Itoa(r.pid)), Cred: a.res.cred}
 	if len(a.spec.Listen) == 1 {
 		t.Port = portOf(a.spec.Listen[0])
 	}
@@ -479,4 +480,27 @@ func (m *Manager) adoptedHealth(r *run) {
 	}
 	r.health = h
 	m.bg.Go(func() { m.watchHealth(r) })
+}
+
+// probeNotes warns about a readiness probe that cannot tell a reload's new process from the old
+// ones: an HTTP or TCP probe of the shared socket of a listen-mode app, which the kernel hands to
+// whichever process accepts first.
+func probeNotes(spec appspec.App, mode execMode) []string {
+	p := spec.ReadinessProbe
+	if p == nil || mode != modeListen || len(spec.Listen) != 1 {
+		return nil
+	}
+	shared := portOf(spec.Listen[0])
+	port := -1
+	switch {
+	case p.HTTPGet != nil:
+		port = p.HTTPGet.Port
+	case p.TCPSocket != nil:
+		port = p.TCPSocket.Port
+	}
+	if port == 0 || (port == shared && shared != 0) {
+		return []string{"readiness probe on the shared listen socket: during a reload an old process may answer it; " +
+			"probe each process by itself with an exec probe ($CORRAL_PROBE_PID is the process checked)"}
+	}
+	return nil
 }

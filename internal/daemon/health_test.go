@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/cluster"
+	"github.com/corralhq/corral/internal/activation"
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/events"
@@ -24,7 +25,7 @@ import (
 const healthAppEnv = "CORRAL_HEALTH_TESTAPP"
 
 func init() {
-	if mode := os.Getenv(healthAppEnv); mode != "" {
+	if mode := os.Getenv(healthAppEnv); mode != "" && (len(os.Args) < 2 || os.Args[1] != activation.ShimCommand) {
 		os.Exit(healthApp(mode))
 	}
 }
@@ -35,12 +36,16 @@ func init() {
 //	         socket. "/" answers 200 "hello from <pid>" (500 with BROKEN=1); "/health" answers
 //	         503 until READY_AFTER_MS have passed since the start, then 200 (always 503 with
 //	         BROKEN=1); "/live" answers 500 while LIVE_FAIL_FILE holds this process's pid.
+//	listen   a listen-mode app (LISTEN_FDS): serves "/" with its pid and, once serving, creates
+//	         $READY_DIR/<pid>; with BROKEN=1 it never accepts and never creates the file.
 //	notify   a plain program (no Node IPC): after NOTIFY_AFTER_MS it sends READY=1 to
 //	         $NOTIFY_SOCKET (systemd's sd_notify), prints "notified", then sleeps until SIGINT.
 func healthApp(mode string) int {
 	switch mode {
 	case "http":
 		return healthHTTPApp()
+	case "listen":
+		return healthListenApp()
 	case "notify":
 		d, _ := strconv.Atoi(os.Getenv("NOTIFY_AFTER_MS"))
 		time.Sleep(time.Duration(d) * time.Millisecond)
@@ -399,4 +404,123 @@ func TestDependsOnChainAndCycle(t *testing.T) {
 		t.Errorf("order: %q", seq)
 	}
 	t.Logf("%q", seq)
+}
+
+func healthListenApp() int {
+	if os.Getenv("BROKEN") == "1" {
+		return sleepApp() // holds the shared socket, accepts nothing: not ready, never
+	}
+	ls, err := activation.Listeners()
+	if err != nil || len(ls) != 1 {
+		fmt.Fprintf(os.Stderr, "listeners: %v (%d)\n", err, len(ls))
+		return 1
+	}
+	pid := strconv.Itoa(os.Getpid())
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Pid", pid)
+		fmt.Fprint(w, "hello from "+pid)
+	})}
+	go func() { _ = srv.Serve(ls[0]) }()
+	if err := os.WriteFile(filepath.Join(os.Getenv("READY_DIR"), pid), nil, 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := sleepApp()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+	return code
+}
+
+// A listen-mode app (the kernel shares its socket) gets the same gated reload with an exec probe
+// that checks the process it is given ($CORRAL_PROBE_PID): a replacement that never gets ready is
+// stopped, no request fails, the old processes serve, and the error carries the probe's output.
+func TestListenModeGatedReload(t *testing.T) {
+	m := newTestManager(t, Config{})
+	readyDir := t.TempDir()
+	a := healthGoApp(t, "lsn", "listen", map[string]string{"READY_DIR": readyDir})
+	port := testutil.FreePort(t)
+	a.Listen = []string{"127.0.0.1:" + strconv.Itoa(port)}
+	a.Instances = 2
+	a.ListenTimeout = 2000
+	a.ReadinessProbe = &appspec.Probe{Exec: &appspec.ExecAction{Command: []string{"sh", "-c", `test -f "$READY_DIR/$CORRAL_PROBE_PID" || { echo "no $READY_DIR/$CORRAL_PROBE_PID"; exit 1; }`}},
+		PeriodSeconds: 0.2}
+	procs := start(t, m, a)
+	old := map[string]bool{}
+	for _, p := range procs {
+		if p.Status != "online" || p.Readiness != "ready" {
+			t.Fatalf("pm_id %d: %q %q", p.PMID, p.Status, p.Readiness)
+		}
+		old[strconv.Itoa(p.PID)] = true
+	}
+	if len(procs[0].Notes) != 0 {
+		t.Errorf("notes for an exec probe: %q", procs[0].Notes)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	servedBy := map[string]int{}
+	sent, failed := 0, 0
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				pid, err := getPid(url)
+				mu.Lock()
+				sent++
+				if err != nil {
+					failed++
+				} else {
+					servedBy[pid]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	env := map[string]string{}
+	for k, v := range a.Env {
+		env[k] = v
+	}
+	env["BROKEN"] = "1"
+	_, _, err := m.Reload(context.Background(), []string{"lsn"}, api.RestartOptions{AppEnv: env})
+	close(stop)
+	wg.Wait()
+	t.Logf("listen-mode broken reload: %d requests, %d failed, served by %v; %v", sent, failed, servedBy, err)
+	if err == nil || !strings.Contains(err.Error(), "exec sh: exit status 1: no ") || !strings.Contains(err.Error(), "keeps serving") {
+		t.Fatalf("reload: %v", err)
+	}
+	if failed > 0 || sent == 0 {
+		t.Errorf("%d of %d requests failed", failed, sent)
+	}
+	for pid := range servedBy {
+		if !old[pid] {
+			t.Errorf("pid %s served", pid)
+		}
+	}
+	list, _ := m.List(context.Background())
+	for _, p := range list {
+		if p.Env["BROKEN"] != "" {
+			t.Errorf("pm_id %d kept the refused environment", p.PMID)
+		}
+	}
+}
+
+func TestProbeNotesWarnAboutTheSharedSocket(t *testing.T) {
+	a := appspec.App{Listen: []string{"127.0.0.1:8080"}, ReadinessProbe: fastHTTPProbe("/health")}
+	if n := probeNotes(a, modeListen); len(n) != 1 || !strings.Contains(n[0], "shared listen socket") {
+		t.Errorf("listen mode, probe of the shared port: %q", n)
+	}
+	a.ReadinessProbe.HTTPGet.Port = 9090
+	if n := probeNotes(a, modeListen); len(n) != 0 {
+		t.Errorf("a port of its own: %q", n)
+	}
+	a.ReadinessProbe.HTTPGet.Port = 0
+	if n := probeNotes(a, modeCluster); len(n) != 0 {
+		t.Errorf("cluster mode (probed through Worker.Dial): %q", n)
+	}
 }
