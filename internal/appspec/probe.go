@@ -296,3 +296,37 @@ func (e *ExecAction) UnmarshalJSON(b []byte) error {
 	}
 	return json.Unmarshal(raw.Command, &e.Command)
 }
+
+// String describes the probe for people: "HTTP GET :3000/health every 1s".
+func (p *Probe) String() string {
+	if p == nil {
+		return ""
+	}
+	var what string
+	switch {
+	case p.HTTPGet != nil:
+		h := p.HTTPGet
+		what = "HTTP GET "
+		if h.Host != "" {
+			what += h.Host
+		}
+		if h.Port != 0 {
+			what += ":" + strconv.Itoa(h.Port)
+		}
+		path := h.Path
+		if path == "" {
+			path = "/"
+		}
+		what += path
+	case p.TCPSocket != nil:
+		what = "TCP connect " + p.TCPSocket.Host
+		if p.TCPSocket.Port != 0 {
+			what += ":" + strconv.Itoa(p.TCPSocket.Port)
+		}
+	case p.Exec != nil:
+		what = "exec " + strings.Join(p.Exec.Command, " ")
+	case p.LogLine != "":
+		what = "log line /" + p.LogLine + "/"
+	}
+	return fmt.Sprintf("%s every %v, %d failures", what, p.Period(), p.Failures())
+}

@@ -242,8 +242,9 @@ func optionFlags(f *startFlags) []optionFlag {
 		{"log-max-files", "log_max_files", count(&f.logMaxFiles)},
 		{"uid", "uid", str(&f.uid)},
 		{"gid", "gid", str(&f.gid)},
-		{"readiness-http", "readiness_probe", func() (any, error) { return appspec.ProbeFromURL(f.readinessHTTP) }},
-		{"readiness-tcp", "readiness_probe", func() (any, error) { return appspec.ProbeFromHostPort(f.readinessTCP) }},
+		// Readiness from a flag is checked every second (a start waits for it), not every 10 s.
+		{"readiness-http", "readiness_probe", func() (any, error) { return everySecond(appspec.ProbeFromURL(f.readinessHTTP)) }},
+		{"readiness-tcp", "readiness_probe", func() (any, error) { return everySecond(appspec.ProbeFromHostPort(f.readinessTCP)) }},
 		{"liveness-http", "liveness_probe", func() (any, error) { return appspec.ProbeFromURL(f.livenessHTTP) }},
 	}
 }
@@ -275,4 +276,12 @@ func optionOverrides(fs *pflag.FlagSet, f *startFlags) (api.Overrides, []error) 
 		}
 	}
 	return ov, errs
+}
+
+// everySecond sets a probe made from a flag to run every second.
+func everySecond(p *appspec.Probe, err error) (*appspec.Probe, error) {
+	if p != nil {
+		p.PeriodSeconds = 1
+	}
+	return p, err
 }
