@@ -108,3 +108,27 @@ func (w *Worker) Dial(ctx context.Context, key string) (net.Conn, error) {
 	h.pumpLocked()
 	return c, nil
 }
+
+// Hold takes the worker out of rotation, as ForkOptions.Held does at fork: the round-robin sockets
+// hand it no new connection until Release (what it has is not touched). While every worker of a
+// socket is held, its connections wait in the kernel's backlog.
+func (w *Worker) Hold() {
+	p := w.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w.held {
+		return
+	}
+	w.held = true
+	for _, key := range sortedKeys(p.handles) {
+		if h, ok := p.handles[key].(*rrHandle); ok {
+			for i, fw := range h.free {
+				if fw == w {
+					h.free = append(h.free[:i], h.free[i+1:]...)
+					break
+				}
+			}
+			h.pumpLocked()
+		}
+	}
+}

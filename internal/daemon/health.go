@@ -51,8 +51,9 @@ type runHealth struct {
 	notifyPath string   // NOTIFY_SOCKET ("" without wait_ready)
 	notify     net.Conn // the socket, closed by the reader
 
-	mu   sync.Mutex
-	last string // the readiness probe's last output, or the liveness failure
+	mu      sync.Mutex
+	last    string // the readiness probe's last output, or the liveness failure
+	unready bool   // ready once, then failed failure_threshold times in a row (watchReadiness)
 }
 
 func (h *runHealth) markReady() { h.readyOnce.Do(func() { close(h.ready) }) }
@@ -302,6 +303,12 @@ func (m *Manager) watchHealth(r *run) {
 		}
 		h.markReady()
 		m.log.Info("ready", "pm_id", r.in.st.PMID, "name", r.in.st.Name, "pid", r.pid, "probe", h.lastOutput())
+		if p.LogLine == "" && h.liveness != nil {
+			m.bg.Go(func() { m.watchReadiness(ctx, r, t) })
+		} else if p.LogLine == "" {
+			m.watchReadiness(ctx, r, t) // until the process ends: ctx is watchHealth's
+			return
+		}
 	}
 	if p := h.liveness; p != nil {
 		m.mu.Lock()
@@ -315,6 +322,61 @@ func (m *Manager) watchHealth(r *run) {
 				m.livenessFailed(r, v)
 			}
 		}, nil)
+	}
+}
+
+// watchReadiness keeps checking readiness once r was ready, as Kubernetes does:
+// failure_threshold failures in a row make it unready ("not ready: <output>" in ls and show, a
+// cluster worker held out of the round robin), success_threshold successes ready again. It
+// runs until ctx ends, without m.mu but for brief updates.
+func (m *Manager) watchReadiness(ctx context.Context, r *run, t probe.Target) {
+	h := r.health
+	if !sleep(ctx, t.Probe.Period()) {
+		return
+	}
+	tp := *t.Probe
+	tp.InitialDelaySeconds = 0
+	t.Probe = &tp
+	probe.Run(ctx, t, func(v probe.Verdict) {
+		h.mu.Lock()
+		changed := h.unready == v.Passing
+		h.unready = !v.Passing
+		h.mu.Unlock()
+		if !changed {
+			return
+		}
+		if r.worker != nil {
+			if v.Passing {
+				r.worker.Release()
+			} else {
+				r.worker.Hold()
+			}
+		}
+		h.setLast("readiness probe: " + v.Last.Output)
+		m.mu.Lock()
+		in := r.in
+		if in.run == r && !in.deleted {
+			to := "ready"
+			if !v.Passing {
+				to = "not ready"
+			}
+			m.ev.Publish(events.Event{Type: events.Health, App: in.st.Name, PMID: events.ID(in.st.PMID), PID: r.pid,
+				To: to, Reason: "readiness", Message: v.Last.Output})
+			m.log.Warn("readiness changed", "pm_id", in.st.PMID, "name", in.st.Name, "pid", r.pid, "ready", v.Passing, "probe", v.Last.Output)
+		}
+		m.changed.Broadcast()
+		m.mu.Unlock()
+	}, nil)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -436,6 +498,11 @@ func readinessOf(in *instance) string {
 	}
 	select {
 	case <-r.health.ready:
+		r.health.mu.Lock()
+		defer r.health.mu.Unlock()
+		if r.health.unready {
+			return "not ready: " + r.health.last
+		}
 		return "ready"
 	default:
 		return "waiting: " + r.health.lastOutput()

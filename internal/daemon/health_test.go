@@ -35,7 +35,8 @@ func init() {
 //	http     serves HTTP on 127.0.0.1:$PORT — as a cluster worker with CLUSTER=1, else on its own
 //	         socket. "/" answers 200 "hello from <pid>" (500 with BROKEN=1); "/health" answers
 //	         503 until READY_AFTER_MS have passed since the start, then 200 (always 503 with
-//	         BROKEN=1); "/live" answers 500 while LIVE_FAIL_FILE holds this process's pid.
+//	         BROKEN=1, and while UNREADY_FILE holds this process's pid); "/live" answers 500 while
+//	         LIVE_FAIL_FILE holds this process's pid.
 //	listen   a listen-mode app (LISTEN_FDS): serves "/" with its pid and, once serving, creates
 //	         $READY_DIR/<pid>; with BROKEN=1 it never accepts and never creates the file.
 //	notify   a plain program (no Node IPC): after NOTIFY_AFTER_MS it sends READY=1 to
@@ -87,6 +88,10 @@ func healthHTTPApp() int {
 		fmt.Fprint(w, "hello from "+pid)
 	})
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if b, err := os.ReadFile(os.Getenv("UNREADY_FILE")); err == nil && strings.TrimSpace(string(b)) == pid {
+			http.Error(w, "overloaded "+pid, http.StatusServiceUnavailable)
+			return
+		}
 		if broken || time.Since(start) < time.Duration(after)*time.Millisecond {
 			http.Error(w, "warming up "+pid, http.StatusServiceUnavailable)
 			return
@@ -522,5 +527,48 @@ func TestProbeNotesWarnAboutTheSharedSocket(t *testing.T) {
 	a.ReadinessProbe.HTTPGet.Port = 0
 	if n := probeNotes(a, modeCluster); len(n) != 0 {
 		t.Errorf("cluster mode (probed through Worker.Dial): %q", n)
+	}
+}
+
+// After it was ready, a cluster worker whose readiness probe fails is held out of the round robin
+// (still online, "not ready: ..."), and comes back once it passes again.
+func TestReadinessAfterOnlineHoldsTheWorker(t *testing.T) {
+	m := newTestManager(t, Config{})
+	port := testutil.FreePort(t)
+	unready := filepath.Join(t.TempDir(), "unready")
+	a := healthGoApp(t, "pool", "http", map[string]string{"PORT": strconv.Itoa(port), "CLUSTER": "1", "UNREADY_FILE": unready})
+	a.ExecMode, a.Instances = "cluster", 2
+	a.ReadinessProbe = fastHTTPProbe("/health")
+	procs := start(t, m, a)
+	sick := procs[0]
+	if err := os.WriteFile(unready, []byte(strconv.Itoa(sick.PID)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q := waitProc(t, m, sick.PMID, "not ready", func(q api.Proc) bool { return strings.HasPrefix(q.Readiness, "not ready") })
+	if q.Status != "online" || !strings.Contains(q.Readiness, "overloaded") {
+		t.Errorf("unready worker: status %q readiness %q", q.Status, q.Readiness)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	for i := 0; i < 20; i++ {
+		pid, err := getPid(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pid == strconv.Itoa(sick.PID) {
+			t.Fatalf("request %d served by the unready worker %d", i, sick.PID)
+		}
+	}
+	os.Remove(unready)
+	waitProc(t, m, sick.PMID, "ready again", func(q api.Proc) bool { return q.Readiness == "ready" })
+	seen := false
+	for i := 0; i < 40 && !seen; i++ {
+		pid, err := getPid(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = pid == strconv.Itoa(sick.PID)
+	}
+	if !seen {
+		t.Errorf("the worker ready again served none of 40 requests")
 	}
 }
