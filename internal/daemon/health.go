@@ -346,10 +346,14 @@ func (m *Manager) watchReadiness(ctx context.Context, r *run, t probe.Target) {
 			return
 		}
 		if r.worker != nil {
-			if v.Passing {
+			switch {
+			case v.Passing:
 				r.worker.Release()
-			} else {
+			case m.othersReady(r):
 				r.worker.Hold()
+			default:
+				// The last ready worker stays in rotation: an unready answer beats no answer.
+				v.Last.Output += " (kept in the round robin: no other instance is ready)"
 			}
 		}
 		h.setLast("readiness probe: " + v.Last.Output)
@@ -570,4 +574,29 @@ func probeNotes(spec appspec.App, mode execMode) []string {
 			"probe each process by itself with an exec probe ($CORRAL_PROBE_PID is the process checked)"}
 	}
 	return nil
+}
+
+// othersReady reports whether another instance of r's app is online and ready, so that r may be
+// taken out of the round robin.
+func (m *Manager) othersReady(r *run) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, in := range r.in.app.instances {
+		o := in.run
+		if in == r.in || o == nil || in.st.Status != StatusOnline || o.health == nil || o.health.ready == nil {
+			continue
+		}
+		select {
+		case <-o.health.ready:
+		default:
+			continue
+		}
+		o.health.mu.Lock()
+		ok := !o.health.unready
+		o.health.mu.Unlock()
+		if ok {
+			return true
+		}
+	}
+	return false
 }
