@@ -78,6 +78,9 @@ type App struct {
 	ReadinessProbe *Probe       `json:"readiness_probe,omitempty"`
 	LivenessProbe  *Probe       `json:"liveness_probe,omitempty"`
 	DependsOn      []Dependency `json:"depends_on,omitempty"`
+	// WatchdogSec restarts an online instance that sends no WATCHDOG=1 to $NOTIFY_SOCKET for that
+	// many seconds (systemd's WatchdogSec; the app reads WATCHDOG_USEC). 0 = off.
+	WatchdogSec float64 `json:"watchdog_sec,omitempty"`
 }
 
 // PM2's defaults.

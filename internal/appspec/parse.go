@@ -195,6 +195,9 @@ func (a *App) Validate() error {
 	if a.LivenessProbe != nil {
 		errs = append(errs, a.LivenessProbe.Validate("liveness_probe"))
 	}
+	if a.WatchdogSec < 0 || math.IsNaN(a.WatchdogSec) || math.IsInf(a.WatchdogSec, 0) {
+		bad("watchdog_sec %v: must not be negative", a.WatchdogSec)
+	}
 	for _, d := range a.DependsOn {
 		if strings.TrimSpace(d.Name) == "" {
 			bad("depends_on: an entry without a name")

@@ -51,6 +51,12 @@ type runHealth struct {
 	notifyPath string   // NOTIFY_SOCKET ("" without wait_ready)
 	notify     net.Conn // the socket, closed by the reader
 
+	// watchdog_sec: WATCHDOG=1 datagrams (pet) and WATCHDOG=trigger (trigger), see watchdog.
+	watchdog    time.Duration
+	pet         chan struct{}
+	trigger     chan struct{}
+	triggerOnce sync.Once
+
 	mu      sync.Mutex
 	last    string // the readiness probe's last output, or the liveness failure
 	unready bool   // ready once, then failed failure_threshold times in a row (watchReadiness)
@@ -92,15 +98,20 @@ var notifySeq atomic.Int64
 // cluster worker is to be forked held. The caller holds m.mu.
 func (m *Manager) prepareHealth(r *run) (env []string, held bool) {
 	spec := r.in.app.spec
-	if spec.ReadinessProbe == nil && spec.LivenessProbe == nil && !spec.WaitReady {
+	if spec.ReadinessProbe == nil && spec.LivenessProbe == nil && !spec.WaitReady && spec.WatchdogSec <= 0 {
 		return nil, false
 	}
 	h := &runHealth{readiness: spec.ReadinessProbe, liveness: spec.LivenessProbe, limit: readinessLimit(spec)}
+	if spec.WatchdogSec > 0 {
+		h.watchdog = time.Duration(spec.WatchdogSec * float64(time.Second))
+		h.pet, h.trigger = make(chan struct{}, 1), make(chan struct{})
+		env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(h.watchdog.Microseconds(), 10))
+	}
 	if h.readiness != nil {
 		h.ready = make(chan struct{})
 		held = r.mode == modeCluster
 	}
-	if spec.WaitReady {
+	if spec.WaitReady || spec.WatchdogSec > 0 {
 		if err := m.openNotify(r, h); err != nil {
 			m.log.Warn("notify socket", "pm_id", r.in.st.PMID, "err", err)
 		} else {
@@ -151,6 +162,9 @@ func (m *Manager) startHealth(r *run) {
 	}
 	if c, ok := h.notify.(*net.UnixConn); ok {
 		m.bg.Go(func() { m.readNotify(r, c) })
+		if h.watchdog > 0 {
+			m.bg.Go(func() { m.watchdog(r) })
+		}
 	}
 	m.bg.Go(func() { m.watchHealth(r) })
 }
@@ -194,6 +208,13 @@ func (m *Manager) readNotify(r *run, c *net.UnixConn) {
 			switch {
 			case line == "READY=1":
 				r.sig.markReady()
+			case line == "WATCHDOG=1" && r.health != nil && r.health.pet != nil:
+				select {
+				case r.health.pet <- struct{}{}:
+				default:
+				}
+			case line == "WATCHDOG=trigger" && r.health != nil && r.health.pet != nil:
+				r.health.triggerOnce.Do(func() { close(r.health.trigger) })
 			case strings.HasPrefix(line, "STATUS="):
 				if r.health != nil {
 					r.health.setLast("sd_notify " + line)
@@ -414,6 +435,12 @@ func (m *Manager) followLines(ctx context.Context, r *run, pattern string) *prob
 // livenessFailed restarts r's instance after its liveness probe failed, if r is still its
 // process and online. It runs on watchHealth's goroutine, without m.mu.
 func (m *Manager) livenessFailed(r *run, v probe.Verdict) {
+	m.healthFailed(r, "liveness", fmt.Sprintf("liveness probe failed %d times: %s", v.Failures, v.Last.Output), v.Last.Output)
+}
+
+// healthFailed restarts r's instance for a failed health check (kind "liveness" or "watchdog"),
+// if r is still its process and online. It runs without m.mu.
+func (m *Manager) healthFailed(r *run, kind, reason, output string) {
 	in := r.in
 	m.mu.Lock()
 	if in.deleted || in.run != r || in.st.Status != StatusOnline || m.shuttingDown || in.healthRestart {
@@ -421,12 +448,11 @@ func (m *Manager) livenessFailed(r *run, v probe.Verdict) {
 		return
 	}
 	in.healthRestart = true
-	reason := fmt.Sprintf("liveness probe failed %d times: %s", v.Failures, v.Last.Output)
 	in.st.LivenessRestarts++
 	in.st.RestartReason = reason
 	m.ev.Publish(events.Event{Type: events.Restart, App: in.st.Name, PMID: events.ID(in.st.PMID), PID: r.pid,
-		Reason: "liveness", Message: v.Last.Output})
-	m.log.Warn("liveness probe failed: restarting", "pm_id", in.st.PMID, "name", in.st.Name, "pid", r.pid, "probe", v.Last.Output)
+		Reason: kind, Message: output})
+	m.log.Warn(kind+" failed: restarting", "pm_id", in.st.PMID, "name", in.st.Name, "pid", r.pid, "reason", reason)
 	m.dirty()
 	m.mu.Unlock()
 	m.bg.Go(func() { m.healthRestartOne(in, reason) })
@@ -599,4 +625,48 @@ func (m *Manager) othersReady(r *run) bool {
 		}
 	}
 	return false
+}
+
+// watchdog restarts r's instance when, once it is online, no WATCHDOG=1 arrives on its notify
+// socket for watchdog_sec (or WATCHDOG=trigger does): systemd's WatchdogSec. The process learns
+// the interval from WATCHDOG_USEC, as under systemd, and should ping at half of it.
+func (m *Manager) watchdog(r *run) {
+	h := r.health
+	<-r.forked
+	if r.startErr != nil {
+		return
+	}
+	// Armed once the instance is online (systemd: once start-up is complete); every status change
+	// wakes waitCond.
+	online := false
+	m.waitCond(24*time.Hour, func() bool {
+		mine := r.in.run == r
+		online = mine && r.in.st.Status == StatusOnline
+		pending := r.in.next == r || (mine && r.in.st.Status == StatusLaunching) // a reload's replacement, or starting
+		return online || !pending
+	})
+	if !online {
+		return
+	}
+	t := time.NewTimer(h.watchdog)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-r.stopReq:
+			return
+		case <-h.pet:
+			if !t.Stop() {
+				<-t.C
+			}
+			t.Reset(h.watchdog)
+		case <-h.trigger:
+			m.healthFailed(r, "watchdog", "watchdog: the process sent WATCHDOG=trigger", "WATCHDOG=trigger")
+			return
+		case <-t.C:
+			m.healthFailed(r, "watchdog", fmt.Sprintf("watchdog: no WATCHDOG=1 for watchdog_sec %v", h.watchdog), "no WATCHDOG=1 for "+h.watchdog.String())
+			return
+		}
+	}
 }

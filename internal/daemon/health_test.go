@@ -39,6 +39,7 @@ func init() {
 //	         LIVE_FAIL_FILE holds this process's pid.
 //	listen   a listen-mode app (LISTEN_FDS): serves "/" with its pid and, once serving, creates
 //	         $READY_DIR/<pid>; with BROKEN=1 it never accepts and never creates the file.
+//	watchdog sends WATCHDOG=1 every WATCHDOG_USEC/2 until STOP_FILE holds its pid.
 //	notify   a plain program (no Node IPC): after NOTIFY_AFTER_MS it sends READY=1 to
 //	         $NOTIFY_SOCKET (systemd's sd_notify), prints "notified", then sleeps until SIGINT.
 func healthApp(mode string) int {
@@ -47,6 +48,24 @@ func healthApp(mode string) int {
 		return healthHTTPApp()
 	case "listen":
 		return healthListenApp()
+	case "watchdog":
+		usec, _ := strconv.Atoi(os.Getenv("WATCHDOG_USEC"))
+		c, err := net.Dial("unixgram", notifyAddr(os.Getenv("NOTIFY_SOCKET")))
+		if err != nil || usec == 0 {
+			fmt.Fprintln(os.Stderr, "watchdog:", err, usec)
+			return 1
+		}
+		me := strconv.Itoa(os.Getpid())
+		go func() {
+			for {
+				if b, _ := os.ReadFile(os.Getenv("STOP_FILE")); strings.TrimSpace(string(b)) == me {
+					return // hung
+				}
+				c.Write([]byte("WATCHDOG=1"))
+				time.Sleep(time.Duration(usec/2) * time.Microsecond)
+			}
+		}()
+		return sleepApp()
 	case "notify":
 		d, _ := strconv.Atoi(os.Getenv("NOTIFY_AFTER_MS"))
 		time.Sleep(time.Duration(d) * time.Millisecond)
@@ -570,5 +589,22 @@ func TestReadinessAfterOnlineHoldsTheWorker(t *testing.T) {
 	}
 	if !seen {
 		t.Errorf("the worker ready again served none of 40 requests")
+	}
+}
+
+// watchdog_sec: a program that stops sending WATCHDOG=1 is restarted with the reason.
+func TestWatchdogRestarts(t *testing.T) {
+	m := newTestManager(t, Config{})
+	stopFile := filepath.Join(t.TempDir(), "stop-petting")
+	a := healthGoApp(t, "dog", "watchdog", map[string]string{"STOP_FILE": stopFile})
+	a.WatchdogSec = 0.6
+	p := start(t, m, a)[0]
+	// It pets every WATCHDOG_USEC/2 until STOP_FILE names its pid.
+	if err := os.WriteFile(stopFile, []byte(strconv.Itoa(p.PID)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q := waitProc(t, m, p.PMID, "a watchdog restart", func(q api.Proc) bool { return q.LivenessRestarts == 1 && q.PID != p.PID && q.Status == "online" })
+	if !strings.Contains(q.RestartReason, "no WATCHDOG=1") {
+		t.Errorf("reason %q", q.RestartReason)
 	}
 }

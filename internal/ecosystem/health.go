@@ -15,6 +15,11 @@ func init() {
 	setters["readiness_probe"] = probe(func(a *appspec.App) **appspec.Probe { return &a.ReadinessProbe })
 	setters["liveness_probe"] = probe(func(a *appspec.App) **appspec.Probe { return &a.LivenessProbe })
 	setters["depends_on"] = dependsOn
+	setters["watchdog_sec"] = func(_ *normaliser, a *appspec.App, v *value) error {
+		f, err := toNumber(v)
+		a.WatchdogSec = f
+		return err
+	}
 	aliases["readinessProbe"] = "readiness_probe"
 	aliases["livenessProbe"] = "liveness_probe"
 }
