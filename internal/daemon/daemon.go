@@ -266,6 +266,7 @@ func New(cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("daemon: create %s: %w", dir, err)
 		}
 	}
+	removeStaleNotify(home) // health.go
 	if cfg.Self != "" {
 		if cfg.Self, err = filepath.Abs(cfg.Self); err != nil {
 			return nil, fmt.Errorf("daemon: self %s: %w", cfg.Self, err)

@@ -670,3 +670,9 @@ func (m *Manager) watchdog(r *run) {
 		}
 	}
 }
+
+// removeStaleNotify removes the notify sockets an earlier daemon of this home left behind (a
+// daemon handing over exits without closing them; nothing reads them any more).
+func removeStaleNotify(home string) {
+	_ = os.RemoveAll(filepath.Join(home, "notify"))
+}
