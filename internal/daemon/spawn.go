@@ -84,6 +84,9 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 			opts: cluster.ForkOptions{Env: maps.Clone(in.st.Env), Stdout: outW, Stderr: errW, Held: held},
 		}
 		for _, kv := range healthEnv {
+			if f.opts.Env == nil {
+				f.opts.Env = map[string]string{}
+			}
 			k, v, _ := strings.Cut(kv, "=")
 			f.opts.Env[k] = v
 		}
