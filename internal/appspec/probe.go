@@ -22,8 +22,8 @@ type Probe struct {
 	TCPSocket *TCPSocketAction `json:"tcp_socket,omitempty"`
 	Exec      *ExecAction      `json:"exec,omitempty"`
 	// LogLine is a regular expression: the probe succeeds once a line of the process's output
-	// (stdout or stderr) matches it. It suits readiness ("listening on"); as a liveness probe it
-	// never fails.
+	// (stdout or stderr) matches it, and passes from then on. It suits readiness ("listening on");
+	// as a liveness probe it fails only until the line appears.
 	LogLine string `json:"log_line,omitempty"`
 
 	InitialDelaySeconds float64 `json:"initial_delay_seconds,omitempty"` // default 0

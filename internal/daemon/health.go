@@ -57,6 +57,9 @@ type runHealth struct {
 	trigger     chan struct{}
 	triggerOnce sync.Once
 
+	// log_line probes: matchers fed with this process's own output (tapLines).
+	readyLines, liveLines *probe.LineMatcher
+
 	mu      sync.Mutex
 	last    string // the readiness probe's last output, or the liveness failure
 	unready bool   // ready once, then failed failure_threshold times in a row (watchReadiness)
@@ -102,6 +105,12 @@ func (m *Manager) prepareHealth(r *run) (env []string, held bool) {
 		return nil, false
 	}
 	h := &runHealth{readiness: spec.ReadinessProbe, liveness: spec.LivenessProbe, limit: readinessLimit(spec)}
+	if p := h.readiness; p != nil && p.LogLine != "" {
+		h.readyLines, _ = probe.NewLineMatcher(p.LogLine)
+	}
+	if p := h.liveness; p != nil && p.LogLine != "" {
+		h.liveLines, _ = probe.NewLineMatcher(p.LogLine)
+	}
 	if spec.WatchdogSec > 0 {
 		h.watchdog = time.Duration(spec.WatchdogSec * float64(time.Second))
 		h.pet, h.trigger = make(chan struct{}, 1), make(chan struct{})
@@ -292,8 +301,9 @@ func (m *Manager) watchHealth(r *run) {
 		m.mu.Lock()
 		t := m.probeTarget(r, p)
 		m.mu.Unlock()
-		if p.LogLine != "" {
-			t.Lines = m.followLines(ctx, r, p.LogLine)
+		t.Lines = h.readyLines
+		if p.LogLine != "" && t.Lines == nil {
+			t.Lines = m.followLines(ctx, r, p.LogLine) // adopted: its pipes were tapped by another daemon
 		}
 		if r.worker != nil && (p.HTTPGet != nil || p.TCPSocket != nil) {
 			select { // a worker is reached through its socket: nothing to check before it listens
@@ -335,7 +345,8 @@ func (m *Manager) watchHealth(r *run) {
 		m.mu.Lock()
 		t := m.probeTarget(r, p)
 		m.mu.Unlock()
-		if p.LogLine != "" {
+		t.Lines = h.liveLines
+		if p.LogLine != "" && t.Lines == nil {
 			t.Lines = m.followLines(ctx, r, p.LogLine)
 		}
 		probe.Run(ctx, t, func(v probe.Verdict) {
@@ -675,4 +686,22 @@ func (m *Manager) watchdog(r *run) {
 // daemon handing over exits without closing them; nothing reads them any more).
 func removeStaleNotify(home string) {
 	_ = os.RemoveAll(filepath.Join(home, "notify"))
+}
+
+// tapLines feeds the lines of the process's stdout and stderr writers to its log_line matchers.
+// nil-safe. The caller holds m.mu.
+func (h *runHealth) tapLines(out, errw interface{ SetTap(func(string)) }) {
+	if h == nil || (h.readyLines == nil && h.liveLines == nil) {
+		return
+	}
+	tap := func(line string) {
+		if h.readyLines != nil {
+			h.readyLines.Feed(line)
+		}
+		if h.liveLines != nil {
+			h.liveLines.Feed(line)
+		}
+	}
+	out.SetTap(tap)
+	errw.SetTap(tap)
 }

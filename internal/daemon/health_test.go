@@ -445,6 +445,14 @@ func healthListenApp() int {
 		fmt.Fprint(w, "hello from "+pid)
 	})}
 	go func() { _ = srv.Serve(ls[0]) }()
+	if os.Getenv("CHATTY") == "1" {
+		go func() {
+			for {
+				fmt.Println("serving " + pid)
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
 	if err := os.WriteFile(filepath.Join(os.Getenv("READY_DIR"), pid), nil, 0o600); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -606,5 +614,31 @@ func TestWatchdogRestarts(t *testing.T) {
 	q := waitProc(t, m, p.PMID, "a watchdog restart", func(q api.Proc) bool { return q.LivenessRestarts == 1 && q.PID != p.PID && q.Status == "online" })
 	if !strings.Contains(q.RestartReason, "no WATCHDOG=1") {
 		t.Errorf("reason %q", q.RestartReason)
+	}
+}
+
+// A log_line readiness probe sees only the process it checks: during a reload, the old process's
+// matching lines do not make a silent replacement ready.
+func TestLogLineProbeSeesItsOwnProcess(t *testing.T) {
+	m := newTestManager(t, Config{})
+	a := healthGoApp(t, "chatty", "listen", map[string]string{"READY_DIR": t.TempDir(), "CHATTY": "1"})
+	a.Listen = []string{"127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))}
+	a.ListenTimeout = 1500
+	a.ReadinessProbe = &appspec.Probe{LogLine: `^serving \d+$`, PeriodSeconds: 0.1}
+	p := start(t, m, a)[0]
+	if p.Status != "online" || p.Readiness != "ready" {
+		t.Fatalf("start: %q %q", p.Status, p.Readiness)
+	}
+	env := map[string]string{}
+	for k, v := range a.Env {
+		env[k] = v
+	}
+	env["BROKEN"] = "1" // accepts nothing, prints nothing
+	_, _, err := m.Reload(context.Background(), []string{"chatty"}, api.RestartOptions{AppEnv: env})
+	if err == nil || !strings.Contains(err.Error(), "no match") {
+		t.Fatalf("reload onto a silent replacement: %v", err)
+	}
+	if list, _ := m.List(context.Background()); list[0].PID != p.PID || list[0].Status != "online" {
+		t.Errorf("after: %+v", list[0])
 	}
 }
