@@ -349,6 +349,11 @@ var readmeKinds = []struct {
 		return b.Lang == "js" && strings.Contains(b.Text, "process.execPath")
 	}},
 	{"dashboards", "TestReadmeDashboards", func(b mdBlock) bool { return b.Lang == "sh" && strings.Contains(b.Text, "corral monit") }},
+	// health_readme_test.go
+	{"health-eco", "TestReadmeHealthChecks", func(b mdBlock) bool { return b.Lang == "js" && strings.Contains(b.Text, "readiness_probe") }},
+	{"health-notify", "TestReadmeHealthChecks", func(b mdBlock) bool { return b.Lang == "python" && strings.Contains(b.Text, "NOTIFY_SOCKET") }},
+	{"health", "TestReadmeHealthChecks", func(b mdBlock) bool { return b.Lang == "sh" && strings.HasPrefix(b.Text, "# health checks") }},
+	{"pm2import", "TestReadmeMovingFromPM2", func(b mdBlock) bool { return b.Lang == "sh" && strings.Contains(b.Text, "corral import-pm2") }},
 }
 
 // readmeBlock returns the one block of README.md of the kind key.

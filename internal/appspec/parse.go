@@ -204,5 +204,25 @@ func (a *App) Validate() error {
 	default:
 		bad("log_type", "log_type %q: want \"json\" or nothing", a.LogType)
 	}
+	if a.ReadinessProbe != nil {
+		errs = append(errs, a.ReadinessProbe.Validate("readiness_probe"))
+	}
+	if a.LivenessProbe != nil {
+		errs = append(errs, a.LivenessProbe.Validate("liveness_probe"))
+	}
+	if a.WatchdogSec < 0 || math.IsNaN(a.WatchdogSec) || math.IsInf(a.WatchdogSec, 0) {
+		bad("watchdog_sec %v: must not be negative", a.WatchdogSec)
+	}
+	for _, d := range a.DependsOn {
+		if strings.TrimSpace(d.Name) == "" {
+			bad("depends_on: an entry without a name")
+		}
+		if d.Name == a.Name && a.Name != "" {
+			bad("depends_on: %s depends on itself", a.Name)
+		}
+		if _, err := NormalCondition(d.Condition); err != nil {
+			bad("depends_on %s: %v", d.Name, err)
+		}
+	}
 	return errors.Join(errs...)
 }

@@ -292,6 +292,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.startupCommand(),
 		a.unstartupCommand(),
 		a.runtimeCommand(),
+		a.importPM2Command(),
 	)
 	return root
 }

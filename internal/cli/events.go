@@ -122,6 +122,8 @@ func FormatEvent(e events.Event) string {
 			what = append(what, fmt.Sprintf("code %d", *e.Code))
 		}
 		what = append(what, "after "+(time.Duration(e.Uptime)*time.Millisecond).String())
+	case events.Health:
+		what = append(what, e.To)
 	}
 	if e.Reason != "" {
 		what = append(what, "("+e.Reason+")")

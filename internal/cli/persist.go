@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
@@ -139,8 +140,14 @@ func resurrect(ctx context.Context, b api.Backend, path string) (resurrected, er
 			status[p.Name] = p.Status
 		}
 	}
+	// depends_on: dependencies first; a cycle or an unknown name starts nothing.
+	order, err := appspec.StartOrder(apps, func(n string) bool { _, ok := status[n]; return ok })
+	if err != nil {
+		return res, fmt.Errorf("resurrect %s: %w", path, err)
+	}
 	done := map[string]bool{}
-	for _, app := range apps {
+	for _, i := range order {
+		app := apps[i]
 		if err := appspec.ValidateName(app.Name); err != nil && status[app.Name] == "" {
 			// Saved before the name rules: kept, under a name that follows them.
 			fixed := appspec.FixName(app.Name)
@@ -219,9 +226,28 @@ func (a *app) resurrectCommand() *cobra.Command {
 	}
 }
 
-// daemonResurrect restores the dump inside the daemon (daemon --resurrect),
-// logging the outcome; a missing dump is not an error.
+// resurrectReadyBudget is how long the daemon's boot-time resurrect may hold back its READY: apps
+// that wait for readiness probes or depends_on conditions past it go on starting after READY (the
+// keeper kills a daemon that is not ready within 60 s, and systemd gives up on a unit after 90 s).
+const resurrectReadyBudget = 20 * time.Second
+
+// daemonResurrect restores the dump inside the daemon (daemon --resurrect), logging the outcome; a
+// missing dump is not an error. It returns when done or after resurrectReadyBudget, whichever is
+// first; the rest goes on in the background (bounded by ctx).
 func daemonResurrect(ctx context.Context, b api.Backend, home string, log *slog.Logger) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		daemonResurrectAll(ctx, b, home, log)
+	}()
+	select {
+	case <-done:
+	case <-time.After(resurrectReadyBudget):
+		log.Info("resurrect: still starting apps (readiness probes, depends_on); the daemon is ready meanwhile")
+	}
+}
+
+func daemonResurrectAll(ctx context.Context, b api.Backend, home string, log *slog.Logger) {
 	path := filepath.Join(home, dumpName)
 	res, err := resurrect(ctx, b, path)
 	switch {

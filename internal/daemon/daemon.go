@@ -39,6 +39,8 @@
 //	adopt.go      Recover and Handover: taking the processes over from the previous daemon
 //	logpump.go    the log pump of a pipe kept in the keeper (peek with tee, write, then consume)
 //	resolve.go    resolving an app: program, interpreter, exec mode, environment
+//	health.go     readiness and liveness probes (internal/probe), the notify socket (sd_notify)
+//	order.go      depends_on: start order and its conditions, stop in reverse
 //	targets.go    which instances a target names
 //	web.go        Web: the web dashboard (internal/web), restored from its saved setting at New
 //
@@ -83,7 +85,9 @@
 //   - A worker's exit is read on a goroutine of forkWorker's that waits for Worker.Done and then
 //     asks the worker for its exit status (the primary's lock), without mu.
 //   - supervise, watchOnline, the pumps, askStop and forkWorker are per-process goroutines; each
-//     takes mu only briefly to apply an event, never while waiting.
+//     takes mu only briefly to apply an event, never while waiting. So are watchHealth (the
+//     probes: it calls Worker.Release and Worker.Dial without mu, and hands a liveness failure to
+//     a goroutine that takes the operation token, then mu) and readNotify (the notify socket).
 //   - Timers (restartDue, cron and watch firings) run on their own goroutines, take mu and check a
 //     generation or stopped flag first, since they may fire after being cancelled.
 //   - The sampler reads /proc without mu; the orphan reaper takes only children.mu.
@@ -238,6 +242,8 @@ type instance struct {
 	// spawnRetries counts the consecutive launches whose process could not be started for want of
 	// resources (see retrySpawn); a process that starts resets it.
 	spawnRetries int
+	// healthRestart is set while a failed liveness probe restarts the instance (health.go).
+	healthRestart bool
 	// startErr is why the process of the last launch could not be started, when that was found
 	// after launch returned (a cluster fork; see startFailed). waitStarted reports it.
 	startErr error
@@ -271,6 +277,7 @@ func New(cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("daemon: create %s: %w", dir, err)
 		}
 	}
+	removeStaleNotify(home) // health.go
 	if cfg.Self != "" {
 		if cfg.Self, err = filepath.Abs(cfg.Self); err != nil {
 			return nil, fmt.Errorf("daemon: self %s: %w", cfg.Self, err)
@@ -451,6 +458,7 @@ func (m *Manager) proc(in *instance) api.Proc {
 	if in.st.Status == StatusOnline {
 		p.CPU, p.Memory = in.cpu, in.mem
 	}
+	p.Readiness, p.LivenessRestarts, p.RestartReason = readinessOf(in), in.st.LivenessRestarts, in.st.RestartReason
 	return p
 }
 

@@ -126,9 +126,22 @@ func (m *Manager) Start(ctx context.Context, apps []appspec.App, opts api.StartO
 	}
 	m.mu.Unlock()
 
+	specs := make([]appspec.App, len(items))
+	for i, it := range items {
+		specs[i] = it.spec
+	}
+	order, err := m.startOrder(specs) // depends_on: an unknown name or a cycle starts nothing (order.go)
+	if err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
 	var started []*instance
 	var errs []error
-	for _, it := range items {
+	for _, i := range order {
+		it := items[i]
+		if err := m.waitDeps(ctx, it.spec.Name, m.depsOf(it.spec)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		m.mu.Lock()
 		a := m.apps[it.spec.Name]
 		m.mu.Unlock()
@@ -315,7 +328,7 @@ func (m *Manager) waitStarted(ins []*instance) error {
 	m.mu.Lock()
 	var limit time.Duration
 	for _, in := range ins {
-		limit = max(limit, ms(in.app.spec.ListenTimeout)+500*time.Millisecond)
+		limit = max(limit, waitLimit(in)+500*time.Millisecond)
 	}
 	m.mu.Unlock()
 	m.waitCond(limit, func() bool {
@@ -328,7 +341,7 @@ func (m *Manager) waitStarted(ins []*instance) error {
 	})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var errs []error
+	errs := []error{notReady(ins)}
 	for _, in := range ins {
 		if in.startErr != nil && !in.deleted {
 			errs = append(errs, in.startErr)

@@ -228,6 +228,7 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 		spec.ExecMode = "fork"
 	}
 	r.ipc = node && r.mode != modeCluster
+	r.notes = append(r.notes, probeNotes(spec, r.mode)...) // health.go
 
 	if spec.UID != "" || spec.GID != "" {
 		cred, home, err := credential(spec.UID, spec.GID)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,6 +45,12 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	if r.killSignal == 0 {
 		r.killSignal = syscall.SIGINT
 	}
+	healthEnv, held := m.prepareHealth(r)
+	defer func() {
+		if err != nil {
+			r.health.closeNotify() // health.go
+		}
+	}()
 
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -75,7 +82,14 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	case modeCluster:
 		f := fork{
 			p: m.primaryFor(a), ws: a.workers, released: a.released, res: a.res,
-			opts: cluster.ForkOptions{Env: maps.Clone(in.st.Env), Stdout: outW, Stderr: errW},
+			opts: cluster.ForkOptions{Env: maps.Clone(in.st.Env), Stdout: outW, Stderr: errW, Held: held},
+		}
+		for _, kv := range healthEnv {
+			if f.opts.Env == nil {
+				f.opts.Env = map[string]string{}
+			}
+			k, v, _ := strings.Cut(kv, "=")
+			f.opts.Env[k] = v
 		}
 		outW, errW = nil, nil // forkWorker closes them
 		m.kids.forking++      // the reaper holds off until forkWorker has registered the worker
@@ -98,7 +112,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 			fd := activation.FirstFD + len(a.listeners) // the shim puts the sockets first
 			extra = append(extra, "NODE_CHANNEL_FD="+strconv.Itoa(fd), "NODE_CHANNEL_SERIALIZATION_MODE=json")
 		}
-		cmd.Env = envList(in.st.Env, extra...)
+		cmd.Env = envList(in.st.Env, append(extra, healthEnv...)...)
 		if a.res.mode == modeListen {
 			activation.Wrap(cmd, m.cfg.Self, a.listeners)
 		}
@@ -146,6 +160,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	}
 	m.bg.Go(func() { m.supervise(r) })
 	m.bg.Go(func() { m.watchOnline(r) })
+	m.startHealth(r) // health.go: probes and the notify socket
 	return r, nil
 }
 
@@ -271,6 +286,9 @@ func (m *Manager) watchOnline(r *run) {
 		t := time.NewTimer(r.listenTimeout)
 		defer t.Stop()
 		timeout = t.C
+	}
+	if r.health != nil && r.health.ready != nil {
+		wait, timeout = r.health.ready, nil // a readiness probe: online only once it passed
 	}
 	select {
 	case <-wait:

@@ -87,6 +87,10 @@ type InstanceState struct {
 	StderrFD int      `json:"stderr_fd"`
 	IPCFD    int      `json:"ipc_fd"`
 	Notes    []string `json:"notes,omitempty"`
+	// Health checks (health.go): restarts caused by a failed liveness probe, and the reason of
+	// the last one.
+	LivenessRestarts int    `json:"liveness_restarts,omitempty"`
+	RestartReason    string `json:"restart_reason,omitempty"`
 }
 
 // setStatus moves in to status to. It is the only place a status changes. A transition the

@@ -95,10 +95,14 @@ func (m *Manager) Stop(ctx context.Context, targets []string) ([]api.Proc, error
 	// under the operation lock, after an automatic restart in progress has launched them.
 	m.markUserStopped(ins)
 	m.userAction("stop", ins)
-	err = m.eachLocked(ctx, ins, func(in *instance) error {
-		m.markUserStopped([]*instance{in})
-		return m.stopOne(ctx, in)
-	})
+	for _, wave := range m.stopWaves(ins) { // dependents first (depends_on, order.go)
+		if err = m.eachLocked(ctx, wave, func(in *instance) error {
+			m.markUserStopped([]*instance{in})
+			return m.stopOne(ctx, in)
+		}); err != nil {
+			break
+		}
+	}
 	if err == nil {
 		err = m.waitReleased(ctx, ins)
 	}
@@ -153,7 +157,11 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	m.shuttingDown = true
 	ins := m.sortedProcs()
 	m.mu.Unlock()
-	return m.eachLocked(ctx, ins, func(in *instance) error { return m.stopOne(ctx, in) })
+	var errs []error
+	for _, wave := range m.stopWaves(ins) { // dependents first (depends_on, order.go)
+		errs = append(errs, m.eachLocked(ctx, wave, func(in *instance) error { return m.stopOne(ctx, in) }))
+	}
+	return errors.Join(errs...)
 }
 
 // requestStop records that r must stop and has askStop ask it, on a goroutine; the supervisor

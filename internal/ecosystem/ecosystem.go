@@ -241,5 +241,7 @@ func cloneApp(a appspec.App) appspec.App {
 		v := *a.Autostart
 		a.Autostart = &v
 	}
+	a.ReadinessProbe, a.LivenessProbe = a.ReadinessProbe.Clone(), a.LivenessProbe.Clone()
+	a.DependsOn = slices.Clone(a.DependsOn)
 	return a
 }

@@ -38,6 +38,9 @@ const (
 	Drain Type = "drain"
 	// Daemon: the daemon started, adopted processes, or is shutting down.
 	Daemon Type = "daemon"
+	// Health: an online instance's readiness probe failed failure_threshold times in a row (To
+	// "not ready") or passed again (To "ready"); Message is the probe's output.
+	Health Type = "health"
 )
 
 // Event is one entry of the feed. Zero-valued fields are omitted on the wire.

@@ -28,6 +28,8 @@ type Proc struct {
 	Memory    uint64 // resident bytes
 	Restarts  int
 	Uptime    time.Duration
+	// LivenessRestarts counts the restarts a failed liveness probe caused.
+	LivenessRestarts int
 }
 
 // StatusOnline is the status that makes corral_process_up 1.
@@ -51,6 +53,7 @@ var families = []family{
 		return 0
 	}, false},
 	{"corral_process_status", "Current status of the process (always 1, for the status label).", "gauge", func(Proc) float64 { return 1 }, true},
+	{"corral_process_liveness_restarts_total", "Number of restarts caused by a failed liveness probe.", "counter", func(p Proc) float64 { return float64(p.LivenessRestarts) }, false},
 	{"corral_process_uptime_seconds", "Seconds since the process was last started.", "gauge", func(p Proc) float64 { return p.Uptime.Seconds() }, false},
 }
 

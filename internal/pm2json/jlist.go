@@ -117,6 +117,13 @@ func Env(p api.Proc) *Object {
 	if p.ExitSignal != "" {
 		o.Set("exit_signal", p.ExitSignal)
 	}
+	if p.Readiness != "" {
+		o.Set("readiness", p.Readiness)
+	}
+	if p.LivenessRestarts > 0 || p.RestartReason != "" {
+		o.Set("liveness_restarts", p.LivenessRestarts)
+		o.Set("restart_reason", p.RestartReason)
+	}
 
 	// Flatten the environment (sorted, PM2's keys win), then the env object.
 	keys := make([]string, 0, len(p.Env))
