@@ -211,17 +211,17 @@ func (a *App) Validate() error {
 		errs = append(errs, a.LivenessProbe.Validate("liveness_probe"))
 	}
 	if a.WatchdogSec < 0 || math.IsNaN(a.WatchdogSec) || math.IsInf(a.WatchdogSec, 0) {
-		bad("watchdog_sec %v: must not be negative", a.WatchdogSec)
+		bad("watchdog_sec", "watchdog_sec %v: must not be negative", a.WatchdogSec)
 	}
 	for _, d := range a.DependsOn {
 		if strings.TrimSpace(d.Name) == "" {
-			bad("depends_on: an entry without a name")
+			bad("depends_on", "depends_on: an entry without a name")
 		}
 		if d.Name == a.Name && a.Name != "" {
-			bad("depends_on: %s depends on itself", a.Name)
+			bad("depends_on", "depends_on: %s depends on itself", a.Name)
 		}
 		if _, err := NormalCondition(d.Condition); err != nil {
-			bad("depends_on %s: %v", d.Name, err)
+			bad("depends_on", "depends_on %s: %v", d.Name, err)
 		}
 	}
 	return errors.Join(errs...)
