@@ -84,7 +84,7 @@ var notOptions = map[string]bool{"force": true, "update-env": true, "env": true,
 func changedOptions(fs *pflag.FlagSet) []string {
 	var out []string
 	fs.Visit(func(fl *pflag.Flag) {
-		if !notOptions[fl.Name] {
+		if !notOptions[fl.Name] && !noopFlags[fl.Name] {
 			out = append(out, fl.Name)
 		}
 	})

@@ -56,7 +56,12 @@ func (m *Manager) updateEnv(in *instance, opts api.RestartOptions) {
 
 // restartOne stops in and starts it again with restart_time+1. The caller holds in's operation
 // lock.
+// Only an instance that was running (launching or online) counts a restart, as in PM2: a
+// stopped, errored or waiting one is started again with its counter unchanged.
 func (m *Manager) restartOne(ctx context.Context, in *instance, opts api.RestartOptions) error {
+	m.mu.Lock()
+	running := in.st.Status == StatusOnline || in.st.Status == StatusLaunching
+	m.mu.Unlock()
 	if err := m.stopOne(ctx, in); err != nil {
 		return err
 	}
@@ -71,7 +76,9 @@ func (m *Manager) restartOne(ctx context.Context, in *instance, opts api.Restart
 	if opts.UpdateEnv || opts.AppEnv != nil {
 		m.updateEnv(in, opts)
 	}
-	in.st.Restarts++
+	if running {
+		in.st.Restarts++
+	}
 	in.st.UnstableRestarts, in.st.PrevRestartDelay = 0, 0
 	in.st.CreatedAt = time.Now()
 	in.st.Notes = nil
