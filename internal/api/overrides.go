@@ -93,3 +93,29 @@ func (o *Overrides) Apply(app appspec.App) (appspec.App, error) {
 	}
 	return out, nil
 }
+
+// OverridesFrom returns the overrides that give cur every value next sets (a
+// non-zero field) and cur does not have: `restart <ecosystem file>` re-applies
+// every option of the file this way, as PM2 does. The name, env and
+// shell_env are left out (a file's env is re-applied on its own; see
+// RestartOptions.AppEnv). Fields that next leaves unset keep cur's value.
+func OverridesFrom(cur, next appspec.App) Overrides {
+	var ov Overrides
+	cv, nv := reflect.ValueOf(cur), reflect.ValueOf(next)
+	names := make([]string, 0, len(appFields()))
+	for name := range appFields() {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if name == "name" || name == "env" || name == "shell_env" {
+			continue
+		}
+		i := appFields()[name]
+		if nv.Field(i).IsZero() || reflect.DeepEqual(cv.Field(i).Interface(), nv.Field(i).Interface()) {
+			continue
+		}
+		_ = ov.Set(name, nv.Field(i).Interface())
+	}
+	return ov
+}

@@ -126,8 +126,11 @@ func Lookup(procs []Proc, ref string) []Proc {
 
 // IsEcosystemFile reports whether a target (or start argument) names an
 // ecosystem file, by its name: *.config.js, *.config.cjs, *.config.mjs,
-// *.json, *.yaml or *.yml, in any case.
+// *.json, *.yaml or *.yml, in any case; or "-", one on standard input.
 func IsEcosystemFile(s string) bool {
+	if s == "-" { // an ecosystem JSON on standard input (PM2's `start -`)
+		return true
+	}
 	l := strings.ToLower(s)
 	for _, suf := range []string{".config.js", ".config.cjs", ".config.mjs", ".json", ".yaml", ".yml"} {
 		if strings.HasSuffix(l, suf) {

@@ -108,6 +108,8 @@ type app struct {
 	dir            string
 	self           string
 	client         *api.Client
+	stdinData      []byte   // standard input, once read (an ecosystem given as "-")
+	warned         []string // warnings already printed
 }
 
 func newApp(o Options) (*app, error) {

@@ -45,7 +45,7 @@ func (a *app) restartCommand(name string) *cobra.Command {
 				rest = append(rest, t)
 				continue
 			}
-			ps, err := a.applyEcosystem(ctx, b, t, f.only, f.env, f.updateEnv, name, false)
+			ps, err := a.applyEcosystem(ctx, b, t, f.only, f.env, f.updateEnv, name, true)
 			if err != nil {
 				return err
 			}
@@ -204,6 +204,15 @@ func (a *app) applyEcosystem(ctx context.Context, b api.Backend, path, only, env
 			opts := api.RestartOptions{AppEnv: app.Env}
 			if updateEnv {
 				opts.UpdateEnv, opts.Env = true, app.ShellEnv
+			}
+			// Every option the file sets is applied again (PM2: node_args, log_date_format, ...
+			// changed in the file take effect on restart|reload <file>), its env with them.
+			i := slices.IndexFunc(current, func(p api.Proc) bool { return p.Name == app.Name })
+			if ov := api.OverridesFrom(current[i].App, app); len(ov.Fields) > 0 {
+				if err := ov.Set("env", app.Env); err != nil {
+					return nil, err
+				}
+				opts.AppEnv, opts.Overrides = nil, &ov
 			}
 			ps, notes, err := op(ctx, []string{app.Name}, opts)
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -306,13 +307,39 @@ func defaultName(script string) string {
 // paths resolved: each app's Env is the file's env (with env_<envName> over
 // it) and its ShellEnv the CLI's environment.
 func (a *app) loadEcosystem(path string, only, envName string) ([]appspec.App, error) {
-	abs := a.abs(path)
-	if _, err := os.Stat(abs); err != nil {
-		return nil, fmt.Errorf("ecosystem file %s: %w", path, errors.Unwrap(err))
+	var file *ecosystem.File
+	var dir string
+	if path == "-" {
+		// PM2's `start -` / `delete -`: the ecosystem JSON comes on standard input; relative
+		// paths in it are relative to this directory.
+		if a.stdinData == nil {
+			data, err := io.ReadAll(a.stdin)
+			if err != nil {
+				return nil, fmt.Errorf("read the ecosystem from standard input: %w", err)
+			}
+			a.stdinData = data
+		}
+		f, err := ecosystem.LoadJSON(context.Background(), "<stdin>", a.dir, a.stdinData)
+		if err != nil {
+			return nil, err
+		}
+		file, dir = f, a.dir
+	} else {
+		abs := a.abs(path)
+		if _, err := os.Stat(abs); err != nil {
+			return nil, fmt.Errorf("ecosystem file %s: %w", path, errors.Unwrap(err))
+		}
+		f, err := ecosystem.Load(abs)
+		if err != nil {
+			return nil, err
+		}
+		file, dir = f, filepath.Dir(abs)
 	}
-	file, err := ecosystem.Load(abs)
-	if err != nil {
-		return nil, err
+	for _, w := range file.Warnings {
+		if !slices.Contains(a.warned, w) {
+			a.warned = append(a.warned, w)
+			fmt.Fprintf(a.stderr, "[corral] warning: %s\n", w)
+		}
 	}
 	var onlyList []string
 	if only != "" {
@@ -322,7 +349,6 @@ func (a *app) loadEcosystem(path string, only, envName string) ([]appspec.App, e
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Dir(abs)
 	base := a.envMap()
 	for i := range apps {
 		app := &apps[i]
