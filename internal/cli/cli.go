@@ -171,6 +171,9 @@ func (a *app) envMap() map[string]string {
 func (a *app) paths() (daemonproc.Paths, error) {
 	home := a.getenv(daemonproc.EnvHome)
 	if home == "" {
+		home = a.getenv(daemonproc.EnvPM2Home) // PM2 users' scripts set PM2_HOME
+	}
+	if home == "" {
 		u := a.getenv("HOME")
 		if u == "" {
 			var err error

@@ -215,6 +215,7 @@ func (a *app) runDaemon(ctx context.Context, foreground, resurrect bool) error {
 		}
 		return err
 	}
+	writePM2Pid(p, log)
 	defer func() {
 		if !leaveApps {
 			removeIfOurs(p)
@@ -406,6 +407,7 @@ func removeIfOurs(p daemonproc.Paths) {
 	}
 	os.Remove(p.Socket)
 	os.Remove(p.PidFile)
+	removePM2Pid(p)
 }
 
 func (a *app) activateCommand() *cobra.Command {

@@ -1,6 +1,11 @@
 package cli
 
 import (
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/corralhq/corral/internal/daemonproc"
 	"github.com/spf13/cobra"
 )
 
@@ -16,5 +21,29 @@ func addNoopFlags(root *cobra.Command) {
 	for name := range noopFlags {
 		root.PersistentFlags().Bool(name, false, "accepted for PM2 compatibility; no effect")
 		root.PersistentFlags().MarkHidden(name)
+	}
+}
+
+// pm2PidFile is where PM2 users look for the daemon's pid: $PM2_PID_FILE_PATH, or pm2.pid in the
+// home. corral.pid stays the daemon's own record; this is a copy.
+func pm2PidFile(p daemonproc.Paths) string {
+	if v := os.Getenv("PM2_PID_FILE_PATH"); v != "" {
+		return v
+	}
+	return filepath.Join(p.Home, "pm2.pid")
+}
+
+// writePM2Pid writes the daemon's pid to pm2PidFile (best effort: logged on failure).
+func writePM2Pid(p daemonproc.Paths, log *slog.Logger) {
+	if err := daemonproc.WritePid(pm2PidFile(p), os.Getpid()); err != nil {
+		log.Warn("write the PM2 pid file", "err", err)
+	}
+}
+
+// removePM2Pid removes pm2PidFile if it names this process.
+func removePM2Pid(p daemonproc.Paths) {
+	path := pm2PidFile(p)
+	if pid, err := daemonproc.ReadPid(path); err == nil && pid == os.Getpid() {
+		os.Remove(path)
 	}
 }

@@ -35,7 +35,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	r := &run{
 		in: in, mode: a.res.mode, sig: newSignals(),
 		waitReady: spec.WaitReady, listenTimeout: ms(spec.ListenTimeout), killTimeout: ms(spec.KillTimeout),
-		killSignal: unix.SignalNum(spec.KillSignal), shutdownWithMessage: spec.ShutdownWithMessage,
+		killSignal: unix.SignalNum(spec.KillSignal), shutdownWithMessage: spec.ShutdownWithMessage || killUseMessage(),
 		forked: make(chan struct{}),
 		done:   make(chan struct{}), stopReq: make(chan struct{}), finished: make(chan struct{}),
 		ipcFD: -1,

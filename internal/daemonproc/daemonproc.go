@@ -54,10 +54,17 @@ type Paths struct {
 	KeeperPidFile string
 }
 
-// DefaultHome returns $CORRAL_HOME, or ~/.corral when it is unset, as an
-// absolute path.
+// EnvPM2Home is PM2's name for the state directory, used when CORRAL_HOME is
+// not set.
+const EnvPM2Home = "PM2_HOME"
+
+// DefaultHome returns $CORRAL_HOME, else $PM2_HOME, or ~/.corral when both are
+// unset, as an absolute path.
 func DefaultHome() (string, error) {
 	home := os.Getenv(EnvHome)
+	if home == "" {
+		home = os.Getenv(EnvPM2Home)
+	}
 	if home == "" {
 		u, err := os.UserHomeDir()
 		if err != nil {
