@@ -230,7 +230,7 @@ func (a *app) forceAdd(ctx context.Context, b api.Backend, fs *pflag.FlagSet, ap
 func isNode(app appspec.App) bool {
 	interp := app.Interpreter
 	if interp == "" {
-		interp = appspec.DetectInterpreter(app.Script)
+		interp = appspec.DetectFileInterpreter(app.Script)
 	}
 	base := filepath.Base(interp)
 	return base == "node" || base == "bun" || strings.HasPrefix(base, "node@")

@@ -127,7 +127,7 @@ func (m *Manager) lineWriters(in *instance) (out, errw *logs.LineWriter) {
 		return logs.LineOptions{
 			App: in.st.Name, ID: in.st.PMID, Stream: stream,
 			DateFormat: dateFormat, JSON: spec.LogType == "json",
-			Broadcaster: m.bc,
+			Broadcaster: m.bc, PartialDelay: logs.DefaultPartialDelay,
 			OnError: func(err error) {
 				if !errors.Is(err, os.ErrClosed) {
 					m.log.Warn("write log", "pm_id", in.st.PMID, "err", err)

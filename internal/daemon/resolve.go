@@ -167,7 +167,7 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 	}
 	if !commandString {
 		if interp == "" {
-			interp = appspec.DetectInterpreter(r.execPath)
+			interp = appspec.DetectFileInterpreter(r.execPath) // by extension, else by content
 		}
 		spec.Interpreter = interp
 		r.interpreter = interp
