@@ -75,3 +75,13 @@ func shebangProgram(head []byte) (string, bool) {
 	}
 	return prog, true
 }
+
+// SourceMaps reports whether a Node app runs with --enable-source-maps (PM2's source_map_support):
+// as a.SourceMapSupport says, else when a source map (script + ".map") sits next to the script.
+func SourceMaps(a App, script string) bool {
+	if a.SourceMapSupport != nil {
+		return *a.SourceMapSupport
+	}
+	st, err := os.Stat(script + ".map")
+	return err == nil && !st.IsDir()
+}

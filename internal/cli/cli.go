@@ -250,6 +250,8 @@ func (a *app) rootCommand() *cobra.Command {
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
 	addNoopFlags(root)
+	root.RunE = a.usageWithoutCommand
+	root.AddCommand(a.pm2ioCommands()...)
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)

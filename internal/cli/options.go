@@ -36,6 +36,8 @@ type startFlags struct {
 	force, updateEnv                                bool
 	env, only                                       string
 	uid, gid                                        string
+	pidFile                                         string
+	sourceMaps, noSourceMaps                        bool
 }
 
 // flagAliases maps PM2's alternative flag spellings to the canonical ones.
@@ -97,6 +99,9 @@ func (a *app) addStartFlags(fs *pflag.FlagSet, f *startFlags) {
 	fs.StringVar(&f.only, "only", "", "ecosystem apps to act on (a,b)")
 	fs.StringVar(&f.uid, "uid", "", "run as this user (root only)")
 	fs.StringVar(&f.gid, "gid", "", "run as this group (root only)")
+	fs.StringVarP(&f.pidFile, "pid", "p", "", "pid file of the app (default <home>/pids/<name>-<id>.pid)")
+	fs.BoolVar(&f.sourceMaps, "source-map-support", false, "run a Node app with --enable-source-maps (default: when script.map exists)")
+	fs.BoolVar(&f.noSourceMaps, "disable-source-map-support", false, "never add --enable-source-maps")
 	fs.SetNormalizeFunc(normalizeFlags)
 }
 
@@ -143,7 +148,7 @@ func optionFlags(f *startFlags) []optionFlag {
 		{"namespace", "namespace", str(&f.namespace)},
 		{"interpreter", "interpreter", str(&f.interpreter)},
 		{"node-args", "interpreter_args", func() (any, error) {
-			if f.nodeArgs == "" {
+			if f.nodeArgs == "" || f.nodeArgs == "null" { // PM2: --node-args=null removes them
 				return []string(nil), nil
 			}
 			return strings.Fields(f.nodeArgs), nil
@@ -236,6 +241,15 @@ func optionFlags(f *startFlags) []optionFlag {
 			return f.logType, nil
 		}},
 		{"log-max-files", "log_max_files", count(&f.logMaxFiles)},
+		{"pid", "pid_file", str(&f.pidFile)},
+		{"source-map-support", "source_map_support", func() (any, error) {
+			on := f.sourceMaps
+			return &on, nil
+		}},
+		{"disable-source-map-support", "source_map_support", func() (any, error) {
+			off := !f.noSourceMaps
+			return &off, nil
+		}},
 		{"uid", "uid", str(&f.uid)},
 		{"gid", "gid", str(&f.gid)},
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -46,4 +47,32 @@ func removePM2Pid(p daemonproc.Paths) {
 	if pid, err := daemonproc.ReadPid(path); err == nil && pid == os.Getpid() {
 		os.Remove(path)
 	}
+}
+
+// pm2ioCommands are PM2's commands for its pm2.io SaaS: each answers with one line.
+func (a *app) pm2ioCommands() []*cobra.Command {
+	var out []*cobra.Command
+	for _, name := range []string{"link", "unlink", "plus", "monitor", "unmonitor", "login", "logout", "open"} {
+		out = append(out, &cobra.Command{
+			Use:                name,
+			Short:              "pm2.io (PM2's hosted monitoring) is not part of corral",
+			Hidden:             true,
+			DisableFlagParsing: true,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				fmt.Fprintf(a.stdout, "[corral] %s: pm2.io (PM2's hosted monitoring) is not part of corral; nothing to do\n", name)
+				return nil
+			},
+		})
+	}
+	return out
+}
+
+// usageWithoutCommand is `corral` alone: the usage on stderr and exit status 1, as PM2 does.
+func (a *app) usageWithoutCommand(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unknown command %q (see corral --help)", args[0])
+	}
+	cmd.SetOut(a.stderr)
+	_ = cmd.Usage()
+	return exitCode(1)
 }

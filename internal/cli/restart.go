@@ -126,6 +126,17 @@ func (a *app) restartWithOptions(ctx context.Context, b api.Backend, op func(con
 	if err != nil {
 		return err
 	}
+	if verb != "start" && slices.Contains(opts, "watch") && slices.Equal(f.watch, []string{"."}) {
+		// PM2: restart --watch toggles watching (on for an app that does not watch, off for one
+		// that does); --watch=<paths> sets the paths.
+		if watching, err := a.watching(ctx, b, targets); err != nil {
+			return err
+		} else if watching {
+			if err := ov.Set("watch", []string(nil)); err != nil {
+				return err
+			}
+		}
+	}
 	procs, notes, err := op(ctx, targets, api.RestartOptions{UpdateEnv: f.updateEnv, Env: a.envMapIf(f.updateEnv), Overrides: &ov})
 	if err != nil {
 		return err
@@ -262,4 +273,22 @@ func (a *app) startOrCommand(name string) *cobra.Command {
 	cmd.Flags().StringVar(&envName, "env", "", "apply env_<name>")
 	cmd.Flags().StringVar(&only, "only", "", "only these apps (a,b)")
 	return cmd
+}
+
+// watching reports whether every app the targets name watches files.
+func (a *app) watching(ctx context.Context, b api.Backend, targets []string) (bool, error) {
+	procs, err := b.List(ctx)
+	if err != nil {
+		return false, err
+	}
+	matched, err := api.Match(procs, targets)
+	if err != nil {
+		return false, err
+	}
+	for _, p := range matched {
+		if len(p.App.Watch) == 0 || p.Status == "stopped" { // a stopped app does not watch (jlist: watch false)
+			return false, nil
+		}
+	}
+	return len(matched) > 0, nil
 }

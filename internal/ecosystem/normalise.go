@@ -29,17 +29,18 @@ var aliases = map[string]string{
 	"combine_logs":     "merge_logs",
 	"cron":             "cron_restart",
 	"user":             "uid",
+	"pid":              "pid_file",
 }
 
 // ignored lists PM2 app keys that corral accepts and has no use for: PM2.io and git (vizion)
 // integration, Node-specific instrumentation, and options whose behaviour corral has built in.
 var ignored = map[string]bool{
 	"vizion": true, "vizion_running": true, "pmx": true, "automation": true, "treekill": true,
-	"source_map_support": true, "post_update": true, "force": true, "windowsHide": true,
+	"post_update": true, "force": true, "windowsHide": true,
 	"filter_env": true, "append_env_to_name": true, "trace": true, "disable_trace": true, "v8": true,
 	"deep_monitoring": true, "event_loop_inspector": true, "io": true, "kill_retry_time": true,
 	"name_prefix": true, "write": true, "execute_command": true, "watch_options": true,
-	"pid_file": true, "pid": true, "instance_id": true, "node_version": true, "autodump": true,
+	"instance_id": true, "node_version": true, "autodump": true,
 	"usePM2": true,
 }
 
@@ -148,8 +149,10 @@ var setters = map[string]setter{
 		a.CronRestart = s
 		return appspec.ValidateCron(s)
 	},
-	"uid": str(func(a *appspec.App) *string { return &a.UID }),
-	"gid": str(func(a *appspec.App) *string { return &a.GID }),
+	"pid_file":           str(func(a *appspec.App) *string { return &a.PidFile }),
+	"source_map_support": boolPtr(func(a *appspec.App) **bool { return &a.SourceMapSupport }),
+	"uid":                str(func(a *appspec.App) *string { return &a.UID }),
+	"gid":                str(func(a *appspec.App) *string { return &a.GID }),
 	// disable_logs and port are applied after the other keys (see app).
 	"disable_logs": func(_ *normaliser, _ *appspec.App, v *value) error { _, err := toBool(v); return err },
 	"port":         func(_ *normaliser, _ *appspec.App, v *value) error { _, err := toString(v); return err },

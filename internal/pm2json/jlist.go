@@ -82,7 +82,11 @@ func Env(p api.Proc) *Object {
 	o.Set("exit_code", p.ExitCode)
 	o.Set("autorestart", a.AutorestartOn())
 	o.Set("autostart", a.AutostartOn())
-	o.Set("watch", watch(a.Watch))
+	if p.Status == "stopped" {
+		o.Set("watch", false) // PM2: stopping an app turns its watch off (corral resumes it on restart)
+	} else {
+		o.Set("watch", watch(a.Watch))
+	}
 	o.Set("treekill", true)
 	iv := a.InstanceVar
 	if iv == "" {
