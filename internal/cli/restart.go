@@ -67,7 +67,7 @@ func (a *app) restartCommand(name string) *cobra.Command {
 	})
 	fs := cmd.Flags()
 	a.addStartFlags(fs, f)
-	fs.Lookup("name").Hidden = true // an app cannot be renamed by restart
+	fs.Lookup("name").Usage = "rename the app (one app only)"
 	fs.Lookup("force").Usage = "accepted for PM2 compatibility"
 	fs.Lookup("update-env").Usage = "refresh the environment from this shell"
 	fs.Lookup("env").Usage = "with an ecosystem file: apply env_<name>"
@@ -98,8 +98,8 @@ func changedOptions(fs *pflag.FlagSet) []string {
 // on reload).
 func (a *app) restartWithOptions(ctx context.Context, b api.Backend, op func(context.Context, []string, api.RestartOptions) ([]api.Proc, []string, error),
 	fs *pflag.FlagSet, f *startFlags, verb string, args, opts []string) error {
-	if slices.Contains(opts, "name") {
-		return fmt.Errorf("%s: --name cannot be changed by %s (delete the app and start it again)", verb, verb)
+	if slices.Contains(opts, "name") && verb == "start" {
+		return fmt.Errorf("start: --name cannot rename an app (use restart <app> --name <new>)")
 	}
 	for _, t := range args {
 		if api.IsEcosystemFile(t) {
@@ -116,6 +116,11 @@ func (a *app) restartWithOptions(ctx context.Context, b api.Backend, op func(con
 	ov, errs := optionOverrides(fs, f)
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if fs.Changed("name") { // PM2's restart <app> --name <new>: a rename
+		if err := ov.Set("name", f.name); err != nil {
+			return err
+		}
 	}
 	if cwd != "" {
 		if err := ov.Set("cwd", cwd); err != nil {

@@ -58,11 +58,11 @@ func TestRestartWithOptionIsOneRequest(t *testing.T) {
 		t.Errorf("stdout lacks the note:\n%s", stdout)
 	}
 
-	// Bad values and --name are refused before anything is sent.
+	// Bad values are refused before anything is sent.
 	before = len(f.Calls())
 	for _, args := range [][]string{
 		{"restart", "web", "--kill-timeout", "abc"},
-		{"restart", "web", "--name", "other"},
+		{"start", "web", "--name", "other"},
 		{"restart", "web", "--cwd", "missing"},
 		{"reload", "ecosystem.config.js", "--time"},
 	} {

@@ -172,6 +172,16 @@ func (m *Manager) restartWithOverrides(ctx context.Context, ins []*instance, opt
 			errs = append(errs, fmt.Errorf("%s: %w", verb, err))
 		}
 	}
+	if slices.Contains(opts.Overrides.Fields, "name") && len(items) > 1 {
+		errs = append(errs, fmt.Errorf("%s --name: the targets name %d apps; a rename takes one", verb, len(items)))
+	}
+	m.mu.Lock()
+	for _, it := range items {
+		if it.spec.Name != it.a.spec.Name && m.apps[it.spec.Name] != nil {
+			errs = append(errs, fmt.Errorf("%s %s --name %s: an app of that name exists", verb, it.a.spec.Name, it.spec.Name))
+		}
+	}
+	m.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
 	}
@@ -179,7 +189,7 @@ func (m *Manager) restartWithOverrides(ctx context.Context, ins []*instance, opt
 	var names []string
 	for _, it := range items {
 		m.mu.Lock()
-		gone := m.apps[it.spec.Name] != it.a
+		gone := m.apps[it.a.spec.Name] != it.a
 		m.mu.Unlock()
 		if gone { // deleted meanwhile
 			errs = append(errs, api.UnknownTargetError(it.spec.Name))

@@ -210,6 +210,7 @@ func (f *Fake) restart(t []string, o api.RestartOptions, verb string) ([]api.Pro
 		}
 		for _, i := range idx {
 			f.procs[i].App = defs[f.procs[i].Name]
+			f.procs[i].Name = f.procs[i].App.Name // "name" renames
 			f.procs[i].Env = f.procs[i].App.RunEnv()
 		}
 		if verb == "reload" {
