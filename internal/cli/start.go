@@ -72,6 +72,9 @@ func (a *app) start(ctx context.Context, fs *pflag.FlagSet, f *startFlags, targe
 			return berr
 		}
 		if known, lerr := knownTarget(ctx, b, target); lerr == nil && known {
+			if fs.Changed("name") {
+				return fmt.Errorf("start %s: --name cannot rename an app (use restart %s --name %s)", target, target, f.name)
+			}
 			if opts := startOptionFlags(fs); len(opts) > 0 {
 				// start <name> --node-args ...: the options apply, as restart's do.
 				return a.restartWithOptions(ctx, b, b.Restart, fs, f, "start", []string{target}, opts)
