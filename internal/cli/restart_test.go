@@ -70,7 +70,8 @@ func TestRestartWithOptionIsOneRequest(t *testing.T) {
 			t.Errorf("%q: exit %d, want 1", args, code)
 		}
 	}
-	if got := f.Calls()[before:]; len(got) != 0 {
+	// (Reads are fine: start <app> lists the apps to know it.)
+	if got := slices.DeleteFunc(f.Calls()[before:], func(c string) bool { return c == "list" }); len(got) != 0 {
 		t.Errorf("refused restarts sent %q", got)
 	}
 }
