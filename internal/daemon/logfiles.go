@@ -72,6 +72,9 @@ type appSpecLogs struct {
 func (m *Manager) openInstanceLogs(in *instance) error {
 	spec := in.app.spec
 	rot := &appSpecLogs{maxSize: spec.LogMaxSize, maxFiles: spec.LogMaxFiles, daily: spec.LogRotateDaily}
+	if *rot == (appSpecLogs{}) {
+		*rot = m.moduleRotation() // `set pm2-logrotate:...`, for apps without rotation of their own
+	}
 	var opened []string
 	for _, p := range []string{in.st.OutLog, in.st.ErrLog, in.st.CombinedLog} {
 		f, err := m.openLog(p, rot)
