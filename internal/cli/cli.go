@@ -252,7 +252,7 @@ func (a *app) rootCommand() *cobra.Command {
 	addNoopFlags(root)
 	root.RunE = a.usageWithoutCommand
 	root.AddCommand(a.pm2ioCommands()...)
-	root.AddCommand(a.serveCommand(), a.serveRunCommand())
+	root.AddCommand(a.serveCommand(), a.serveRunCommand(), a.sendCommand(), a.attachCommand())
 	root.AddCommand(a.setCommand(), a.multisetCommand(), a.unsetCommand(), a.getCommand("get"), a.getCommand("conf"))
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)

@@ -101,9 +101,21 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 		if a.res.mode == modeListen {
 			activation.Wrap(cmd, m.cfg.Self, a.listeners)
 		}
+		stdinR, stdinW, perr := os.Pipe() // PM2's send/attach write here
+		if perr == nil {
+			cmd.Stdin = stdinR
+		}
 		err = cmd.Start()
 		if child != nil {
 			child.Close()
+		}
+		if stdinR != nil {
+			stdinR.Close()
+			if err != nil {
+				stdinW.Close()
+			} else {
+				r.stdin = stdinW
+			}
 		}
 		if err != nil {
 			if parent != nil {
@@ -133,6 +145,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 				}
 			}
 			m.dropIPC(r)
+			r.closeStdin()
 			close(r.done)
 		})
 	}
