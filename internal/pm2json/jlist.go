@@ -3,6 +3,7 @@ package pm2json
 import (
 	"math"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/corralhq/corral/internal/api"
@@ -127,10 +128,36 @@ func Env(p api.Proc) *Object {
 		if k == "env" {
 			continue
 		}
-		o.SetDefault(k, p.Env[k])
+		o.SetDefault(k, envValue(a, k, p.Env[k]))
 	}
-	o.Set("env", stringMap(p.Env))
+	env := &Object{}
+	for _, k := range keys {
+		env.Set(k, envValue(a, k, p.Env[k]))
+	}
+	o.Set("env", env)
 	return o
+}
+
+// envValue is how PM2 shows an environment variable: a number or boolean set by the app's own
+// env (an ecosystem file's `PORT: 3000`) stays one, as PM2 keeps the file's value; everything
+// else (the shell's variables, strings) is a string. (corral keeps env values as text: a file's
+// "3000" string shows as a number too.)
+func envValue(a appspec.App, k, v string) any {
+	own, ok := a.Env[k]
+	if !ok || own != v || v == "" {
+		return v
+	}
+	if v == "true" || v == "false" {
+		return v == "true"
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || strconv.FormatFloat(f, 'f', -1, 64) != v {
+		return v // not a number, or not in its canonical form ("007", "1e3", "+1")
+	}
+	if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+		return int64(f)
+	}
+	return f
 }
 
 // ExecMode maps corral's exec mode to PM2's stored form: "cluster_mode" or
