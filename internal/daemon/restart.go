@@ -54,10 +54,9 @@ func (m *Manager) updateEnv(in *instance, opts api.RestartOptions) {
 	in.st.Env = instanceEnv(a.spec, a.res, m.cfg.Home, in.st.PMID, in.st.Instance, in.st.UniqueID)
 }
 
-// restartOne stops in and starts it again with restart_time+1. The caller holds in's operation
-// lock.
-// Only an instance that was running (launching or online) counts a restart, as in PM2: a
-// stopped, errored or waiting one is started again with its counter unchanged.
+// restartOne stops in and starts it again, with restart_time+1 when it was running (launching or
+// online), as PM2 counts: a stopped, errored or waiting instance is started again with its counter
+// unchanged. The caller holds in's operation lock.
 func (m *Manager) restartOne(ctx context.Context, in *instance, opts api.RestartOptions) error {
 	m.mu.Lock()
 	running := in.st.Status == StatusOnline || in.st.Status == StatusLaunching
