@@ -2,9 +2,12 @@ package daemon
 
 import (
 	"os"
+	"strings"
 	"sync"
 
+	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/modconf"
+	"golang.org/x/sys/unix"
 )
 
 // killUseMessage reports whether PM2_KILL_USE_MESSAGE is set in the daemon's environment (which is
@@ -29,4 +32,30 @@ func (m *Manager) moduleRotation() appSpecLogs {
 		return appSpecLogs{}
 	}
 	return appSpecLogs{maxSize: r.MaxSize, maxFiles: r.MaxFiles, daily: r.Daily}
+}
+
+// pm2Defaults gives an app that sets no kill_signal, kill_timeout or listen_timeout the values of
+// PM2's daemon-wide variables PM2_KILL_SIGNAL, PM2_KILL_TIMEOUT and PM2_GRACEFUL_LISTEN_TIMEOUT (ms),
+// read from the daemon's environment (the environment of the command that started it, as for
+// PM2's daemon). They become part of the app's definition, saved with it. A value that does not
+// parse is ignored (Validate would refuse the app otherwise).
+func pm2Defaults(spec *appspec.App) {
+	if v := strings.ToUpper(strings.TrimSpace(os.Getenv("PM2_KILL_SIGNAL"))); v != "" && spec.KillSignal == "" {
+		if !strings.HasPrefix(v, "SIG") {
+			v = "SIG" + v
+		}
+		if unix.SignalNum(v) != 0 {
+			spec.KillSignal = v
+		}
+	}
+	for _, d := range []struct {
+		env string
+		dst *int64
+	}{{"PM2_KILL_TIMEOUT", &spec.KillTimeout}, {"PM2_GRACEFUL_LISTEN_TIMEOUT", &spec.ListenTimeout}} {
+		if v := os.Getenv(d.env); v != "" && *d.dst == 0 {
+			if ms, err := appspec.ParseDuration(v); err == nil && ms > 0 {
+				*d.dst = ms
+			}
+		}
+	}
 }

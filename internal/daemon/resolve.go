@@ -96,6 +96,7 @@ func isExecutable(path string) error {
 // has Defaults applied and Interpreter, ExecMode, Cwd and Name resolved.
 func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error) {
 	var r resolved
+	pm2Defaults(&spec)
 	spec.Defaults()
 	if err := spec.Validate(); err != nil {
 		return spec, r, fmt.Errorf("app %q: %w", spec.Name, err)
