@@ -250,6 +250,7 @@ func (a *app) rootCommand() *cobra.Command {
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
 	addNoopFlags(root)
+	a.addSilentFlag(root)
 	root.RunE = a.usageWithoutCommand
 	root.AddCommand(a.pm2ioCommands()...)
 	root.AddCommand(a.serveCommand(), a.serveRunCommand(), a.sendCommand(), a.attachCommand())

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -75,4 +76,21 @@ func (a *app) usageWithoutCommand(cmd *cobra.Command, args []string) error {
 	cmd.SetOut(a.stderr)
 	_ = cmd.Usage()
 	return exitCode(1)
+}
+
+// silentKeeps are the commands whose output is the point (machine-readable or asked for): -s
+// does not hide it.
+var silentKeeps = map[string]bool{"jlist": true, "prettylist": true, "pid": true, "get": true, "conf": true, "logs": true, "events": true}
+
+// addSilentFlag adds PM2's -s/--silent: the command's messages and tables are not printed (errors
+// still are, on stderr, where PM2 hides them too).
+func (a *app) addSilentFlag(root *cobra.Command) {
+	var silent bool
+	root.PersistentFlags().BoolVarP(&silent, "silent", "s", false, "print no messages (errors still go to stderr)")
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if silent && !silentKeeps[cmd.Name()] {
+			a.stdout = io.Discard
+		}
+		return nil
+	}
 }
