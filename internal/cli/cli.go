@@ -253,7 +253,7 @@ func (a *app) rootCommand() *cobra.Command {
 	a.addSilentFlag(root)
 	root.RunE = a.usageWithoutCommand
 	root.AddCommand(a.pm2ioCommands()...)
-	root.AddCommand(a.serveCommand(), a.serveRunCommand(), a.sendCommand(), a.attachCommand())
+	root.AddCommand(a.serveCommand(), a.serveRunCommand(), a.sendCommand(), a.attachCommand(), a.idCommand(), a.envCommand())
 	root.AddCommand(a.setCommand(), a.multisetCommand(), a.unsetCommand(), a.getCommand("get"), a.getCommand("conf"))
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)

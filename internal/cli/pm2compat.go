@@ -80,7 +80,7 @@ func (a *app) usageWithoutCommand(cmd *cobra.Command, args []string) error {
 
 // silentKeeps are the commands whose output is the point (machine-readable or asked for): -s
 // does not hide it.
-var silentKeeps = map[string]bool{"jlist": true, "prettylist": true, "pid": true, "get": true, "conf": true, "logs": true, "events": true}
+var silentKeeps = map[string]bool{"jlist": true, "prettylist": true, "pid": true, "id": true, "env": true, "get": true, "conf": true, "logs": true, "events": true}
 
 // addSilentFlag adds PM2's -s/--silent: the command's messages and tables are not printed (errors
 // still are, on stderr, where PM2 hides them too).
