@@ -93,6 +93,7 @@ func NewHandler(b Backend, version string) http.Handler {
 	route(MethodEvents, h.events)
 	route(MethodHistory, h.history)
 	route(MethodSend, h.send)
+	route(MethodUnwatch, h.unwatch)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no such method: %s %s", r.Method, r.URL.Path), Code: CodeNotFound})
 	})
