@@ -77,7 +77,7 @@ func (a *app) restartCommand(name string) *cobra.Command {
 }
 
 // notOptions are the restart/reload flags that do not change an app's definition.
-var notOptions = map[string]bool{"force": true, "update-env": true, "env": true, "only": true, "parallel": true, "help": true}
+var notOptions = map[string]bool{"force": true, "update-env": true, "env": true, "only": true, "parallel": true, "help": true, "silent": true}
 
 // changedOptions returns the (canonical) names of the option flags set on the
 // command line of restart or reload.

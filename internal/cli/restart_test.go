@@ -149,3 +149,25 @@ func TestResolveTargets(t *testing.T) {
 		t.Errorf("no target: %v", err)
 	}
 }
+
+// PM2's flags that change no option (-s, the no-op flags) leave a reload a plain reload.
+func TestFlagsThatAreNoOptions(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "app.js"), []byte("//"), 0o644)
+	env := []string{"PATH=" + os.Getenv("PATH")}
+	f := &apitest.Fake{}
+	if code, _, stderr := runFake(t, f, dir, env, "start", "app.js", "--name", "web", "--no-vizion", "--no-pmx"); code != 0 {
+		t.Fatal(stderr)
+	}
+	before := len(f.Calls())
+	code, stdout, stderr := runFake(t, f, dir, env, "reload", "web", "-s", "--no-automation", "--deep-monitoring")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if got := f.Calls()[before:]; len(got) == 0 || got[0] != "reload [web]" {
+		t.Errorf("calls %q, want a plain reload", got)
+	}
+	if stdout != "" {
+		t.Errorf("-s printed %q", stdout)
+	}
+}

@@ -171,7 +171,7 @@ func knownTarget(ctx context.Context, b api.Backend, target string) (bool, error
 }
 
 // startOnlyFlags are start flags that do not change an app's definition.
-var startOnlyFlags = map[string]bool{"force": true, "update-env": true, "env": true, "only": true, "help": true, "name": true}
+var startOnlyFlags = map[string]bool{"force": true, "update-env": true, "env": true, "only": true, "help": true, "name": true, "silent": true}
 
 // startOptionFlags returns the option flags given to `start <name|id>`.
 func startOptionFlags(fs *pflag.FlagSet) []string {
