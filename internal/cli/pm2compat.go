@@ -35,9 +35,16 @@ func pm2PidFile(p daemonproc.Paths) string {
 	return filepath.Join(p.Home, "pm2.pid")
 }
 
-// writePM2Pid writes the daemon's pid to pm2PidFile (best effort: logged on failure).
+// writePM2Pid writes the daemon's pid to pm2PidFile (best effort: logged on failure), unless the
+// file names another live process that is no corral daemon: PM2's own daemon, when PM2_HOME is
+// shared with PM2. (A corral daemon handing over to this one is replaced.)
 func writePM2Pid(p daemonproc.Paths, log *slog.Logger) {
-	if err := daemonproc.WritePid(pm2PidFile(p), os.Getpid()); err != nil {
+	path := pm2PidFile(p)
+	if pid, err := daemonproc.ReadPid(path); err == nil && pid != os.Getpid() && daemonproc.Alive(pid) && !daemonproc.IsDaemon(pid) {
+		log.Warn("not writing the PM2 pid file: it names a live process (PM2's daemon?)", "path", path, "pid", pid)
+		return
+	}
+	if err := daemonproc.WritePid(path, os.Getpid()); err != nil {
 		log.Warn("write the PM2 pid file", "err", err)
 	}
 }

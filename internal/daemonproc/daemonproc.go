@@ -176,6 +176,9 @@ func isDaemon(pid int) bool {
 	return hasArg(pid, "daemon") || isKeeper(pid)
 }
 
+// IsDaemon is isDaemon, for the CLI's pm2.pid (which must not replace PM2's own daemon's).
+func IsDaemon(pid int) bool { return isDaemon(pid) }
+
 // isKeeper reports whether pid runs `corral __keeper`.
 func isKeeper(pid int) bool { return hasArg(pid, "__keeper") }
 
