@@ -85,7 +85,7 @@ func (w *Worker) Dial(ctx context.Context, key string) (net.Conn, error) {
 	if h.busy[w] != nil {
 		return nil, fmt.Errorf("cluster: dial worker %d: %w", w.ID, ErrBusy)
 	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fds, err := socketpair()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: dial worker %d: socketpair: %w", w.ID, err)
 	}

@@ -175,3 +175,8 @@ func accept4(lfd int) (int, error) {
 	}
 	return int(fd), nil
 }
+
+// socketpair returns a connected pair of close-on-exec Unix stream sockets.
+func socketpair() ([2]int, error) {
+	return unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+}
