@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -229,6 +230,9 @@ func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 		Logger:       p.logger().With("worker", id),
 		ExternalRead: true,
 	})
+	if !knownToTakeCoalescedHandles(s.Exec) {
+		w.ch.SetHandleAlone()
+	}
 
 	// Register the worker and its channel in one step under p.mu, so that Close and Shutdown either
 	// see the worker or make this fork fail, and so that the first message (which the poll loop may
@@ -602,4 +606,17 @@ func (p *Primary) onInternal(w *Worker, m *wireMsg, fd int) {
 	default:
 		p.logger().Debug("cluster: unknown act from worker; ignored", "worker", w.ID, "act", m.Act)
 	}
+}
+
+// knownToTakeCoalescedHandles reports whether the worker program exec is one that keeps a received fd
+// for the next NODE_HANDLE line whatever else came in the same read: Node, and Go programs built with
+// this package (exec empty: this program). Other workers (Deno, which gives the fd to the first line of
+// the read; Bun; anything run by a #! line) get their handles only once they have read what precedes
+// them (ipc.Channel.SetHandleAlone).
+func knownToTakeCoalescedHandles(exec string) bool {
+	if exec == "" {
+		return true
+	}
+	base := filepath.Base(exec)
+	return base == "node" || base == "nodejs"
 }

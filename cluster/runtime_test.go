@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +28,9 @@ func runtimeSettings(t *testing.T, rt, script string) cluster.Settings {
 		return cluster.Settings{Exec: nodetest.Bun(t), Args: []string{abs}}
 	}
 	// Deno runs a script with `deno run`; -A grants what a Node program may do.
+	if w := os.Getenv("DENOWRAP"); w != "" {
+		return cluster.Settings{Exec: w, Args: []string{"run", "-A", abs}}
+	}
 	return cluster.Settings{Exec: nodetest.Deno(t), Args: []string{"run", "-A", abs}}
 }
 
@@ -175,4 +181,57 @@ func netGet(t *testing.T, port int) string {
 		t.Fatalf("net server said %q, %v", b, err)
 	}
 	return strings.TrimPrefix(string(b), "net ")
+}
+
+// Deno workers replaced one by one under Connection: close load (Worker.Disconnect, then the exit):
+// no request fails.
+func TestDenoRollingReplaceLosesNothing(t *testing.T) {
+	port := testutil.FreePort(t)
+	p := newPrimary(t, runtimeSettings(t, "deno", "testdata/runtime_worker.mjs"), "none",
+		fmt.Sprintf("HTTP_PORT=%d", port), fmt.Sprintf("NET_PORT=%d", testutil.FreePort(t)))
+	ws := forkListening(t, p, 2)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	stop := make(chan struct{})
+	var ok, failed atomic.Int64
+	var errs sync.Map
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Go(func() {
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				res, err := c.Get(url)
+				if err != nil {
+					failed.Add(1)
+					errs.Store(err.Error(), true)
+					continue
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				ok.Add(1)
+			}
+		})
+	}
+	for round := 0; round < 3; round++ {
+		for i, old := range ws {
+			nw := forkListening(t, p, 1)[0]
+			if err := old.Disconnect(); err != nil {
+				t.Fatal(err)
+			}
+			wait(t, old.Done(), "old worker exit")
+			ws[i] = nw
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 {
+		var list []string
+		errs.Range(func(k, _ any) bool { list = append(list, k.(string)); return true })
+		t.Fatalf("%d of %d requests failed during rolling replacement: %v", failed.Load(), ok.Load()+failed.Load(), list)
+	}
+	t.Logf("%d requests, 0 failed, over 6 worker replacements", ok.Load())
 }

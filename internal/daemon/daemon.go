@@ -110,6 +110,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corralhq/corral/cluster"
@@ -228,6 +229,10 @@ type instance struct {
 	// startErr is why the process of the last launch could not be started, when that was found
 	// after launch returned (a cluster fork; see startFailed). waitStarted reports it.
 	startErr error
+	// addrInUse is set by the log pumps when the instance printed that its address is in use
+	// (EADDRINUSE), and cleared by a run that outlived min_uptime; exited then notes why the
+	// instance keeps failing (see addrInUseNote).
+	addrInUse atomic.Bool
 }
 
 // lock takes the instance's operation lock, or fails when ctx ends first.

@@ -66,3 +66,46 @@ func TestBunHandleLine(t *testing.T) {
 		}
 	}
 }
+
+// With SetHandleAlone a handle waits until the peer has read what was written before it, so that its
+// fd comes with a read that begins with its own line (what Deno needs).
+func TestHandleAloneWaitsForThePeer(t *testing.T) {
+	c, peer := pair(t, Options{})
+	c.SetHandleAlone()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	c.Send("first")
+	c.SendHandle(map[string]any{"n": 1}, "net.Native", fds[0], nil)
+	// Without the wait the handle would already be queued behind "first": give it time to be.
+	time.Sleep(50 * time.Millisecond)
+	read := func() (string, int) {
+		buf, oob := make([]byte, 4096), make([]byte, 64)
+		peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, oobn, _, _, err := peer.ReadMsgUnix(buf, oob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nfds := 0
+		if oobn > 0 {
+			msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+			for _, m := range msgs {
+				got, _ := unix.ParseUnixRights(&m)
+				for _, fd := range got {
+					unix.Close(fd)
+					nfds++
+				}
+			}
+		}
+		return string(buf[:n]), nfds
+	}
+	if s, n := read(); s != "\"first\"\n" || n != 0 {
+		t.Fatalf("first read: %q with %d fds, want only the line before the handle", s, n)
+	}
+	if s, n := read(); s != `{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"n":1}}`+"\n" || n != 1 {
+		t.Fatalf("second read: %q with %d fds, want the handle line and its fd", s, n)
+	}
+}

@@ -57,6 +57,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -161,6 +162,26 @@ type Channel struct {
 	// bunFraming is set by the reader once the peer sent a line starting with InternalMark (Bun's
 	// framing of internal messages); from then on internal lines this channel sends carry the mark too.
 	bunFraming atomic.Bool
+	// handleAlone: a handle is written only once the peer has read everything before it (see
+	// SetHandleAlone).
+	handleAlone atomic.Bool
+}
+
+// handleAloneWait bounds how long the writer waits for the peer to read what precedes a handle
+// (SetHandleAlone) before it sends the handle anyway.
+const handleAloneWait = 2 * time.Second
+
+// SetHandleAlone makes the channel write a handle (NODE_HANDLE with its fd) only when the peer has read
+// every byte written before it, so that the fd arrives in a read that begins with its own line. Deno
+// (2.9) attaches a received fd to the first message of the read that brought it: when a NODE_HANDLE
+// line follows other unread lines, Deno gives the fd to the first of them and neither ACKs nor NACKs
+// the handle, and the channel stays gated for ever. Node keeps the fd for the next NODE_HANDLE line
+// and needs none of this. It costs an ioctl per handle, and a wait while the peer is behind.
+func (c *Channel) SetHandleAlone() { c.handleAlone.Store(true) }
+
+// peerBehind reports whether the channel waits for the peer to read before it may write a handle.
+func (c *Channel) peerBehind() bool {
+	return c.handleAlone.Load() && c.fd >= 0 && unreadByPeer(c.fd) > 0
 }
 
 // InternalMark is the byte Bun puts in front of an internal message (NODE_CLUSTER, NODE_HANDLE,
@@ -317,7 +338,7 @@ func (c *Channel) enqueue(m outMsg) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if c.writing || c.awaiting != nil || len(c.queue) > 0 || len(c.ctrl) > 0 || c.raw == nil || m.written != nil {
+	if c.writing || c.awaiting != nil || len(c.queue) > 0 || len(c.ctrl) > 0 || c.raw == nil || m.written != nil || m.fd >= 0 && c.peerBehind() {
 		c.queue = append(c.queue, m)
 		c.cond.Signal()
 		c.mu.Unlock()
@@ -578,6 +599,7 @@ func (c *Channel) writeLoop() {
 
 		var err error
 		if handle != nil {
+			c.waitPeerRead()
 			err = c.writeHandle(handle)
 		} else if len(buf) > 0 {
 			_, err = c.conn.Write(buf)
@@ -605,6 +627,26 @@ func (c *Channel) writeLoop() {
 // tail never waits: it belongs to the message already on the wire.
 func (c *Channel) queue0Gated() bool {
 	return c.awaiting != nil && !(len(c.queue) > 0 && c.queue[0].rawBytes)
+}
+
+// waitPeerRead waits, on the writer goroutine, until the peer has read everything written so far
+// (SetHandleAlone), the channel closes, or handleAloneWait has passed.
+func (c *Channel) waitPeerRead() {
+	if !c.handleAlone.Load() {
+		return
+	}
+	deadline := time.Now().Add(handleAloneWait)
+	for pause := 20 * time.Microsecond; c.peerBehind(); pause = min(2*pause, 5*time.Millisecond) {
+		if time.Now().After(deadline) {
+			c.log.Warn("ipc: peer has not read the channel for " + handleAloneWait.String() + "; sending a handle anyway")
+			return
+		}
+		select {
+		case <-c.closing:
+			return
+		case <-time.After(pause):
+		}
+	}
 }
 
 func (c *Channel) writeHandle(m *outMsg) error {
