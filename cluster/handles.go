@@ -451,6 +451,8 @@ func (h *rrHandle) sendLineLocked(w *Worker, fd int, seq int64, line []byte) {
 		return
 	}
 	h.busy[w] = ho
+	w.bal.handedOff.Add(1)
+	w.bal.inFlight.Add(1)
 	w.callbacks[seq] = func(reply *wireMsg) { h.onAcceptedLocked(w, ho, reply) }
 }
 
@@ -470,6 +472,8 @@ func (h *rrHandle) onHandleReply(w *Worker, ho *handoff, err error) {
 	}
 	// The fd never reached the worker: give the connection to someone else.
 	delete(h.busy, w)
+	w.bal.inFlight.Add(-1)
+	w.bal.rerouted.Add(1)
 	delete(w.callbacks, ho.seq)
 	h.requeueLocked(ho.fd)
 	if _, member := h.all[w]; member && w.connected && !errors.Is(err, ipc.ErrClosed) {
@@ -485,9 +489,11 @@ func (h *rrHandle) onAcceptedLocked(w *Worker, ho *handoff, reply *wireMsg) {
 		return
 	}
 	delete(h.busy, w)
+	w.bal.inFlight.Add(-1)
 	if reply.Accepted != nil && *reply.Accepted {
 		unix.Close(ho.fd) // the worker holds the connection now
 	} else {
+		w.bal.refused.Add(1) // Node's maxConnections: another worker gets it
 		h.requeueLocked(ho.fd)
 	}
 	if _, member := h.all[w]; member && w.connected {
@@ -550,10 +556,12 @@ func (h *rrHandle) remove(w *Worker) bool {
 func (h *rrHandle) settleClosedLocked(w *Worker) {
 	if ho := h.busy[w]; ho != nil && !w.connected {
 		delete(h.busy, w)
+		w.bal.inFlight.Add(-1)
 		delete(w.callbacks, ho.seq)
 		if ho.acked {
 			unix.Close(ho.fd) // the worker got it; whatever it did with it, our copy goes
 		} else {
+			w.bal.rerouted.Add(1)
 			h.requeueLocked(ho.fd) // never delivered: another worker serves it
 		}
 		h.pumpLocked()

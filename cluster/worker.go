@@ -41,6 +41,7 @@ type Worker struct {
 	p   *Primary
 	cmd *exec.Cmd // nil for an adopted worker
 	ch  *ipc.Channel
+	bal balancerCounters // see Balancer
 
 	// Set by Adopt for a worker an earlier primary started (see adopt_linux.go); cmd is nil.
 	pid      int           // for Status (Process.Release would reset Process.Pid)

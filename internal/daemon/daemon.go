@@ -439,6 +439,10 @@ func (m *Manager) proc(in *instance) api.Proc {
 	if in.st.Status == StatusOnline {
 		p.CPU, p.Memory = in.cpu, in.mem
 	}
+	if in.run != nil && in.run.worker != nil {
+		s := in.run.worker.Balancer() // lock-free
+		p.Balancer = &api.Balancer{HandedOff: s.HandedOff, InFlight: s.InFlight, Refused: s.Refused, Rerouted: s.Rerouted}
+	}
 	return p
 }
 
