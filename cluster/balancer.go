@@ -46,7 +46,7 @@ func (p *Primary) Waiting() int {
 	n := 0
 	for _, h := range p.handles {
 		if rr, ok := h.(*rrHandle); ok && !rr.closed {
-			n += len(rr.queue) + acceptBacklog(rr.fd)
+			n += len(rr.queue) + rr.stickyWaitingLocked() + acceptBacklog(rr.fd)
 		}
 	}
 	return n

@@ -25,8 +25,9 @@ func TestBalancerCounters(t *testing.T) {
 	port := testutil.FreePort(t)
 	p := newPrimary(t, cluster.Settings{Exec: node, Args: []string{script}, SchedulingPolicy: cluster.PolicyRoundRobin}, "none",
 		fmt.Sprintf("PORT=%d", port), "MAXCONN_WORKER=1")
-	ws := forkListening(t, p, 2)
-	a, b := ws[0], ws[1]
+	// One after the other, so that A (worker 1, with maxConnections) is first on the free list.
+	a := forkListening(t, p, 1)[0]
+	b := forkListening(t, p, 1)[0]
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 
 	// A's only connection is held open: the next one A is offered, it refuses, and B serves it.

@@ -49,6 +49,13 @@ type Settings struct {
 	// (a restart after a crash, or a reload of a single worker). Close releases them. Node closes the
 	// socket; the corral daemon holds it.
 	HoldListeners bool
+	// Sticky makes the round-robin balancer send every connection from one client IP address to the
+	// same worker (sticky sessions, for protocols such as Socket.IO's long polling that keep state in
+	// a worker). The worker is chosen by rendezvous hashing of the IP over the workers' slots
+	// (ForkOptions.Slot): a worker that leaves loses only its own clients, and a replacement with the
+	// same slot gets them back. A connection whose worker is busy waits for it. Connections a worker
+	// refuses or never received go to any free worker.
+	Sticky bool
 	// Logger receives protocol errors, such as garbage sent by a worker. Nil discards them.
 	Logger *slog.Logger
 }
@@ -62,6 +69,9 @@ type ForkOptions struct {
 	Stdout, Stderr io.Writer
 	// ExtraFiles are passed to the worker after its IPC channel (which is fd 3), from fd 4 on.
 	ExtraFiles []*os.File
+	// Slot identifies the worker for Settings.Sticky: a worker forked with the slot of one that left
+	// takes over its clients. Zero means the worker's ID (every worker its own slot).
+	Slot int
 }
 
 // Primary starts workers and shares listening sockets with them. Independent primaries can live in
@@ -174,7 +184,7 @@ func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 	cmd.Env = workerEnv(id, s, o.Env)
 	cmd.ExtraFiles = append([]*os.File{child}, o.ExtraFiles...)
 
-	w := &Worker{ID: id, p: p, done: make(chan struct{}), exited: make(chan struct{}),
+	w := &Worker{ID: id, slot: o.Slot, p: p, done: make(chan struct{}), exited: make(chan struct{}),
 		listening: make(chan struct{}), callbacks: make(map[int64]func(*wireMsg)), state: stateNone}
 	// Silent output goes through plain pipes, not cmd.StdoutPipe: the package waits for the process
 	// itself (Primary.wait), and exec.Cmd.Wait would close a StdoutPipe's read end under the user's

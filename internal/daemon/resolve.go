@@ -263,6 +263,9 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 		spec.ExecMode = "fork"
 	}
 	r.ipc = node && r.mode != modeCluster
+	if spec.Sticky && r.mode != modeCluster {
+		r.notes = append(r.notes, "sticky applies to cluster mode only (the primary picks the instance of each connection); this app runs in "+r.mode.String()+" mode")
+	}
 	if r.mode == modeCluster && bunInterpreter(r.interpreter) && !tcpMigrateReq() {
 		r.notes = append(r.notes, bunReusePortNote)
 	}

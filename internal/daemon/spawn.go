@@ -74,7 +74,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	case modeCluster:
 		f := fork{
 			p: m.primaryFor(a), ws: a.workers, released: a.released, res: a.res,
-			opts: cluster.ForkOptions{Env: maps.Clone(in.st.Env), Stdout: outW, Stderr: errW},
+			opts: cluster.ForkOptions{Env: maps.Clone(in.st.Env), Stdout: outW, Stderr: errW, Slot: in.st.Instance + 1},
 		}
 		outW, errW = nil, nil // forkWorker closes them
 		m.kids.forking++      // the reaper holds off until forkWorker has registered the worker
@@ -233,6 +233,7 @@ func (m *Manager) primaryFor(a *app) *cluster.Primary {
 		Dir:           a.res.cwd,
 		SysProcAttr:   &syscall.SysProcAttr{Setpgid: true, Credential: a.res.cred},
 		HoldListeners: true,
+		Sticky:        a.spec.Sticky,
 		BaseEnv:       []string{}, // each worker gets exactly its instance env (ForkOptions.Env), not the daemon's
 		Logger:        m.log.With("app", a.spec.Name),
 	})
