@@ -2,6 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,6 +81,7 @@ func TestSocketIOStickySessions(t *testing.T) {
 		}
 		corral(t, append(env, "PORT="+strconv.Itoa(port)), args...)
 		waitOnlineN(t, t.TempDir(), env, name, 4)
+		waitAllServing(t, port, 4)
 		r := run(port)
 		t.Logf("--sticky=%v: %+v", sticky, r)
 		switch {
@@ -87,4 +92,36 @@ func TestSocketIOStickySessions(t *testing.T) {
 		}
 	}
 	corral(t, env, "delete", "all")
+}
+
+// waitAllServing waits until n different pids have answered a plain GET on port from the 16 client
+// addresses the Socket.IO clients use: every instance has joined the listening socket. (Sticky
+// assignments are made over the instances present: one that joins later takes its share of the
+// clients, whose sessions then break.)
+func waitAllServing(t *testing.T, port, n int) {
+	t.Helper()
+	pids := map[string]bool{}
+	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
+	if !testutil.Eventually(30*time.Second, func() bool {
+		for i := 0; i < 32 && len(pids) < n; i++ {
+			pids[getFrom(t, fmt.Sprintf("127.0.0.%d", 10+i%16), url)] = true
+		}
+		return len(pids) >= n
+	}) {
+		t.Fatalf("%d instances answered on port %d, want %d", len(pids), port, n)
+	}
+}
+
+// getFrom does one Connection: close GET of url from the local address ip and returns the body.
+func getFrom(t *testing.T, ip, url string) string {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 10 * time.Second}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	res, err := c.Get(url)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return strings.TrimSpace(string(b))
 }
