@@ -92,6 +92,10 @@ func TestGoPrimaryBunDenoWorkers(t *testing.T) {
 			if m := wait(t, msgs, "echo"); m != fmt.Sprintf(`%d {"echo":{"n":1},"id":%d}`, w1.ID, w1.ID) {
 				t.Fatalf("echo: %s", m)
 			}
+			w1.Send("shutdown") // what the daemon sends with --shutdown-with-message
+			if m := wait(t, msgs, "echo"); m != fmt.Sprintf(`%d {"echo":"shutdown","id":%d}`, w1.ID, w1.ID) {
+				t.Fatalf("echo of shutdown: %s", m)
+			}
 			// A crash: the survivor serves everything, and a replacement joins the same sockets.
 			crash(t, httpPort, netPort, w2)
 			if e := wait(t, exits, "exit"); e != fmt.Sprintf("%d 3 <nil> false", w2.ID) {

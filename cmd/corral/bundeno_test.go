@@ -5,10 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -127,6 +129,20 @@ func TestBunDenoClusterReloadUnderLoad(t *testing.T) {
 			}
 			if len(m) != 4 || (rt == "deno") != (handed > 0) {
 				t.Fatalf("show %s: %d balancer rows, %d handed off in all:\n%s", rt, len(m), handed, show)
+			}
+			// A crash: the daemon restarts the instance and the app keeps serving.
+			victim := after[0]
+			syscall.Kill(victim, syscall.SIGKILL)
+			if !testutil.Eventually(30*time.Second, func() bool {
+				pids := waitOnlineN(t, dir, env, rt, 4)
+				return !slices.Contains(pids, victim)
+			}) {
+				t.Fatalf("instance with pid %d not restarted", victim)
+			}
+			for i := 0; i < 8; i++ {
+				if _, err := getBody(url); err != nil {
+					t.Fatalf("after a crash and restart: %v", err)
+				}
 			}
 			corral(t, env, "delete", rt)
 		})
