@@ -56,25 +56,24 @@ func closeLoad(url string, n int) (stop func() (ok int64, failed []string, pids 
 
 // `corral start app.mjs -i 4 --interpreter bun|deno` runs Bun and Deno workers behind one port under
 // corral's primary: every instance serves, and three reloads under Connection: close load fail no
-// request (Bun: with net.ipv4.tcp_migrate_req=1 and an app that closes its server on SIGINT).
+// request (Bun: with net.ipv4.tcp_migrate_req=1).
 func TestBunDenoClusterReloadUnderLoad(t *testing.T) {
 	skipShort(t)
 	for _, rt := range []string{"bun", "deno"} {
 		t.Run(rt, func(t *testing.T) {
-			// Bun's node:http servers stay open after a disconnect: the app closes its server on the
-			// kill signal, or the requests in flight then are lost.
-			app, _ := filepath.Abs("testdata/runtimes/graceful.mjs")
+			// Unmodified: Bun's node:http servers, which a disconnect leaves open, are closed by the
+			// preload corral gives Bun workers.
+			app, _ := filepath.Abs("testdata/runtimes/app.mjs")
 			bin := nodetest.Bun(t)
 			args := []string{"start", app, "-i", "4", "--name", rt, "--interpreter", bin}
 			if rt == "deno" {
-				app, _ = filepath.Abs("testdata/runtimes/app.mjs") // unmodified: Deno closes its servers on disconnect
 				bin = nodetest.Deno(t)
 				// Deno asks for permissions: the app reads PORT and listens.
-				args = []string{"start", app, "-i", "4", "--name", rt, "--interpreter", bin, "--interpreter-args", "--allow-net --allow-env=PORT"}
+				args = []string{"start", app, "-i", "4", "--name", rt, "--interpreter", bin, "--interpreter-args", "--allow-net --allow-env=PORT,DELAY_MS"}
 			}
 			_, env := testHome(t)
 			port := testutil.FreePort(t)
-			env = append(env, "PORT="+strconv.Itoa(port))
+			env = append(env, "PORT="+strconv.Itoa(port), "DELAY_MS=20") // requests in flight at every reload
 			out := corral(t, env, args...)
 			if !strings.Contains(out, "in cluster_mode (4 instances)") {
 				t.Fatalf("start output:\n%s", out)

@@ -27,7 +27,7 @@ func TestReadmeRuntimes(t *testing.T) {
 	cmds := shCommands(readmeBlock(t, loadDoc(t, "README.md"), "runtimes"))
 	_, env := readmeHome(t)
 	dir := t.TempDir()
-	copyFile(t, "testdata/runtimes/graceful.mjs", filepath.Join(dir, "app.mjs"))
+	copyFile(t, "testdata/runtimes/app.mjs", filepath.Join(dir, "app.mjs"))
 	copyFile(t, "testdata/socketio/server.js", filepath.Join(dir, "chat.js"))
 	env = append(env, "PATH="+filepath.Dir(bun)+":"+filepath.Dir(deno)+":"+binDir+":"+os.Getenv("PATH"), "NODE_PATH="+nm)
 	if len(cmds) != 3 {
