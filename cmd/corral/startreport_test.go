@@ -46,5 +46,14 @@ func TestStartReportsWhatWillFail(t *testing.T) {
 	if !strings.Contains(out, "in fork_mode (2 instances)") || strings.Count(out, "exec_mode cluster needs") != 1 {
 		t.Fatalf("start output:\n%s", out)
 	}
+
+	// The same from an ecosystem file.
+	eco := filepath.Join(filepath.Dir(script), "ecosystem.config.json")
+	os.WriteFile(eco, []byte(`{"apps":[{"name":"eco","script":"`+script+`","interpreter":"sh","exec_mode":"cluster","instances":2}]}`), 0o644)
+	out = corral(t, env, "start", eco)
+	first = strings.SplitN(out, "\n", 2)[0]
+	if !strings.HasPrefix(first, "[corral] note: eco: exec_mode cluster needs a Node, Bun or Deno script") || strings.Count(out, "exec_mode cluster needs") != 1 {
+		t.Fatalf("ecosystem start: first line %q:\n%s", first, out)
+	}
 	corral(t, env, "delete", "all")
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -246,7 +247,7 @@ func isNode(app appspec.App) bool {
 		interp = appspec.DetectInterpreter(app.Script)
 	}
 	base := filepath.Base(interp)
-	return base == "node" || base == "bun" || strings.HasPrefix(base, "node@")
+	return base == "node" || base == "bun" || base == "deno" || strings.HasPrefix(base, "node@")
 }
 
 // appFromFlags builds the app `start` sends, resolving the script, name, cwd
@@ -384,7 +385,24 @@ func (a *app) startEcosystem(ctx context.Context, path string, f *startFlags) er
 	if len(procs) == 1 {
 		what = "process"
 	}
+	// First, in one line each, why an app does not run the way it was asked (the daemon's app notes).
+	seen := map[string]bool{}
+	for _, p := range procs {
+		if seen[p.Name] {
+			continue
+		}
+		seen[p.Name] = true
+		for _, n := range p.Notes {
+			if !seen[n] {
+				seen[n] = true
+				fmt.Fprintf(a.stdout, "[corral] note: %s: %s\n", p.Name, n)
+			}
+		}
+	}
 	fmt.Fprintf(a.stdout, "[corral] %s: %d %s launched\n", path, len(procs), what)
+	for i := range procs { // said already
+		procs[i].Notes = slices.DeleteFunc(slices.Clone(procs[i].Notes), func(n string) bool { return seen[n] })
+	}
 	return a.report(ctx, b, procs, nil)
 }
 
