@@ -5,7 +5,8 @@ import "sync/atomic"
 // BalancerStats is what the round-robin balancer did with one worker's connections, summed over the
 // worker's listening sockets. The counters only grow; InFlight is a gauge.
 type BalancerStats struct {
-	// HandedOff counts the connections sent to the worker (newconn), whatever became of them.
+	// HandedOff counts the connections sent to the worker (newconn), whatever became of them, the
+	// readiness probes' (Worker.Dial) included.
 	HandedOff uint64 `json:"handed_off"`
 	// InFlight is the number of connections sent to the worker that it has not answered yet: at most
 	// one per listening socket.

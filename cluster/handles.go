@@ -259,6 +259,7 @@ type handoff struct {
 	fd    int
 	seq   int64
 	acked bool // NODE_HANDLE_ACK arrived: the worker has the fd
+	probe bool // Worker.Dial's connection: never given to another worker (giveBackLocked)
 }
 
 func newRRHandle(p *Primary, key, network, address string) (*rrHandle, error) {
@@ -396,7 +397,7 @@ func (h *rrHandle) sockFD() int { return h.fd }
 // rejoinLocked puts w, a member, on the free list if it is not busy: the end of an adopted worker's
 // first round trip.
 func (h *rrHandle) rejoinLocked(w *Worker) {
-	if _, member := h.all[w]; !member || !w.connected || h.busy[w] != nil {
+	if _, member := h.all[w]; !member || !w.connected || h.busy[w] != nil || w.held {
 		return
 	}
 	for _, fw := range h.free {
@@ -469,19 +470,23 @@ func (h *rrHandle) newconnLine(seq int64) []byte {
 
 // sendLineLocked hands fd to w with line, the newconn with seq.
 func (h *rrHandle) sendLineLocked(w *Worker, fd int, seq int64, line []byte) {
-	ho := &handoff{fd: fd, seq: seq}
+	h.sendHandoffLocked(w, &handoff{fd: fd, seq: seq}, line)
+}
+
+// sendHandoffLocked sends ho to w with line.
+func (h *rrHandle) sendHandoffLocked(w *Worker, ho *handoff, line []byte) {
 	// The write comes first; the bookkeeping after it cannot race the answer, which is handled under
 	// p.mu, held here.
-	err := w.ch.SendHandleLine(line, fd, func(err error) { h.onHandleReply(w, ho, err) })
+	err := w.ch.SendHandleLine(line, ho.fd, func(err error) { h.onHandleReply(w, ho, err) })
 	if err != nil {
 		// The channel is closed: the worker is leaving. Its connection goes to someone else.
-		h.requeueLocked(fd)
+		h.giveBackLocked(ho)
 		return
 	}
 	h.busy[w] = ho
 	w.bal.handedOff.Add(1)
 	w.bal.inFlight.Add(1)
-	w.callbacks[seq] = func(reply *wireMsg) { h.onAcceptedLocked(w, ho, reply) }
+	w.callbacks[ho.seq] = func(reply *wireMsg) { h.onAcceptedLocked(w, ho, reply) }
 }
 
 // onHandleReply runs when the worker answered NODE_HANDLE_ACK/NACK (on the poll loop) or the channel
@@ -501,10 +506,12 @@ func (h *rrHandle) onHandleReply(w *Worker, ho *handoff, err error) {
 	// The fd never reached the worker: give the connection to someone else.
 	delete(h.busy, w)
 	w.bal.inFlight.Add(-1)
-	w.bal.rerouted.Add(1)
+	if !ho.probe {
+		w.bal.rerouted.Add(1)
+	}
 	delete(w.callbacks, ho.seq)
-	h.requeueLocked(ho.fd)
-	if _, member := h.all[w]; member && w.connected && !errors.Is(err, ipc.ErrClosed) {
+	h.giveBackLocked(ho)
+	if _, member := h.all[w]; member && w.connected && !w.held && !errors.Is(err, ipc.ErrClosed) {
 		h.free = append(h.free, w) // a NACK: the worker is still there
 	}
 	h.pumpLocked()
@@ -521,13 +528,25 @@ func (h *rrHandle) onAcceptedLocked(w *Worker, ho *handoff, reply *wireMsg) {
 	if reply.Accepted != nil && *reply.Accepted {
 		unix.Close(ho.fd) // the worker holds the connection now
 	} else {
-		w.bal.refused.Add(1) // Node's maxConnections: another worker gets it
-		h.requeueLocked(ho.fd)
+		if !ho.probe {
+			w.bal.refused.Add(1) // Node's maxConnections: another worker gets it
+		}
+		h.giveBackLocked(ho)
 	}
-	if _, member := h.all[w]; member && w.connected {
+	if _, member := h.all[w]; member && w.connected && !w.held {
 		h.free = append(h.free, w)
 	}
 	h.pumpLocked()
+}
+
+// giveBackLocked requeues a connection the worker did not take, unless it was a Worker.Dial
+// probe meant for that worker only, which is closed (the dialer sees EOF).
+func (h *rrHandle) giveBackLocked(ho *handoff) {
+	if ho.probe {
+		unix.Close(ho.fd)
+		return
+	}
+	h.requeueLocked(ho.fd)
 }
 
 func (h *rrHandle) requeueLocked(fd int) {
@@ -554,7 +573,7 @@ func (h *rrHandle) add(w *Worker, req *wireMsg) {
 		return
 	}
 	h.all[w] = struct{}{}
-	if !w.syncing { // an adopted worker joins the free list once its first round trip is done
+	if !w.syncing && !w.held { // an adopted worker joins the free list once its first round trip is done
 		h.free = append(h.free, w)
 		h.pumpLocked()
 	}
@@ -590,8 +609,10 @@ func (h *rrHandle) settleClosedLocked(w *Worker) {
 		if ho.acked {
 			unix.Close(ho.fd) // the worker got it; whatever it did with it, our copy goes
 		} else {
-			w.bal.rerouted.Add(1)
-			h.requeueLocked(ho.fd) // never delivered: another worker serves it
+			if !ho.probe {
+				w.bal.rerouted.Add(1)
+			}
+			h.giveBackLocked(ho) // never delivered: another worker serves it
 		}
 		h.pumpLocked()
 	}

@@ -69,6 +69,9 @@ type ForkOptions struct {
 	Stdout, Stderr io.Writer
 	// ExtraFiles are passed to the worker after its IPC channel (which is fd 3), from fd 4 on.
 	ExtraFiles []*os.File
+	// Held starts the worker out of rotation: it may listen, but round-robin sockets hand it no
+	// connection until Worker.Release (Worker.Dial still reaches it). See held.go.
+	Held bool
 	// Slot identifies the worker for Settings.Sticky: a worker forked with the slot of one that left
 	// takes over its clients. Zero means the worker's ID (every worker its own slot).
 	Slot int
@@ -185,7 +188,7 @@ func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 	cmd.ExtraFiles = append([]*os.File{child}, o.ExtraFiles...)
 
 	w := &Worker{ID: id, slot: o.Slot, p: p, done: make(chan struct{}), exited: make(chan struct{}),
-		listening: make(chan struct{}), callbacks: make(map[int64]func(*wireMsg)), state: stateNone}
+		listening: make(chan struct{}), callbacks: make(map[int64]func(*wireMsg)), state: stateNone, held: o.Held}
 	// Silent output goes through plain pipes, not cmd.StdoutPipe: the package waits for the process
 	// itself (Primary.wait), and exec.Cmd.Wait would close a StdoutPipe's read end under the user's
 	// reader. The parent keeps only the read end, so the reader drains everything, then sees io.EOF.

@@ -27,7 +27,7 @@ func (h *rrHandle) stickyTargetLocked(key uint64) *Worker {
 	var best *Worker
 	var bestScore uint64
 	for w := range h.all {
-		if !w.connected {
+		if !w.connected || w.held { // a held worker gets no connection until Worker.Release
 			continue
 		}
 		s := stickyScore(key, slotOf(w))

@@ -62,6 +62,8 @@ type Worker struct {
 	// the worker is a member of its handles but not free: replies meant for the earlier primary may
 	// still come.
 	syncing bool
+	// held: out of rotation until Release (ForkOptions.Held); never on a free list meanwhile.
+	held    bool
 	syncSeq int64 // the seq of the latest round trip
 	// callbacks wait for replies (the ack of a message the primary sent); the poll loop calls and
 	// removes one when its reply arrives, with p.mu held.

@@ -18,9 +18,9 @@ import (
 	"github.com/corralhq/corral/internal/testutil"
 )
 
-// closeLoad sends Connection: close requests to url from n goroutines until stop is called, which
+// runtimeLoad sends Connection: close requests to url from n goroutines until stop is called, which
 // returns how many succeeded, the failures (first few) and the pids that answered.
-func closeLoad(url string, n int) (stop func() (ok int64, failed []string, pids map[string]int)) {
+func runtimeLoad(url string, n int) (stop func() (ok int64, failed []string, pids map[string]int)) {
 	var okN atomic.Int64
 	var mu sync.Mutex
 	var failed []string
@@ -97,7 +97,7 @@ func TestBunDenoClusterReloadUnderLoad(t *testing.T) {
 			}) {
 				t.Fatalf("served by %v, want the 4 instances %v", served, procs)
 			}
-			stop := closeLoad(url, 4)
+			stop := runtimeLoad(url, 4)
 			for i := 0; i < 3; i++ {
 				corral(t, env, "reload", rt)
 			}

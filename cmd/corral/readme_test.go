@@ -336,7 +336,10 @@ var readmeKinds = []struct {
 	{"quickstart", "TestReadmeQuickStart", func(b mdBlock) bool {
 		return b.Lang == "sh" && strings.Contains(b.Text, "go build -o corral ./cmd/corral")
 	}},
-	{"cli", "TestReadmeCLI", func(b mdBlock) bool { return b.Lang == "sh" && strings.HasPrefix(b.Text, "corral ") }},
+	{"cli", "TestReadmeCLI", func(b mdBlock) bool {
+		return b.Lang == "sh" && strings.HasPrefix(b.Text, "corral ") && !strings.HasPrefix(b.Text, "corral web")
+	}},
+	{"web", "TestReadmeWeb", func(b mdBlock) bool { return b.Lang == "sh" && strings.HasPrefix(b.Text, "corral web") }},
 	{"runtimes", "TestReadmeRuntimes", func(b mdBlock) bool { return b.Lang == "sh" && strings.HasPrefix(b.Text, "# Bun and Deno apps") }},
 	{"import", "TestReadmeGoImport", func(b mdBlock) bool { return b.Lang == "go" && strings.HasPrefix(b.Text, "import ") }},
 	{"seed", "TestReadmeSeed", func(b mdBlock) bool { return b.Lang == "go" && strings.Contains(b.Text, "func main()") }},
@@ -346,6 +349,12 @@ var readmeKinds = []struct {
 	{"nodeprimary", "TestReadmeNodePrimaryGoWorkers", func(b mdBlock) bool {
 		return b.Lang == "js" && strings.Contains(b.Text, "process.execPath")
 	}},
+	{"dashboards", "TestReadmeDashboards", func(b mdBlock) bool { return b.Lang == "sh" && strings.Contains(b.Text, "corral monit") }},
+	// health_readme_test.go
+	{"health-eco", "TestReadmeHealthChecks", func(b mdBlock) bool { return b.Lang == "js" && strings.Contains(b.Text, "readiness_probe") }},
+	{"health-notify", "TestReadmeHealthChecks", func(b mdBlock) bool { return b.Lang == "python" && strings.Contains(b.Text, "NOTIFY_SOCKET") }},
+	{"health", "TestReadmeHealthChecks", func(b mdBlock) bool { return b.Lang == "sh" && strings.HasPrefix(b.Text, "# health checks") }},
+	{"pm2import", "TestReadmeMovingFromPM2", func(b mdBlock) bool { return b.Lang == "sh" && strings.Contains(b.Text, "corral import-pm2") }},
 }
 
 // readmeBlock returns the one block of README.md of the kind key.

@@ -120,6 +120,13 @@ type Proc struct {
 	// Notes holds remarks, e.g. "fork mode without a shared socket: reload
 	// fell back to restart".
 	Notes []string
+	// Health checks: Readiness is "" without a readiness probe, else "ready"
+	// or "waiting: <the probe's last output>"; LivenessRestarts counts the
+	// restarts a failed liveness probe caused, RestartReason says why the
+	// last one happened.
+	Readiness        string `json:",omitempty"`
+	LivenessRestarts int    `json:",omitempty"`
+	RestartReason    string `json:",omitempty"`
 	// Balancer is what the cluster primary's round-robin balancer did with the
 	// instance's connections; nil outside cluster mode or before the worker
 	// exists.

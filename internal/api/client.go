@@ -25,12 +25,13 @@ type Client struct {
 var _ Backend = (*Client)(nil)
 
 // NewClient returns a Client for the Unix socket at path. No connection is
-// made until the first call.
+// made until the first call. A connection whose listener runs as another user
+// (neither the caller's uid nor root) is dropped before anything is sent, with
+// an *UntrustedPeerError.
 func NewClient(socket string) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
+			return dialTrusted(ctx, socket)
 		},
 		MaxIdleConns:      4,
 		DisableKeepAlives: false,
@@ -75,7 +76,7 @@ func (c *Client) post(ctx context.Context, method string, req any) (io.ReadClose
 	if err := json.Unmarshal(data, &eb); err != nil || eb.Error == "" {
 		return nil, &RemoteError{Code: CodeInternal, Message: fmt.Sprintf("%s: daemon answered HTTP %d: %s", method, resp.StatusCode, strings.TrimSpace(string(data)))}
 	}
-	return nil, &RemoteError{Code: eb.Code, Message: eb.Error}
+	return nil, &RemoteError{Code: eb.Code, Message: eb.Error, Field: eb.Field}
 }
 
 // call posts req and decodes the JSON answer into resp (if non-nil).

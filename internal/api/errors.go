@@ -26,7 +26,23 @@ const (
 type ErrorBody struct {
 	Error string `json:"error"`
 	Code  string `json:"code"`
+	// Field names the request field at fault ("apps[0].script", "targets", "spec") when Code is
+	// bad_request.
+	Field string `json:"field,omitempty"`
 }
+
+// FieldError is a client mistake in one field of a request: the server answers it with HTTP 400,
+// code bad_request, naming Field. Its message is Err's.
+type FieldError struct {
+	Field string // "apps[0].script", "targets", "spec", ...
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// BadField returns err as the client's mistake in field (see FieldError).
+func BadField(field string, err error) error { return &FieldError{Field: field, Err: err} }
 
 // RemoteError is an error reported by the daemon, as seen by the Client. Its
 // message is the daemon's error text; errors.Is matches ErrUnknownTarget and
@@ -34,6 +50,7 @@ type ErrorBody struct {
 type RemoteError struct {
 	Code    string
 	Message string
+	Field   string // the request field at fault, for bad_request
 }
 
 // Error returns the daemon's message.

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +23,9 @@ const shutdownGrace = 5 * time.Second
 
 type peerKey struct{}
 
+// connKey is the context key of the connection's *limitConn.
+type connKey struct{}
+
 // peer is what ConnContext learns about a connection's peer.
 type peer struct {
 	uid int
@@ -36,15 +41,27 @@ type peer struct {
 func Serve(ctx context.Context, ln net.Listener, b Backend, version string) error {
 	srv := &http.Server{
 		Handler:           NewHandler(b, version),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout, // lifted by the guard once the body is read
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if lc, ok := c.(*limitConn); ok {
+				ctx = context.WithValue(ctx, connKey{}, lc)
+				c = lc.Conn
+			}
 			uid, err := peerUID(c)
 			return context.WithValue(ctx, peerKey{}, peer{uid: uid, err: err})
 		},
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if lc, ok := c.(*limitConn); ok && st == http.StateIdle {
+				lc.setBusy(false) // between requests: may make room for a new connection
+			}
+		},
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(newLimitListener(ln, connLimit())) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve control socket: %w", err)
@@ -90,6 +107,10 @@ func NewHandler(b Backend, version string) http.Handler {
 	route(MethodApps, h.apps)
 	route(MethodShutdown, h.shutdown)
 	route(MethodPing, h.ping)
+	route(MethodEvents, h.events)
+	route(MethodHistory, h.history)
+	route(MethodWatch, h.watch)
+	route(MethodWeb, h.web)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no such method: %s %s", r.Method, r.URL.Path), Code: CodeNotFound})
 	})
@@ -114,6 +135,21 @@ func (h *handler) guard(next http.Handler) http.Handler {
 		case p.uid != h.uid && p.uid != 0:
 			writeJSON(w, http.StatusForbidden, ErrorBody{Error: ErrForbidden.Error(), Code: CodeForbidden})
 		default:
+			// The whole body is read here, under the server's ReadTimeout (a client that sends part
+			// of it and stalls is cut off). Once a body is read to its end, net/http lifts the read
+			// deadline (its background read then watches for the client leaving), so the handler
+			// may run for minutes (reload, shutdown) or stream (logs) whatever it reads itself.
+			if r.Body != nil {
+				body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+				if err != nil {
+					writeError(w, badRequest{fmt.Errorf("read %s request: %w", r.URL.Path, err)})
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			if lc, ok := r.Context().Value(connKey{}).(*limitConn); ok {
+				lc.setBusy(true) // a whole request: not pushed out for a new connection
+			}
 			next.ServeHTTP(w, r)
 		}
 	})
@@ -143,6 +179,10 @@ func writeError(w http.ResponseWriter, err error) {
 	var br badRequest
 	if errors.As(err, &br) {
 		writeJSON(w, http.StatusBadRequest, ErrorBody{Error: err.Error(), Code: CodeBadRequest})
+		return
+	}
+	if fe := (*FieldError)(nil); errors.As(err, &fe) {
+		writeJSON(w, http.StatusBadRequest, ErrorBody{Error: err.Error(), Code: CodeBadRequest, Field: fe.Field})
 		return
 	}
 	code := codeOf(err)

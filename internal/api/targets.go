@@ -38,7 +38,7 @@ var ErrNoTarget = errors.New("no process given (use an id, a name, a namespace o
 // does not compile is an error of its own. Match does not modify procs.
 func Match(procs []Proc, targets []string) ([]Proc, error) {
 	if len(targets) == 0 {
-		return nil, ErrNoTarget
+		return nil, BadField("targets", ErrNoTarget)
 	}
 	hit := make([]bool, len(procs))
 	var unknown []error
@@ -79,7 +79,7 @@ func matcher(t string) (func(Proc) bool, error) {
 	if expr, ok := RegexTarget(t); ok {
 		re, err := regexp.Compile(expr)
 		if err != nil {
-			return nil, fmt.Errorf("target %s: %w", t, err)
+			return nil, BadField("targets", fmt.Errorf("target %s: %w", t, err))
 		}
 		return func(p Proc) bool { return re.MatchString(p.Name) }, nil
 	}

@@ -74,6 +74,15 @@ type App struct {
 	GID string `json:"gid,omitempty"`
 
 	Autostart *bool `json:"autostart,omitempty"` // nil means true
+
+	// ReadinessProbe gates "online", start and reload (probe.go); LivenessProbe restarts an
+	// online instance that fails it. DependsOn orders starts (start, resurrect, startup).
+	ReadinessProbe *Probe       `json:"readiness_probe,omitempty"`
+	LivenessProbe  *Probe       `json:"liveness_probe,omitempty"`
+	DependsOn      []Dependency `json:"depends_on,omitempty"`
+	// WatchdogSec restarts an online instance that sends no WATCHDOG=1 to $NOTIFY_SOCKET for that
+	// many seconds (systemd's WatchdogSec; the app reads WATCHDOG_USEC). 0 = off.
+	WatchdogSec float64 `json:"watchdog_sec,omitempty"`
 }
 
 // PM2's defaults.

@@ -139,19 +139,34 @@ func ParseCron(expr string) (cron.Schedule, error) {
 	return s, nil
 }
 
+// KeyError is a problem with the value of one key of an app (Validate's errors are KeyErrors).
+// Its message is Err's.
+type KeyError struct {
+	Key string // PM2's key: "script", "exec_mode", ...
+	Err error
+}
+
+func (e *KeyError) Error() string { return e.Err.Error() }
+func (e *KeyError) Unwrap() error { return e.Err }
+
 // Validate checks an app for values the daemon cannot run with and returns all problems found,
-// joined. It does not fill defaults or touch the file system.
+// joined, each a *KeyError naming the key at fault. It does not fill defaults or touch the file system.
 func (a *App) Validate() error {
 	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &KeyError{Key: key, Err: fmt.Errorf(format, args...)})
+	}
 
 	if strings.TrimSpace(a.Script) == "" {
-		bad("script is missing")
+		bad("script", "script is missing")
+	}
+	if err := ValidateName(a.Name); err != nil {
+		errs = append(errs, &KeyError{Key: "name", Err: err})
 	}
 	switch a.ExecMode {
 	case "", "fork", "cluster":
 	default:
-		bad("exec_mode %q: want \"fork\" or \"cluster\"", a.ExecMode)
+		bad("exec_mode", "exec_mode %q: want \"fork\" or \"cluster\"", a.ExecMode)
 	}
 	for _, f := range []struct {
 		key string
@@ -170,24 +185,44 @@ func (a *App) Validate() error {
 		{"max_memory_restart", a.MaxMemoryRestart},
 	} {
 		if f.v < 0 {
-			bad("%s %d: must not be negative", f.key, f.v)
+			bad(f.key, "%s %d: must not be negative", f.key, f.v)
 		}
 	}
 	for _, c := range a.StopExitCodes {
 		if c < 0 || c > 255 {
-			bad("stop_exit_codes: %d is not an exit code (0-255)", c)
+			bad("stop_exit_codes", "stop_exit_codes: %d is not an exit code (0-255)", c)
 		}
 	}
 	if a.KillSignal != "" && unix.SignalNum(a.KillSignal) == 0 {
-		bad("kill_signal %q: not a signal name such as \"SIGTERM\"", a.KillSignal)
+		bad("kill_signal", "kill_signal %q: not a signal name such as \"SIGTERM\"", a.KillSignal)
 	}
 	if err := ValidateCron(a.CronRestart); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, &KeyError{Key: "cron_restart", Err: err})
 	}
 	switch a.LogType {
 	case "", "json":
 	default:
-		bad("log_type %q: want \"json\" or nothing", a.LogType)
+		bad("log_type", "log_type %q: want \"json\" or nothing", a.LogType)
+	}
+	if a.ReadinessProbe != nil {
+		errs = append(errs, a.ReadinessProbe.Validate("readiness_probe"))
+	}
+	if a.LivenessProbe != nil {
+		errs = append(errs, a.LivenessProbe.Validate("liveness_probe"))
+	}
+	if a.WatchdogSec < 0 || math.IsNaN(a.WatchdogSec) || math.IsInf(a.WatchdogSec, 0) {
+		bad("watchdog_sec", "watchdog_sec %v: must not be negative", a.WatchdogSec)
+	}
+	for _, d := range a.DependsOn {
+		if strings.TrimSpace(d.Name) == "" {
+			bad("depends_on", "depends_on: an entry without a name")
+		}
+		if d.Name == a.Name && a.Name != "" {
+			bad("depends_on", "depends_on: %s depends on itself", a.Name)
+		}
+		if _, err := NormalCondition(d.Condition); err != nil {
+			bad("depends_on", "depends_on %s: %v", d.Name, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -92,7 +92,9 @@ func (a *app) scaleCommand() *cobra.Command {
 				return fmt.Errorf("scale: %q is not a count (N, +N or -N)", spec)
 			}
 			return a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
+				done := a.progress(ctx, b, func() []string { return []string{args[0]} })
 				procs, err := b.Scale(ctx, args[0], spec)
+				done()
 				if err != nil {
 					return err
 				}
@@ -226,6 +228,10 @@ func (a *app) pingCommand() *cobra.Command {
 // killGrace bounds how long kill waits for the daemon to exit after SIGTERM.
 const killGrace = 30 * time.Second
 
+// killPingTimeout bounds how long kill waits for the daemon to answer before it takes it for
+// unresponsive (and stops it by signal: SIGTERM, which stops the apps, then SIGKILL after killGrace).
+const killPingTimeout = 3 * time.Second
+
 func (a *app) killCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "kill",
@@ -242,13 +248,15 @@ func (a *app) killCommand() *cobra.Command {
 			}
 			c := api.NewClient(p.Socket)
 			defer c.Close()
-			pong, err := c.Ping(ctx)
+			// Bounded: a daemon stopped by SIGSTOP takes the connection and never answers.
+			pong, err := daemonproc.Ping(ctx, p, killPingTimeout)
 			if err != nil {
-				if !api.IsUnreachable(err) {
+				var hung *daemonproc.NoAnswerError
+				if !api.IsUnreachable(err) && !errors.As(err, &hung) {
 					return err
 				}
 				pid, _ := daemonproc.ReadPid(p.PidFile)
-				if pid > 0 && daemonproc.Alive(pid) && pid != os.Getpid() {
+				if pid > 0 && daemonproc.Alive(pid) && daemonproc.IsDaemon(pid) && pid != os.Getpid() {
 					// A daemon that does not answer: stop it the hard way.
 					if err := daemonproc.Kill(ctx, p, pid, killGrace); err != nil {
 						return err

@@ -165,7 +165,8 @@ func (a *app) envMap() map[string]string {
 	return m
 }
 
-// paths returns the file layout of the corral home.
+// paths returns the file layout of the corral home, refusing one that is not the user's
+// (daemonproc.CheckHome).
 func (a *app) paths() (daemonproc.Paths, error) {
 	home := a.getenv(daemonproc.EnvHome)
 	if home == "" {
@@ -181,7 +182,12 @@ func (a *app) paths() (daemonproc.Paths, error) {
 	if !filepath.IsAbs(home) {
 		home = filepath.Join(a.dir, home)
 	}
-	return daemonproc.PathsFor(filepath.Clean(home)), nil
+	p := daemonproc.PathsFor(filepath.Clean(home))
+	// Another user's home is refused before anything is read from it or sent to its socket.
+	if err := daemonproc.CheckHome(p); err != nil {
+		return daemonproc.Paths{}, err
+	}
+	return p, nil
 }
 
 // backend returns the daemon, starting it if needed.
@@ -262,6 +268,9 @@ func (a *app) rootCommand() *cobra.Command {
 		a.prettylistCommand(),
 		a.showCommand(),
 		a.logsCommand(),
+		a.eventsCommand(),
+		a.monitCommand(),
+		a.webCommand(),
 		a.flushCommand(),
 		a.reloadLogsCommand(),
 		a.sendSignalCommand(),
@@ -283,6 +292,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.startupCommand(),
 		a.unstartupCommand(),
 		a.runtimeCommand(),
+		a.importPM2Command(),
 	)
 	return root
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/corralhq/corral/internal/activation"
 	"github.com/corralhq/corral/internal/api"
+	"github.com/corralhq/corral/internal/daemonlog"
 	"github.com/corralhq/corral/internal/daemonproc"
 	"github.com/corralhq/corral/internal/fdhygiene"
 	"github.com/corralhq/corral/internal/keeper"
@@ -118,16 +119,21 @@ func (a *app) runDaemon(ctx context.Context, foreground, resurrect bool) error {
 	if err := daemonproc.EnsureHome(p.Home); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(p.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	// corral.log is rotated by size, and repeated warnings are counted rather than written. Its
+	// path was checked by daemonproc.CheckHome (ours, not a link); logs.Open never follows a link
+	// another user planted.
+	logf, err := daemonlog.Open(p.LogFile, !foreground)
 	if err != nil {
-		return fmt.Errorf("daemon log: %w", err)
+		return err
 	}
 	defer logf.Close()
 	var h slog.Handler = slog.NewTextHandler(logf, nil)
 	if foreground {
 		h = slog.NewMultiHandler(h, slog.NewTextHandler(a.stderr, nil))
 	}
-	log := slog.New(h)
+	throttle := daemonlog.NewThrottle(h, nil)
+	defer throttle.Flush(context.Background())
+	log := slog.New(throttle)
 
 	// Signals first, so that a SIGTERM (or a hand-over request) during start-up is not lost.
 	ctx, cancel := context.WithCancel(ctx)

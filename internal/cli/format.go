@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/pm2json"
+	"github.com/corralhq/corral/internal/secretenv"
 )
 
 // humanDuration renders an uptime as PM2 does: 5s, 3m, 2h, 4D.
@@ -63,8 +63,13 @@ func running(p api.Proc) bool {
 	return p.Status == "online" || p.Status == "launching" || p.Status == "stopping"
 }
 
-// modeName is the short exec mode shown by `ls`.
+// modeName is the short exec mode shown by `ls`: "listen" for an app whose instances share the
+// sockets the daemon binds (--listen), which jlist reports as PM2's fork_mode (PM2 has no such
+// mode; its tools know only fork_mode and cluster_mode) with the addresses in pm2_env.listen.
 func modeName(p api.Proc) string {
+	if len(p.App.Listen) > 0 {
+		return "listen"
+	}
 	if pm2json.ExecMode(p.App.ExecMode) == "cluster_mode" {
 		return "cluster"
 	}
@@ -148,16 +153,9 @@ func writeList(w io.Writer, procs []api.Proc, now time.Time) {
 	t.write(w)
 }
 
-// secretKey matches environment variable names whose values `show` hides.
-var secretKey = regexp.MustCompile(`(?i)SECRET|TOKEN|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH`)
-
-// maskValue hides the value of a secret-looking variable.
-func maskValue(key, value string) string {
-	if secretKey.MatchString(key) && value != "" {
-		return "********"
-	}
-	return value
-}
+// maskValue hides the value of a secret-looking variable (internal/secretenv: the one rule,
+// shared with the web dashboard).
+func maskValue(key, value string) string { return secretenv.Mask(key, value) }
 
 func orNA(s string) string {
 	if s == "" {

@@ -174,6 +174,19 @@ func (a *app) describe(p api.Proc, now time.Time, showEnv bool) {
 		exit += " (" + p.ExitSignal + ")"
 	}
 	t.add("last exit", exit)
+	if p.App.ReadinessProbe != nil {
+		t.add("readiness probe", p.App.ReadinessProbe.String())
+	}
+	if p.Readiness != "" {
+		t.add("readiness", p.Readiness)
+	}
+	if p.App.LivenessProbe != nil {
+		t.add("liveness probe", p.App.LivenessProbe.String())
+	}
+	if p.LivenessRestarts > 0 || p.RestartReason != "" {
+		t.add("liveness restarts", strconv.Itoa(p.LivenessRestarts))
+		t.add("restart reason", p.RestartReason)
+	}
 	t.add("created at", fmtTime(p.CreatedAt))
 	t.add("cpu", humanCPU(p.CPU))
 	t.add("memory", humanBytes(p.Memory))

@@ -37,6 +37,7 @@ type startFlags struct {
 	force, updateEnv                                bool
 	env, only                                       string
 	uid, gid                                        string
+	readinessHTTP, livenessHTTP, readinessTCP       string
 }
 
 // flagAliases maps PM2's alternative flag spellings to the canonical ones.
@@ -99,6 +100,9 @@ func (a *app) addStartFlags(fs *pflag.FlagSet, f *startFlags) {
 	fs.StringVar(&f.only, "only", "", "ecosystem apps to act on (a,b)")
 	fs.StringVar(&f.uid, "uid", "", "run as this user (root only)")
 	fs.StringVar(&f.gid, "gid", "", "run as this group (root only)")
+	fs.StringVar(&f.readinessHTTP, "readiness-http", "", "online only once GET URL answers 2xx/3xx (e.g. http://127.0.0.1:3000/health or /health)")
+	fs.StringVar(&f.livenessHTTP, "liveness-http", "", "restart an instance whose GET URL fails 3 times in a row")
+	fs.StringVar(&f.readinessTCP, "readiness-tcp", "", "online only once HOST:PORT accepts a connection")
 	fs.SetNormalizeFunc(normalizeFlags)
 }
 
@@ -241,6 +245,10 @@ func optionFlags(f *startFlags) []optionFlag {
 		{"log-max-files", "log_max_files", count(&f.logMaxFiles)},
 		{"uid", "uid", str(&f.uid)},
 		{"gid", "gid", str(&f.gid)},
+		// Readiness from a flag is checked every second (a start waits for it), not every 10 s.
+		{"readiness-http", "readiness_probe", func() (any, error) { return everySecond(appspec.ProbeFromURL(f.readinessHTTP)) }},
+		{"readiness-tcp", "readiness_probe", func() (any, error) { return everySecond(appspec.ProbeFromHostPort(f.readinessTCP)) }},
+		{"liveness-http", "liveness_probe", func() (any, error) { return appspec.ProbeFromURL(f.livenessHTTP) }},
 	}
 }
 
@@ -271,4 +279,12 @@ func optionOverrides(fs *pflag.FlagSet, f *startFlags) (api.Overrides, []error) 
 		}
 	}
 	return ov, errs
+}
+
+// everySecond sets a probe made from a flag to run every second.
+func everySecond(p *appspec.Probe, err error) (*appspec.Probe, error) {
+	if p != nil {
+		p.PeriodSeconds = 1
+	}
+	return p, err
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
@@ -106,6 +107,17 @@ type resurrected struct {
 	skipped []string      // "<name>: <why>" for apps left alone
 	failed  []error       // apps that could not be started
 	apps    []appspec.App // the apps that were started, in order
+	renamed []string      // apps whose saved name breaks the name rules, started renamed
+}
+
+// nameInDump reports whether an app of the dump is called name.
+func nameInDump(apps []appspec.App, name string) bool {
+	for _, a := range apps {
+		if a.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // resurrect starts every app of the dump at path that b does not already
@@ -128,8 +140,23 @@ func resurrect(ctx context.Context, b api.Backend, path string) (resurrected, er
 			status[p.Name] = p.Status
 		}
 	}
+	// depends_on: dependencies first; a cycle or an unknown name starts nothing.
+	order, err := appspec.StartOrder(apps, func(n string) bool { _, ok := status[n]; return ok })
+	if err != nil {
+		return res, fmt.Errorf("resurrect %s: %w", path, err)
+	}
 	done := map[string]bool{}
-	for _, app := range apps {
+	for _, i := range order {
+		app := apps[i]
+		if err := appspec.ValidateName(app.Name); err != nil && status[app.Name] == "" {
+			// Saved before the name rules: kept, under a name that follows them.
+			fixed := appspec.FixName(app.Name)
+			for n := 2; status[fixed] != "" || done[fixed] || nameInDump(apps, fixed); n++ {
+				fixed = fmt.Sprintf("%s-%d", appspec.FixName(app.Name), n)
+			}
+			res.renamed = append(res.renamed, fmt.Sprintf("%v: started as %q (see the app name rules; save to keep the new name)", err, fixed))
+			app.Name = fixed
+		}
 		switch st, exists := status[app.Name]; {
 		case exists:
 			res.skipped = append(res.skipped, fmt.Sprintf("%s: already in the process list (%s), left alone", app.Name, st))
@@ -169,7 +196,9 @@ func (a *app) resurrectCommand() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "[corral] Restoring processes from %s\n", path)
+			done := a.progress(ctx, b, nil)
 			res, err := resurrect(ctx, b, path)
+			done()
 			if errors.Is(err, fs.ErrNotExist) {
 				fmt.Fprintf(a.stdout, "[corral] Nothing to restore: no saved process list (%s); run corral save first\n", path)
 				return nil
@@ -179,6 +208,9 @@ func (a *app) resurrectCommand() *cobra.Command {
 			}
 			if res.warning != "" {
 				fmt.Fprintf(a.stderr, "[corral] warning: %s\n", res.warning)
+			}
+			for _, r := range res.renamed {
+				fmt.Fprintf(a.stderr, "[corral] warning: %s\n", r)
 			}
 			for _, s := range res.skipped {
 				fmt.Fprintf(a.stdout, "[corral] %s\n", s)
@@ -194,9 +226,28 @@ func (a *app) resurrectCommand() *cobra.Command {
 	}
 }
 
-// daemonResurrect restores the dump inside the daemon (daemon --resurrect),
-// logging the outcome; a missing dump is not an error.
+// resurrectReadyBudget is how long the daemon's boot-time resurrect may hold back its READY: apps
+// that wait for readiness probes or depends_on conditions past it go on starting after READY (the
+// keeper kills a daemon that is not ready within 60 s, and systemd gives up on a unit after 90 s).
+const resurrectReadyBudget = 20 * time.Second
+
+// daemonResurrect restores the dump inside the daemon (daemon --resurrect), logging the outcome; a
+// missing dump is not an error. It returns when done or after resurrectReadyBudget, whichever is
+// first; the rest goes on in the background (bounded by ctx).
 func daemonResurrect(ctx context.Context, b api.Backend, home string, log *slog.Logger) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		daemonResurrectAll(ctx, b, home, log)
+	}()
+	select {
+	case <-done:
+	case <-time.After(resurrectReadyBudget):
+		log.Info("resurrect: still starting apps (readiness probes, depends_on); the daemon is ready meanwhile")
+	}
+}
+
+func daemonResurrectAll(ctx context.Context, b api.Backend, home string, log *slog.Logger) {
 	path := filepath.Join(home, dumpName)
 	res, err := resurrect(ctx, b, path)
 	switch {
@@ -209,6 +260,9 @@ func daemonResurrect(ctx context.Context, b api.Backend, home string, log *slog.
 	}
 	if res.warning != "" {
 		log.Warn("resurrect: " + res.warning)
+	}
+	for _, r := range res.renamed {
+		log.Warn("resurrect: " + r)
 	}
 	for _, s := range res.skipped {
 		log.Info("resurrect: " + s)

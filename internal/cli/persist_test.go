@@ -150,3 +150,41 @@ func TestShellQuote(t *testing.T) {
 		}
 	}
 }
+
+// A dump saved before the app name rules, with names they refuse, still loads: those apps start
+// under fixed names, with a warning each, and nothing is lost.
+func TestResurrectRenamesAppsWithRefusedNames(t *testing.T) {
+	home := t.TempDir()
+	apps := []appspec.App{
+		{Name: "0", Script: "/x/zero.js"},
+		{Name: "all", Script: "/x/all.js"},
+		{Name: "two\nlines", Script: "/x/t.js"},
+		{Name: "0-app", Script: "/x/taken.js"},
+		{Name: "ok", Script: "/x/ok.js"},
+	}
+	if err := statefile.Save(filepath.Join(home, dumpName), apps, false); err != nil {
+		t.Fatal(err)
+	}
+	b := &apitest.Fake{}
+	rc, out, errOut := runWith(t, b, home, "resurrect")
+	if rc != 0 {
+		t.Fatalf("exit %d\n%s\n%s", rc, out, errOut)
+	}
+	for _, want := range []string{
+		`warning: app name "0" is ambiguous: as a target, a number is a pm_id; add a letter: started as "0-app-2"`,
+		`warning: app name "all" is ambiguous: as a target, "all" means every process: started as "all-app"`,
+		`warning: app name "two\nlines" contains a control character (U+000A): names must be printable: started as "two_lines"`,
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	procs, _ := b.List(context.Background())
+	var got []string
+	for _, p := range procs {
+		got = append(got, p.Name)
+	}
+	if strings.Join(got, ",") != "0-app-2,all-app,two_lines,0-app,ok" {
+		t.Errorf("started %q", got)
+	}
+}

@@ -56,7 +56,9 @@ func (a *app) restartCommand(name string) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			done := a.progress(ctx, b, appNames(ctx, b, targets))
 			ps, ns, err := op(ctx, targets, api.RestartOptions{UpdateEnv: f.updateEnv, Env: a.envMapIf(f.updateEnv)})
+			done()
 			if err != nil {
 				return err
 			}
@@ -187,6 +189,20 @@ func (a *app) applyEcosystem(ctx context.Context, b api.Backend, path, only, env
 		}
 		return nil, fmt.Errorf("%w: %s", api.ErrUnknownTarget, strings.Join(names, ", "))
 	}
+	startRest := func() error {
+		if len(missing) == 0 {
+			return nil
+		}
+		ps, err := b.Start(ctx, missing, api.StartOptions{})
+		out = append(out, ps...)
+		missing = nil
+		return err
+	}
+	if dependsOnAny(existing, missing) { // depends_on: what they depend on starts first
+		if err := startRest(); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case len(existing) == 0:
 	case mode == "start":
@@ -215,14 +231,22 @@ func (a *app) applyEcosystem(ctx context.Context, b api.Backend, path, only, env
 			out = append(out, ps...)
 		}
 	}
-	if len(missing) > 0 {
-		ps, err := b.Start(ctx, missing, api.StartOptions{})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ps...)
+	if err := startRest(); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// dependsOnAny reports whether an app of apps depends on one of others.
+func dependsOnAny(apps, others []appspec.App) bool {
+	for _, a := range apps {
+		for _, d := range a.DependsOn {
+			if slices.ContainsFunc(others, func(o appspec.App) bool { return o.Name == d.Name }) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (a *app) startOrCommand(name string) *cobra.Command {

@@ -81,7 +81,12 @@ func (a *app) start(ctx context.Context, fs *pflag.FlagSet, f *startFlags, targe
 	if err != nil {
 		return err
 	}
+	done := func() {} // progress lines while the instances start (on a terminal)
+	if app.Instances > 1 {
+		done = a.progress(ctx, b, func() []string { return []string{app.Name} })
+	}
 	procs, err := b.Start(ctx, []appspec.App{app}, api.StartOptions{Force: f.force})
+	done()
 	if err != nil {
 		return err
 	}
@@ -108,7 +113,10 @@ func (a *app) reportStart(ctx context.Context, b api.Backend, app appspec.App, p
 		inst = fmt.Sprintf("%d instances", len(procs))
 	}
 	mode := "fork_mode"
-	if len(procs) > 0 && pm2json.ExecMode(procs[0].App.ExecMode) == "cluster_mode" {
+	switch {
+	case len(app.Listen) > 0:
+		mode = "listen mode" // the daemon's sockets, shared across instances (ls shows "listen")
+	case len(procs) > 0 && pm2json.ExecMode(procs[0].App.ExecMode) == "cluster_mode":
 		mode = "cluster_mode"
 	}
 	fmt.Fprintf(a.stdout, "[corral] Starting %s in %s (%s)\n", app.Script, mode, inst)
@@ -374,7 +382,9 @@ func (a *app) startEcosystem(ctx context.Context, path string, f *startFlags) er
 	if err != nil {
 		return err
 	}
+	done := a.progress(ctx, b, nil)
 	procs, err := a.applyEcosystem(ctx, b, path, f.only, f.env, f.updateEnv, "start", true)
+	done()
 	if err != nil {
 		return err
 	}

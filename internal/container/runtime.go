@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -205,7 +206,8 @@ func printLine(o Options, l api.LogLine) {
 }
 
 // Handler serves the probes: /healthz answers 200 while the runtime runs; /readyz answers 200 when
-// every instance is online (503 with the list otherwise); /metrics is Prometheus text.
+// every instance is online (past its readiness probe, if any) and has not failed that probe since
+// (503 with the list otherwise); /metrics is Prometheus text.
 func Handler(b api.Backend) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -219,8 +221,11 @@ func Handler(b api.Backend) http.Handler {
 		}
 		var notReady []string
 		for _, p := range procs {
-			if p.Status != string(daemon.StatusOnline) {
+			switch {
+			case p.Status != string(daemon.StatusOnline):
 				notReady = append(notReady, fmt.Sprintf("%d|%s: %s", p.PMID, p.Name, p.Status))
+			case strings.HasPrefix(p.Readiness, "not ready"): // online, then failed its readiness probe
+				notReady = append(notReady, fmt.Sprintf("%d|%s: %s", p.PMID, p.Name, p.Readiness))
 			}
 		}
 		if len(procs) == 0 || len(notReady) > 0 {
@@ -243,7 +248,7 @@ func snapshot(b api.Backend) []metrics.Proc {
 	out := make([]metrics.Proc, 0, len(procs))
 	for _, p := range procs {
 		mp := metrics.Proc{Name: p.Name, Namespace: p.Namespace, ID: p.PMID, PID: p.PID, Status: p.Status,
-			CPU: p.CPU, Memory: p.Memory, Restarts: p.Restarts}
+			CPU: p.CPU, Memory: p.Memory, Restarts: p.Restarts, LivenessRestarts: p.LivenessRestarts}
 		if b := p.Balancer; b != nil {
 			mp.Balancer = &metrics.Balancer{HandedOff: b.HandedOff, InFlight: b.InFlight, Refused: b.Refused, Rerouted: b.Rerouted, Waiting: b.Waiting}
 		}

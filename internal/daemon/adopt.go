@@ -324,6 +324,7 @@ func primaryOf(prims []*primaryRecovery, a *app) *cluster.Primary {
 // caller holds m.mu.
 func (m *Manager) placeRun(in *instance, r *run, current, stop bool, later *[]func()) {
 	if current {
+		m.adoptedHealth(r) // health.go: the probes of a process taken over run again
 		m.adopt(in, r)
 		if in.st.Status == StatusLaunching {
 			m.bg.Go(func() { m.watchOnline(r) })

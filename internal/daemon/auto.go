@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"github.com/corralhq/corral/internal/events"
 	"slices"
 	"sort"
 	"time"
@@ -82,6 +83,8 @@ func (m *Manager) autoReplace(ctx context.Context, in *instance, reason string) 
 	}
 	reload := in.app.res.mode != modeFork && in.st.Status == StatusOnline
 	m.log.Info("automatic restart", "pm_id", in.st.PMID, "name", in.st.Name, "reason", reason, "reload", reload)
+	m.ev.Publish(events.Event{Type: events.Restart, App: in.st.Name, PMID: events.ID(in.st.PMID), PID: in.st.PID,
+		Reason: autoReason(reason), Message: reason})
 	m.mu.Unlock()
 	var err error
 	if reload {

@@ -73,7 +73,7 @@ func parseSignal(s string) (syscall.Signal, error) {
 func (m *Manager) Signal(ctx context.Context, sig string, targets []string) ([]api.Proc, error) {
 	s, err := parseSignal(sig)
 	if err != nil {
-		return nil, err
+		return nil, api.BadField("signal", err)
 	}
 	ins, err := m.targets(targets)
 	if err != nil {

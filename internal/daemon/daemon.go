@@ -39,7 +39,10 @@
 //	adopt.go      Recover and Handover: taking the processes over from the previous daemon
 //	logpump.go    the log pump of a pipe kept in the keeper (peek with tee, write, then consume)
 //	resolve.go    resolving an app: program, interpreter, exec mode, environment
+//	health.go     readiness and liveness probes (internal/probe), the notify socket (sd_notify)
+//	order.go      depends_on: start order and its conditions, stop in reverse
 //	targets.go    which instances a target names
+//	web.go        Web: the web dashboard (internal/web), restored from its saved setting at New
 //
 // # Locking
 //
@@ -82,10 +85,14 @@
 //   - A worker's exit is read on a goroutine of forkWorker's that waits for Worker.Done and then
 //     asks the worker for its exit status (the primary's lock), without mu.
 //   - supervise, watchOnline, the pumps, askStop and forkWorker are per-process goroutines; each
-//     takes mu only briefly to apply an event, never while waiting.
+//     takes mu only briefly to apply an event, never while waiting. So are watchHealth (the
+//     probes: it calls Worker.Release and Worker.Dial without mu, and hands a liveness failure to
+//     a goroutine that takes the operation token, then mu) and readNotify (the notify socket).
 //   - Timers (restartDue, cron and watch firings) run on their own goroutines, take mu and check a
 //     generation or stopped flag first, since they may fire after being cancelled.
 //   - The sampler reads /proc without mu; the orphan reaper takes only children.mu.
+//   - The web dashboard (web.Controller) has its own mutex, never taken under mu; its HTTP
+//     handlers call the Manager's public methods like any API client.
 //   - Under a keeper, stores and removals of fds and the state go through keeperLink's queue
 //     (its mu is a leaf after mu); one goroutine sends them to the keeper, taking mu only to
 //     marshal the state. No request to the keeper is made under mu.
@@ -103,6 +110,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/corralhq/corral/internal/events"
 	"log/slog"
 	"maps"
 	"os"
@@ -118,6 +126,8 @@ import (
 	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/keeper"
 	"github.com/corralhq/corral/internal/logs"
+	"github.com/corralhq/corral/internal/owner"
+	"github.com/corralhq/corral/internal/web"
 	"golang.org/x/sys/unix"
 )
 
@@ -153,6 +163,7 @@ type Manager struct {
 	cfg Config
 	log *slog.Logger
 	bc  *logs.Broadcaster
+	ev  *events.Bus // the event feed; its own leaf lock, taken after mu (Publish never blocks)
 
 	// mu guards everything below it, and the apps, instances and runs reachable from procs and
 	// apps (see "Locking" in the package doc). Under mu: no call into a cluster.Primary or
@@ -177,6 +188,7 @@ type Manager struct {
 	kids       children      // processes started by the Manager, for the orphan reaper; own lock, after mu
 	stopReaper chan struct{} // nil without Config.Subreaper
 	reaperDone chan struct{}
+	web        *web.Controller // the web dashboard (web.go); its own lock, never taken under mu
 	// bg counts the goroutines the Manager starts: per process (spawn), per retired primary,
 	// cron and watch restarts, memory restarts. Add (or Go) happens under mu, or on a goroutine
 	// bg already counts, and never after Close has removed every instance; Close waits for it.
@@ -211,8 +223,9 @@ type app struct {
 type instance struct {
 	st       InstanceState
 	app      *app
-	run      *run // the current process, nil when none
-	next     *run // a reload's replacement, until it takes over
+	run      *run    // the current process, nil when none
+	next     *run    // a reload's replacement, until it takes over
+	errTail  errTail // the last stderr lines of the current process, for its exit event
 	timer    *time.Timer
 	timerGen int
 	// op is the operation token: one user operation at a time (stop, restart, reload, delete).
@@ -221,11 +234,17 @@ type instance struct {
 	deleted bool
 	cpu     float64
 	mem     uint64
+	hist    history // recent cpu/mem samples (history.go)
 	// userStopped is set by Stop (and for autostart off) and cleared by the next launch: the
 	// instance is left alone by cron_restart and watch meanwhile.
 	userStopped bool
 	// memRestart is set while max_memory_restart replaces the instance.
 	memRestart bool
+	// spawnRetries counts the consecutive launches whose process could not be started for want of
+	// resources (see retrySpawn); a process that starts resets it.
+	spawnRetries int
+	// healthRestart is set while a failed liveness probe restarts the instance (health.go).
+	healthRestart bool
 	// startErr is why the process of the last launch could not be started, when that was found
 	// after launch returned (a cluster fork; see startFailed). waitStarted reports it.
 	startErr error
@@ -257,11 +276,13 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("daemon: home %s: %w", cfg.Home, err)
 	}
 	cfg.Home = home
+	// Another user's directory (or a link they planted) is refused: the daemon creates files there.
 	for _, dir := range []string{home, filepath.Join(home, "logs"), filepath.Join(home, "pids")} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := owner.EnsureDir(dir); err != nil {
 			return nil, fmt.Errorf("daemon: create %s: %w", dir, err)
 		}
 	}
+	removeStaleNotify(home) // health.go
 	if cfg.Self != "" {
 		if cfg.Self, err = filepath.Abs(cfg.Self); err != nil {
 			return nil, fmt.Errorf("daemon: self %s: %w", cfg.Self, err)
@@ -280,6 +301,7 @@ func New(cfg Config) (*Manager, error) {
 		cfg:   cfg,
 		log:   lg,
 		bc:    logs.NewBroadcaster(logs.DefaultSubscriberBuffer),
+		ev:    events.NewBus(0),
 		procs: make(map[int]*instance),
 		apps:  make(map[string]*app),
 		files: make(map[string]*sharedFile),
@@ -303,6 +325,7 @@ func New(cfg Config) (*Manager, error) {
 		m.reaperDone = make(chan struct{})
 		go m.reapLoop()
 	}
+	m.startWeb()
 	return m, nil
 }
 
@@ -316,6 +339,7 @@ func (m *Manager) Close() {
 	}
 	m.closed = true
 	m.mu.Unlock()
+	m.web.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -439,6 +463,7 @@ func (m *Manager) proc(in *instance) api.Proc {
 	if in.st.Status == StatusOnline {
 		p.CPU, p.Memory = in.cpu, in.mem
 	}
+	p.Readiness, p.LivenessRestarts, p.RestartReason = readinessOf(in), in.st.LivenessRestarts, in.st.RestartReason
 	if in.run != nil && in.run.worker != nil {
 		s := in.run.worker.Balancer() // lock-free
 		p.Balancer = &api.Balancer{HandedOff: s.HandedOff, InFlight: s.InFlight, Refused: s.Refused, Rerouted: s.Rerouted}

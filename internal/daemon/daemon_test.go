@@ -914,7 +914,7 @@ func TestResolveApp(t *testing.T) {
 func TestLogPaths(t *testing.T) {
 	spec := appspec.App{Name: "my app", Cwd: "/srv", Instances: 2}
 	out, errLog, combined, pid := logPaths("/h", spec, 3)
-	if out != "/h/logs/my-app-out-3.log" || errLog != "/h/logs/my-app-error-3.log" || combined != "" || pid != "/h/pids/my-app-3.pid" {
+	if out != "/h/logs/my+app-out-3.log" || errLog != "/h/logs/my+app-error-3.log" || combined != "" || pid != "/h/pids/my+app-3.pid" {
 		t.Errorf("defaults: %s %s %q %s", out, errLog, combined, pid)
 	}
 	spec.OutFile, spec.ErrorFile, spec.LogFile = "out.log", "NULL", "/var/log/all"

@@ -523,6 +523,7 @@ func (m *Manager) dirty() {
 // keeper it starts the plain pumps. The caller holds m.mu.
 func (m *Manager) keepPipes(r *run, outR, errR *os.File) {
 	out, errw := m.lineWriters(r.in)
+	r.health.tapLines(out, errw) // health.go: log_line probes see this process's lines only
 	if m.kp == nil {
 		m.bg.Go(func() { pump(outR, out) })
 		m.bg.Go(func() { pump(errR, errw) })

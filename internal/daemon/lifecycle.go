@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/corralhq/corral/internal/events"
 	"slices"
 	"sort"
 	"strconv"
@@ -76,7 +77,7 @@ func (m *Manager) startInstance(in *instance) error {
 // instances have left "launching" (or waited up to listen_timeout for it).
 func (m *Manager) Start(ctx context.Context, apps []appspec.App, opts api.StartOptions) ([]api.Proc, error) {
 	if len(apps) == 0 {
-		return nil, errors.New("start: no app given")
+		return nil, api.BadField("apps", errors.New("start: no app given"))
 	}
 	type item struct {
 		spec     appspec.App
@@ -104,9 +105,12 @@ func (m *Manager) Start(ctx context.Context, apps []appspec.App, opts api.StartO
 		}
 		spec, res, err := resolveApp(items[i].spec, m.cfg.Self)
 		if err != nil {
-			return nil, fmt.Errorf("start: %w", err)
+			return nil, appFieldError(i, fmt.Errorf("start: %w", err))
 		}
 		items[i].spec, items[i].res = spec, res
+	}
+	for _, it := range items {
+		m.ev.Publish(events.Event{Type: events.App, App: it.spec.Name, Reason: "start"})
 	}
 	m.mu.Lock()
 	for _, it := range items {
@@ -122,9 +126,22 @@ func (m *Manager) Start(ctx context.Context, apps []appspec.App, opts api.StartO
 	}
 	m.mu.Unlock()
 
+	specs := make([]appspec.App, len(items))
+	for i, it := range items {
+		specs[i] = it.spec
+	}
+	order, err := m.startOrder(specs) // depends_on: an unknown name or a cycle starts nothing (order.go)
+	if err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
 	var started []*instance
 	var errs []error
-	for _, it := range items {
+	for _, i := range order {
+		it := items[i]
+		if err := m.waitDeps(ctx, it.spec.Name, m.depsOf(it.spec)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		m.mu.Lock()
 		a := m.apps[it.spec.Name]
 		m.mu.Unlock()
@@ -311,7 +328,7 @@ func (m *Manager) waitStarted(ins []*instance) error {
 	m.mu.Lock()
 	var limit time.Duration
 	for _, in := range ins {
-		limit = max(limit, ms(in.app.spec.ListenTimeout)+500*time.Millisecond)
+		limit = max(limit, waitLimit(in)+500*time.Millisecond)
 	}
 	m.mu.Unlock()
 	m.waitCond(limit, func() bool {
@@ -324,7 +341,7 @@ func (m *Manager) waitStarted(ins []*instance) error {
 	})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var errs []error
+	errs := []error{notReady(ins)}
 	for _, in := range ins {
 		if in.startErr != nil && !in.deleted {
 			errs = append(errs, in.startErr)
@@ -381,6 +398,9 @@ func (m *Manager) dropApp(a *app) {
 // indexes stay contiguous from 0 (PM2 removes the lowest pm_ids; corral keeps the oldest). It
 // returns the app's instances afterwards.
 func (m *Manager) Scale(ctx context.Context, name string, spec string) ([]api.Proc, error) {
+	if strings.TrimSpace(name) == "" {
+		return nil, api.BadField("name", errors.New("scale: no app given"))
+	}
 	m.mu.Lock()
 	a := m.apps[name]
 	if a == nil {
@@ -392,11 +412,12 @@ func (m *Manager) Scale(ctx context.Context, name string, spec string) ([]api.Pr
 		return nil, ErrShuttingDown
 	}
 	cur := len(a.instances)
+	m.ev.Publish(events.Event{Type: events.App, App: name, Reason: "scale", Message: fmt.Sprintf("%d → %s", cur, spec)})
 	s := strings.TrimSpace(spec)
 	n, err := strconv.Atoi(strings.TrimPrefix(s, "+"))
 	if err != nil {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("scale %s %q: want N, +N or -N", name, spec)
+		return nil, api.BadField("spec", fmt.Errorf("scale %s %q: want N, +N or -N", name, spec))
 	}
 	want := n
 	if strings.HasPrefix(s, "+") || strings.HasPrefix(s, "-") {
@@ -404,7 +425,7 @@ func (m *Manager) Scale(ctx context.Context, name string, spec string) ([]api.Pr
 	}
 	if want < 1 {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("scale %s %q: %d instances left; at least 1 must remain (use delete)", name, spec, want)
+		return nil, api.BadField("spec", fmt.Errorf("scale %s %q: %d instances left; at least 1 must remain (use delete)", name, spec, want))
 	}
 	a.spec.Instances = want
 	var added, victims []*instance

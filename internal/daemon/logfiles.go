@@ -141,7 +141,8 @@ func (m *Manager) lineWriters(in *instance) (out, errw *logs.LineWriter) {
 		}
 	}
 	out = logs.NewLineWriter(opts("out"), dsts(in.st.OutLog, in.st.CombinedLog)...)
-	errw = logs.NewLineWriter(opts("err"), dsts(in.st.ErrLog, in.st.CombinedLog)...)
+	in.errTail.take() // a new process: its own last lines
+	errw = logs.NewLineWriter(opts("err"), append(dsts(in.st.ErrLog, in.st.CombinedLog), &in.errTail)...)
 	return out, errw
 }
 

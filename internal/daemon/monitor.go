@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/api"
+	"github.com/corralhq/corral/internal/events"
 	"github.com/corralhq/corral/internal/procstat"
 )
 
@@ -32,6 +33,7 @@ func (m *Manager) sample(interval time.Duration) {
 			return
 		case <-t.C:
 		}
+		now := time.Now()
 		targets = targets[:0]
 		m.mu.Lock()
 		for _, in := range m.procs {
@@ -68,6 +70,7 @@ func (m *Manager) sample(interval time.Duration) {
 				continue
 			}
 			tg.in.cpu, tg.in.mem = results[i].CPU, results[i].Memory
+			tg.in.hist.add(now, results[i].CPU, results[i].Memory)
 			limit := tg.in.app.spec.MaxMemoryRestart
 			if limit > 0 && int64(results[i].Memory) > limit && !tg.in.memRestart && !tg.in.deleted {
 				tg.in.memRestart = true
@@ -104,6 +107,8 @@ func (m *Manager) memoryRestart(in *instance, used uint64, limit int64) {
 	note := fmt.Sprintf("memory %d bytes over max_memory_restart %d: restarted", used, limit)
 	m.log.Info("max_memory_restart", "pm_id", in.st.PMID, "name", in.st.Name, "memory", used, "limit", limit)
 	mode := in.app.res.mode
+	m.ev.Publish(events.Event{Type: events.Restart, App: in.st.Name, PMID: events.ID(in.st.PMID), PID: in.st.PID,
+		Reason: "memory", Message: fmt.Sprintf("%s over max_memory_restart %s", mib(used), mib(uint64(limit)))})
 	m.mu.Unlock()
 	var err error
 	if mode == modeFork {

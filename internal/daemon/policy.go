@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/corralhq/corral/internal/events"
 	"os"
 	"slices"
 	"time"
@@ -36,6 +37,13 @@ func (m *Manager) exited(r *run) {
 	if err := os.Remove(in.st.PidFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 		m.log.Warn("remove pid file", "path", in.st.PidFile, "err", err)
 	}
+	ev := events.Event{Type: events.Exit, App: in.st.Name, PMID: events.ID(in.st.PMID), PID: r.pid,
+		Code: events.ID(in.st.ExitCode), Signal: in.st.ExitSignal, Uptime: time.Since(r.startedAt).Milliseconds(),
+		Reason: exitReason(in)}
+	if tail := in.errTail.take(); ev.Reason != "stopped" {
+		ev.Stderr = tail
+	}
+	m.ev.Publish(ev)
 	switch {
 	case in.st.Status == StatusStopping:
 		m.setStatus(in, StatusStopped)
@@ -63,11 +71,18 @@ func (m *Manager) startFailed(r *run) {
 	in.st.StdoutFD, in.st.StderrFD, in.st.IPCFD = -1, -1, -1
 	if in.st.Status == StatusStopping {
 		m.setStatus(in, StatusStopped)
+	} else if transientSpawn(r.startErr) && !m.shuttingDown {
+		m.retrySpawn(in, r.startErr) // publishes its own spawn_failed event
+		m.releaseIdle(in.app)
+		return
 	} else {
+		in.spawnRetries = 0
 		in.startErr = r.startErr
 		in.st.Notes = appendNote(in.st.Notes, r.startErr.Error())
 		m.setStatus(in, StatusErrored)
 	}
+	m.ev.Publish(events.Event{Type: events.SpawnFailed, App: in.st.Name, PMID: events.ID(in.st.PMID),
+		Message: r.startErr.Error()})
 	m.log.Warn("process could not be started", "pm_id", in.st.PMID, "name", in.st.Name, "err", r.startErr)
 	m.releaseIdle(in.app)
 }
@@ -134,6 +149,8 @@ func (m *Manager) restartPolicy(in *instance, r *run) {
 		in.st.PrevRestartDelay = delay.Milliseconds()
 	}
 	m.setStatus(in, StatusWaitingRestart)
+	m.ev.Publish(events.Event{Type: events.Restart, App: in.st.Name, PMID: events.ID(in.st.PMID), Reason: "crash",
+		Message: fmt.Sprintf("restart in %s", delay)})
 	in.timerGen++
 	gen := in.timerGen
 	in.timer = time.AfterFunc(delay, func() { m.restartDue(in, gen) })
@@ -176,11 +193,20 @@ func (m *Manager) launch(in *instance) error {
 		m.syncAutomation(in.app)
 	}
 	r, err := m.spawn(in, false)
+	if err != nil && transientSpawn(err) && !m.shuttingDown {
+		m.retrySpawn(in, err) // supervision goes on: the instance is tried again
+		return nil
+	}
 	if err != nil {
+		in.spawnRetries = 0
+		m.ev.Publish(events.Event{Type: events.SpawnFailed, App: in.st.Name, PMID: events.ID(in.st.PMID), Message: err.Error()})
 		in.st.Notes = appendNote(in.st.Notes, err.Error())
 		m.setStatus(in, StatusErrored)
 		m.releaseIdle(in.app)
 		return err
+	}
+	if r.pid != 0 { // a cluster worker is forked later: see forkWorker
+		in.spawnRetries = 0
 	}
 	m.adopt(in, r)
 	return nil
@@ -257,4 +283,17 @@ func (m *Manager) waitReleased(ctx context.Context, ins []*instance) error {
 		}
 	}
 	return nil
+}
+
+// exitReason says, for the event feed, why a process that just ended ended: asked to stop, replaced
+// by a reload, or on its own (a crash, or an exit the app chose). The caller holds m.mu.
+func exitReason(in *instance) string {
+	switch {
+	case in.st.Status == StatusStopping:
+		return "stopped"
+	case in.next != nil:
+		return "reload"
+	default:
+		return "unexpected"
+	}
 }

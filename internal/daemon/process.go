@@ -96,6 +96,7 @@ type run struct {
 	worker *cluster.Worker // cluster mode
 	ch     *ipc.Channel    // Node IPC channel of fork/listen node apps
 	sig    *signals
+	health *runHealth // probes and notify socket (health.go); nil without them
 
 	done     chan struct{} // closed once the process has been reaped; exitCode/exitSig valid then
 	exitCode int

@@ -27,11 +27,13 @@ func (m *Manager) Reload(ctx context.Context, targets []string, opts api.Restart
 	if err := m.refuseAfterShutdown(); err != nil {
 		return nil, nil, err
 	}
+	m.userAction("reload", ins)
 	if opts.Overrides != nil {
 		return m.restartWithOverrides(ctx, ins, opts, "reload")
 	}
 	var notes []string
 	noted := map[*app]bool{}
+	undo := map[*app]*envUndo{} // a failed reload puts the environment back (health.go)
 	for _, in := range ins {
 		if err := in.lock(ctx); err != nil {
 			return m.list(ins), notes, err
@@ -39,7 +41,12 @@ func (m *Manager) Reload(ctx context.Context, targets []string, opts api.Restart
 		m.mu.Lock()
 		a := in.app
 		mode, status, deleted := a.res.mode, in.st.Status, in.deleted
+		var prevEnv map[string]string
 		if (opts.UpdateEnv || opts.AppEnv != nil) && !deleted {
+			if undo[a] == nil {
+				undo[a] = &envUndo{env: a.spec.Env, shell: a.spec.ShellEnv}
+			}
+			prevEnv = in.st.Env
 			m.updateEnv(in, opts)
 		}
 		m.mu.Unlock()
@@ -61,6 +68,12 @@ func (m *Manager) Reload(ctx context.Context, targets []string, opts api.Restart
 			err = m.restartOne(ctx, in, api.RestartOptions{})
 		default:
 			err = m.reloadOne(ctx, in)
+			if err != nil && prevEnv != nil {
+				m.undoEnv(in, undo[a], prevEnv)
+			}
+			if err == nil && undo[a] != nil {
+				undo[a].kept = true
+			}
 		}
 		in.unlock()
 		if err != nil {
@@ -109,6 +122,7 @@ func (m *Manager) reloadOne(ctx context.Context, in *instance) error {
 	}
 	in.next = r
 	oldPID := in.st.PID
+	m.reloadStep(in, oldPID, "starting a replacement; pid %d keeps serving", oldPID)
 	m.mu.Unlock()
 
 	failure := awaitReady(ctx, r)
@@ -129,6 +143,7 @@ func (m *Manager) reloadOne(ctx context.Context, in *instance) error {
 		}
 		msg := fmt.Sprintf("reload %s: instance %d (pm_id %d): the replacement (pid %d) %s; %s",
 			in.st.Name, in.st.Instance, in.st.PMID, r.pid, failure, keeps)
+		m.reloadStep(in, r.pid, "failed: the replacement %s; %s", failure, keeps)
 		in.st.Notes = appendNote(in.st.Notes, msg)
 		return errors.New(msg)
 	}
@@ -145,6 +160,7 @@ func (m *Manager) reloadOne(ctx context.Context, in *instance) error {
 	}
 	if old != nil {
 		m.requestStop(old)
+		m.reloadStep(in, r.pid, "replacement pid %d ready; stopping the old pid %d", r.pid, old.pid)
 	}
 	m.mu.Unlock()
 	if old != nil {
@@ -154,6 +170,9 @@ func (m *Manager) reloadOne(ctx context.Context, in *instance) error {
 			return fmt.Errorf("reload %s (pm_id %d): waiting for the old process: %w", in.st.Name, in.st.PMID, ctx.Err())
 		}
 	}
+	m.mu.Lock()
+	m.reloadStep(in, r.pid, "done: pid %d serves", r.pid)
+	m.mu.Unlock()
 	return nil
 }
 
@@ -178,6 +197,8 @@ func awaitReady(ctx context.Context, r *run) string {
 	what := `the "ready" message`
 	limit := r.listenTimeout
 	switch {
+	case r.health != nil && r.health.ready != nil:
+		ready, what, limit = r.health.ready, "readiness probe", r.health.limit
 	case r.waitReady && r.worker == nil && r.ch == nil:
 		// wait_ready without an IPC channel: nothing can say "ready"; like PM2, listen_timeout
 		// makes it ready anyway — if it is still up by then.
@@ -202,8 +223,14 @@ func awaitReady(ctx context.Context, r *run) string {
 		}
 	case <-r.done:
 		failure = r.exitDescription() + " before it was ready (" + what + ")"
+		if note := r.readinessNote(); note != "" {
+			failure += ": " + note
+		}
 	case <-timer.C:
 		failure = fmt.Sprintf("was not ready (%s) within listen_timeout %v", what, r.listenTimeout)
+		if note := r.readinessNote(); note != "" {
+			failure = fmt.Sprintf("was not ready within %v: %s", limit, note)
+		}
 	case <-ctx.Done():
 		failure = "was abandoned: " + ctx.Err().Error()
 	}

@@ -8,12 +8,12 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
 )
 
@@ -141,6 +141,19 @@ func isExecutable(path string) error {
 	return nil
 }
 
+// keyErr marks err as a problem with the app's key (a client mistake: see appFieldError).
+func keyErr(key string, err error) error { return &appspec.KeyError{Key: key, Err: err} }
+
+// appFieldError marks an error resolving the i-th app of a request as the client's mistake, naming
+// the field: "apps[i].<key>" when err names the key, else "apps[i]".
+func appFieldError(i int, err error) error {
+	field := fmt.Sprintf("apps[%d]", i)
+	if ke := (*appspec.KeyError)(nil); errors.As(err, &ke) {
+		field += "." + ke.Key
+	}
+	return api.BadField(field, err)
+}
+
 // resolveApp fills defaults into spec, validates it and works out how to run it. The returned App
 // has Defaults applied and Interpreter, ExecMode, Cwd and Name resolved.
 func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error) {
@@ -152,6 +165,9 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 	if spec.Name == "" {
 		base := filepath.Base(strings.Fields(spec.Script)[0])
 		spec.Name = strings.TrimSuffix(base, filepath.Ext(base))
+		if err := appspec.ValidateName(spec.Name); err != nil {
+			return spec, r, keyErr("name", fmt.Errorf("%w (taken from the script: name the app)", err))
+		}
 	}
 	pathEnv, ok := spec.RunEnv()["PATH"]
 	if !ok {
@@ -169,15 +185,15 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 	}
 	cwd, err := filepath.Abs(cwd)
 	if err != nil {
-		return spec, r, fmt.Errorf("app %s: cwd %q: %w", spec.Name, spec.Cwd, err)
+		return spec, r, keyErr("cwd", fmt.Errorf("app %s: cwd %q: %w", spec.Name, spec.Cwd, err))
 	}
 	if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
-		return spec, r, fmt.Errorf("app %s: cwd %s is not a directory", spec.Name, cwd)
+		return spec, r, keyErr("cwd", fmt.Errorf("app %s: cwd %s is not a directory", spec.Name, cwd))
 	}
 	spec.Cwd = cwd
 	r.cwd = cwd
 	if _, err := compileIgnore(spec.IgnoreWatch, cwd); err != nil {
-		return spec, r, fmt.Errorf("app %s: %w", spec.Name, err)
+		return spec, r, keyErr("ignore_watch", fmt.Errorf("app %s: %w", spec.Name, err))
 	}
 
 	// Script: a file relative to cwd, a program on PATH, or a command string run by bash -c.
@@ -203,11 +219,11 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 		r.execPath = scriptPath
 	default:
 		if !errors.Is(statErr, fs.ErrNotExist) {
-			return spec, r, fmt.Errorf("app %s: script %s: %w", spec.Name, scriptPath, statErr)
+			return spec, r, keyErr("script", fmt.Errorf("app %s: script %s: %w", spec.Name, scriptPath, statErr))
 		}
 		p, err := lookPath(script, pathEnv)
 		if err != nil {
-			return spec, r, fmt.Errorf("app %s: script %q not found in %s nor in PATH", spec.Name, script, cwd)
+			return spec, r, keyErr("script", fmt.Errorf("app %s: script %q not found in %s nor in PATH", spec.Name, script, cwd))
 		}
 		r.execPath = p
 		if interp == "" {
@@ -222,13 +238,13 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 		r.interpreter = interp
 		if interp == "none" {
 			if err := isExecutable(r.execPath); err != nil {
-				return spec, r, fmt.Errorf("app %s: %s cannot be run directly (set an interpreter): %w", spec.Name, r.execPath, err)
+				return spec, r, keyErr("script", fmt.Errorf("app %s: %s cannot be run directly (set an interpreter): %w", spec.Name, r.execPath, err))
 			}
 			r.argv = append([]string{r.execPath}, spec.Args...)
 		} else {
 			ip, err := lookPath(interp, pathEnv)
 			if err != nil {
-				return spec, r, fmt.Errorf("app %s: interpreter %q not found: %w", spec.Name, interp, err)
+				return spec, r, keyErr("interpreter", fmt.Errorf("app %s: interpreter %q not found: %w", spec.Name, interp, err))
 			}
 			r.argv = append([]string{ip}, spec.InterpreterArgs...)
 			r.argv = append(r.argv, r.execPath)
@@ -276,11 +292,12 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 		argv = append(argv, r.execPath)
 		r.argv = append(argv, spec.Args...)
 	}
+	r.notes = append(r.notes, probeNotes(spec, r.mode)...) // health.go
 
 	if spec.UID != "" || spec.GID != "" {
 		cred, home, err := credential(spec.UID, spec.GID)
 		if err != nil {
-			return spec, r, fmt.Errorf("app %s: %w", spec.Name, err)
+			return spec, r, keyErr("uid", fmt.Errorf("app %s: %w", spec.Name, err))
 		}
 		r.cred, r.home = cred, home
 	}
@@ -329,15 +346,12 @@ func credential(uid, gid string) (*syscall.Credential, string, error) {
 	return cred, home, nil
 }
 
-// unsafeName matches what PM2 replaces in an app name to make a log file name.
-var unsafeName = regexp.MustCompile(`[^A-Za-z0-9.\-]`)
-
 // logPaths returns an instance's log and pid file paths, by PM2's rules: the default logs are
-// <home>/logs/<name>-out.log and -error.log; a -<pm_id> suffix is added (before the extension
+// <home>/logs/<name>-out.log and -error.log, with the name escaped by appspec.LogName; a -<pm_id> suffix is added (before the extension
 // of a custom path) when the app has several instances and merge_logs is off; "/dev/null" or
 // "NULL" disables a log ("" is returned as its path, and "/dev/null" reported).
 func logPaths(home string, spec appspec.App, pmID int) (out, errLog, combined, pid string) {
-	safe := unsafeName.ReplaceAllString(spec.Name, "-")
+	safe := appspec.LogName(spec.Name) // injective: "a/b", "a b" and "a_b" get files of their own
 	suffix := ""
 	if spec.Instances > 1 && !spec.MergeLogs {
 		suffix = "-" + strconv.Itoa(pmID)

@@ -108,6 +108,8 @@ func (m *Manager) Restart(ctx context.Context, targets []string, opts api.Restar
 	if err := m.refuseAfterShutdown(); err != nil {
 		return nil, nil, err
 	}
+	m.userAction("restart", ins)
+	m.userRestarts(ins)
 	if opts.Overrides != nil {
 		return m.restartWithOverrides(ctx, ins, opts, "restart")
 	}
@@ -125,7 +127,7 @@ func (m *Manager) Restart(ctx context.Context, targets []string, opts api.Restar
 // (a new definition cannot be reloaded with zero downtime) and says so in a note.
 func (m *Manager) restartWithOverrides(ctx context.Context, ins []*instance, opts api.RestartOptions, verb string) ([]api.Proc, []string, error) {
 	if opts.AppEnv != nil {
-		return nil, nil, fmt.Errorf("%s: Overrides and AppEnv cannot be combined", verb)
+		return nil, nil, api.BadField("overrides", fmt.Errorf("%s: Overrides and AppEnv cannot be combined", verb))
 	}
 	type item struct {
 		a    *app
@@ -148,7 +150,7 @@ func (m *Manager) restartWithOverrides(ctx context.Context, ins []*instance, opt
 		it := &items[i]
 		spec, err := opts.Overrides.Apply(it.spec)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", verb, it.spec.Name, err))
+			errs = append(errs, api.BadField("overrides", fmt.Errorf("%s %s: %w", verb, it.spec.Name, err)))
 			continue
 		}
 		if opts.UpdateEnv {
@@ -157,11 +159,11 @@ func (m *Manager) restartWithOverrides(ctx context.Context, ins []*instance, opt
 			}
 		}
 		if err := spec.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("app %s: %w", spec.Name, err))
+			errs = append(errs, api.BadField("overrides", fmt.Errorf("app %s: %w", spec.Name, err)))
 			continue
 		}
 		if it.spec, it.res, err = resolveApp(spec, m.cfg.Self); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", verb, err))
+			errs = append(errs, api.BadField("overrides", fmt.Errorf("%s: %w", verb, err)))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/corralhq/corral/internal/activation"
 	"github.com/corralhq/corral/internal/ipc"
 	"github.com/corralhq/corral/internal/logs"
+	"github.com/corralhq/corral/internal/owner"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,6 +48,12 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	if r.killSignal == 0 {
 		r.killSignal = syscall.SIGINT
 	}
+	healthEnv, held := m.prepareHealth(r)
+	defer func() {
+		if err != nil {
+			r.health.closeNotify() // health.go
+		}
+	}()
 
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -77,7 +85,14 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	case modeCluster:
 		f := fork{
 			p: m.primaryFor(a), ws: a.workers, released: a.released, res: a.res,
-			opts: cluster.ForkOptions{Env: maps.Clone(in.st.Env), Stdout: outW, Stderr: errW, Slot: in.st.Instance + 1},
+			opts: cluster.ForkOptions{Env: maps.Clone(in.st.Env), Stdout: outW, Stderr: errW, Held: held, Slot: in.st.Instance + 1},
+		}
+		for _, kv := range healthEnv {
+			if f.opts.Env == nil {
+				f.opts.Env = map[string]string{}
+			}
+			k, v, _ := strings.Cut(kv, "=")
+			f.opts.Env[k] = v
 		}
 		outW, errW = nil, nil // forkWorker closes them
 		m.kids.forking++      // the reaper holds off until forkWorker has registered the worker
@@ -100,7 +115,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 			fd := activation.FirstFD + len(a.listeners) // the shim puts the sockets first
 			extra = append(extra, "NODE_CHANNEL_FD="+strconv.Itoa(fd), "NODE_CHANNEL_SERIALIZATION_MODE=json")
 		}
-		cmd.Env = envList(in.st.Env, extra...)
+		cmd.Env = envList(in.st.Env, append(extra, healthEnv...)...)
 		if a.res.mode == modeListen {
 			activation.Wrap(cmd, m.cfg.Self, a.listeners)
 		}
@@ -148,6 +163,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	}
 	m.bg.Go(func() { m.supervise(r) })
 	m.bg.Go(func() { m.watchOnline(r) })
+	m.startHealth(r) // health.go: probes and the notify socket
 	return r, nil
 }
 
@@ -199,6 +215,7 @@ func (m *Manager) forkWorker(r *run, f fork) {
 	m.noteStarted(r)
 	r.sig = f.ws.get(w)
 	if in.run == r && !in.deleted {
+		in.spawnRetries = 0
 		in.st.PID, in.st.PGID = r.pid, r.pid
 		m.writePidFile(in, r.pid)
 	}
@@ -284,7 +301,7 @@ func (m *Manager) bunPreload() (string, error) {
 
 // writePidFile records pid in the instance's pid file (best effort: logged on failure).
 func (m *Manager) writePidFile(in *instance, pid int) {
-	if err := os.WriteFile(in.st.PidFile, []byte(strconv.Itoa(pid)), 0o600); err != nil {
+	if err := owner.WriteFile(in.st.PidFile, []byte(strconv.Itoa(pid)), 0o600); err != nil { // no planted link followed
 		m.log.Warn("write pid file", "path", in.st.PidFile, "err", err)
 	}
 }
@@ -303,6 +320,9 @@ func (m *Manager) watchOnline(r *run) {
 		t := time.NewTimer(r.listenTimeout)
 		defer t.Stop()
 		timeout = t.C
+	}
+	if r.health != nil && r.health.ready != nil {
+		wait, timeout = r.health.ready, nil // a readiness probe: online only once it passed
 	}
 	select {
 	case <-wait:

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/corralhq/corral/internal/events"
 	"slices"
 	"time"
 )
@@ -86,6 +87,10 @@ type InstanceState struct {
 	StderrFD int      `json:"stderr_fd"`
 	IPCFD    int      `json:"ipc_fd"`
 	Notes    []string `json:"notes,omitempty"`
+	// Health checks (health.go): restarts caused by a failed liveness probe, and the reason of
+	// the last one.
+	LivenessRestarts int    `json:"liveness_restarts,omitempty"`
+	RestartReason    string `json:"restart_reason,omitempty"`
 }
 
 // setStatus moves in to status to. It is the only place a status changes. A transition the
@@ -104,6 +109,8 @@ func (m *Manager) setStatus(in *instance, to Status) bool {
 	}
 	in.st.Status = to
 	m.dirty()
+	m.ev.Publish(events.Event{Type: events.Status, App: in.st.Name, PMID: events.ID(in.st.PMID), PID: in.st.PID,
+		From: string(from), To: string(to)})
 	m.log.Debug("state", "pm_id", in.st.PMID, "name", in.st.Name, "from", string(from), "to", string(to))
 	m.changed.Broadcast()
 	return true

@@ -94,10 +94,15 @@ func (m *Manager) Stop(ctx context.Context, targets []string) ([]api.Proc, error
 	// instance of the app is left running) until they are started again. The flag is set again
 	// under the operation lock, after an automatic restart in progress has launched them.
 	m.markUserStopped(ins)
-	err = m.eachLocked(ctx, ins, func(in *instance) error {
-		m.markUserStopped([]*instance{in})
-		return m.stopOne(ctx, in)
-	})
+	m.userAction("stop", ins)
+	for _, wave := range m.stopWaves(ins) { // dependents first (depends_on, order.go)
+		if err = m.eachLocked(ctx, wave, func(in *instance) error {
+			m.markUserStopped([]*instance{in})
+			return m.stopOne(ctx, in)
+		}); err != nil {
+			break
+		}
+	}
 	if err == nil {
 		err = m.waitReleased(ctx, ins)
 	}
@@ -125,6 +130,7 @@ func (m *Manager) Delete(ctx context.Context, targets []string) ([]api.Proc, err
 	if err != nil {
 		return nil, err
 	}
+	m.userAction("delete", ins)
 	err = m.eachLocked(ctx, ins, func(in *instance) error { return m.deleteOne(ctx, in) })
 	if err == nil {
 		err = m.waitReleased(ctx, ins)
@@ -151,7 +157,11 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	m.shuttingDown = true
 	ins := m.sortedProcs()
 	m.mu.Unlock()
-	return m.eachLocked(ctx, ins, func(in *instance) error { return m.stopOne(ctx, in) })
+	var errs []error
+	for _, wave := range m.stopWaves(ins) { // dependents first (depends_on, order.go)
+		errs = append(errs, m.eachLocked(ctx, wave, func(in *instance) error { return m.stopOne(ctx, in) }))
+	}
+	return errors.Join(errs...)
 }
 
 // requestStop records that r must stop and has askStop ask it, on a goroutine; the supervisor

@@ -28,6 +28,7 @@ import (
 
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/fdhygiene"
+	"github.com/corralhq/corral/internal/owner"
 	"golang.org/x/sys/unix"
 )
 
@@ -87,16 +88,14 @@ func PathsFor(home string) Paths {
 
 // EnsureHome creates the state directory with mode 0700, and tightens its
 // mode to 0700 if it exists with looser permissions.
+// It refuses a home another user owns (CheckHome).
 func EnsureHome(home string) error {
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		return fmt.Errorf("create corral home: %w", err)
+	if err := owner.EnsureDir(home); err != nil {
+		return homeError(PathsFor(home), home, err)
 	}
 	st, err := os.Stat(home)
 	if err != nil {
 		return fmt.Errorf("corral home: %w", err)
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("corral home %s is not a directory", home)
 	}
 	if st.Mode().Perm() != 0o700 {
 		if err := os.Chmod(home, 0o700); err != nil {
@@ -169,6 +168,9 @@ func isDaemon(pid int) bool {
 	return hasArg(pid, "daemon") || isKeeper(pid)
 }
 
+// IsDaemon reports whether pid runs `corral daemon` or `corral __keeper`.
+func IsDaemon(pid int) bool { return isDaemon(pid) }
+
 // isKeeper reports whether pid runs `corral __keeper`.
 func isKeeper(pid int) bool { return hasArg(pid, "__keeper") }
 
@@ -207,13 +209,59 @@ func KeeperOf(p Paths, pid int) int {
 	return 0
 }
 
+// PingTimeout bounds how long a ping waits for the daemon's answer.
+const PingTimeout = 5 * time.Second
+
 // ping reports whether a daemon answers on the socket.
 func ping(ctx context.Context, socket string) (api.PingResponse, error) {
+	return pingWithin(ctx, socket, PingTimeout)
+}
+
+func pingWithin(ctx context.Context, socket string, timeout time.Duration) (api.PingResponse, error) {
 	c := api.NewClient(socket)
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return c.Ping(ctx)
+}
+
+// NoAnswerError says that a daemon took the connection but did not answer in time: it is
+// stopped (SIGSTOP), hung or swamped.
+type NoAnswerError struct {
+	PID     int // from the pid file; 0 when unknown
+	Socket  string
+	Timeout time.Duration
+}
+
+func (e *NoAnswerError) Error() string {
+	who := "the daemon"
+	if e.PID > 0 {
+		who = fmt.Sprintf("the daemon (pid %d)", e.PID)
+	}
+	return fmt.Sprintf("%s does not answer on %s (no reply within %s; stopped or hung?): `corral kill` stops it", who, e.Socket, e.Timeout)
+}
+
+// Ping asks the daemon of home p whether it answers, waiting at most timeout for the reply. A
+// daemon that does not reply in time (while ctx lives) gives a *NoAnswerError; no daemon at all
+// an error for which api.IsUnreachable is true.
+func Ping(ctx context.Context, p Paths, timeout time.Duration) (api.PingResponse, error) {
+	pong, err := pingWithin(ctx, p.Socket, timeout)
+	if err != nil {
+		return pong, noAnswer(ctx, p, timeout, err)
+	}
+	return pong, nil
+}
+
+// noAnswer turns the timeout of a ping made within ctx into a *NoAnswerError.
+func noAnswer(ctx context.Context, p Paths, timeout time.Duration, err error) error {
+	if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		return err
+	}
+	pid, _ := ReadPid(p.PidFile)
+	if pid > 0 && !Alive(pid) {
+		pid = 0
+	}
+	return &NoAnswerError{PID: pid, Socket: p.Socket, Timeout: timeout}
 }
 
 // CleanStale removes the socket and pid file left by a daemon that is gone.
@@ -224,7 +272,7 @@ func CleanStale(ctx context.Context, p Paths) error {
 	if pong, err := ping(ctx, p.Socket); err == nil {
 		return fmt.Errorf("a corral daemon (pid %d) is already running on %s", pong.PID, p.Socket)
 	} else if !api.IsUnreachable(err) {
-		return err
+		return noAnswer(ctx, p, PingTimeout, err)
 	}
 	if pid, err := ReadPid(p.PidFile); err == nil && Alive(pid) && isDaemon(pid) && pid != os.Getpid() {
 		return fmt.Errorf("the corral daemon (pid %d, from %s) does not answer on %s; kill it and retry", pid, p.PidFile, p.Socket)
@@ -259,10 +307,13 @@ func Listen(ctx context.Context, p Paths) (net.Listener, error) {
 // most one daemon is started. env is the environment the daemon inherits
 // (PM2 freezes the environment of the command that spawned its daemon).
 func Ensure(ctx context.Context, p Paths, self string, env []string) (*api.Client, error) {
+	if err := CheckHome(p); err != nil { // before anything is sent to the socket
+		return nil, err
+	}
 	if _, err := ping(ctx, p.Socket); err == nil {
 		return api.NewClient(p.Socket), nil
 	} else if !api.IsUnreachable(err) {
-		return nil, err
+		return nil, noAnswer(ctx, p, PingTimeout, err)
 	}
 	if err := EnsureHome(p.Home); err != nil {
 		return nil, err
@@ -315,7 +366,7 @@ func waitAnswer(ctx context.Context, socket string, kpid int, timeout time.Durat
 
 // lock takes an exclusive flock on path and returns its release.
 func lock(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := owner.OpenOwn(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
 	}
@@ -341,7 +392,7 @@ const spawnTimeout = 20 * time.Second
 // writing a byte on an inherited pipe, which it does once the daemon listens on
 // the socket. If it exits first, Spawn returns the end of its log.
 func Spawn(ctx context.Context, p Paths, self string, env []string) error {
-	logf, err := os.OpenFile(p.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := owner.OpenOwn(p.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open daemon log: %w", err)
 	}
@@ -499,6 +550,9 @@ func Kill(ctx context.Context, p Paths, pid int, grace time.Duration) error {
 		if err := unix.Kill(pid, unix.SIGTERM); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("signal daemon %d: %w", pid, err)
 		}
+		// A daemon stopped by SIGSTOP would keep the SIGTERM pending: continue it, so that it
+		// stops its apps as usual instead of waiting for the SIGKILL.
+		_ = unix.Kill(pid, unix.SIGCONT)
 		wctx, cancel := context.WithTimeout(ctx, grace)
 		err := WaitExit(wctx, pid)
 		cancel()
@@ -522,6 +576,7 @@ func Kill(ctx context.Context, p Paths, pid int, grace time.Duration) error {
 		cancel()
 		if err != nil {
 			_ = unix.Kill(kpid, unix.SIGTERM)
+			_ = unix.Kill(kpid, unix.SIGCONT)
 			wctx, cancel := context.WithTimeout(ctx, grace)
 			err = WaitExit(wctx, kpid)
 			cancel()

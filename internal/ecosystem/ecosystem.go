@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -89,9 +90,9 @@ func LoadContext(ctx context.Context, path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	src, err := os.ReadFile(path)
+	src, err := readLimited(path, MaxFileSize)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, err)
+		return nil, err
 	}
 	var root *value
 	switch ext := strings.ToLower(filepath.Ext(path)); ext {
@@ -121,6 +122,31 @@ func LoadContext(ctx context.Context, path string) (*File, error) {
 	}
 	f.Path = path
 	return f, nil
+}
+
+// MaxFileSize bounds the size of an ecosystem file. Real ones are a few kilobytes; the bound keeps
+// a runaway or hostile file from costing gigabytes of memory to parse.
+const MaxFileSize = 16 << 20
+
+// readLimited reads the file at path, refusing one larger than limit bytes with an *Error.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	defer f.Close()
+	src, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	if int64(len(src)) > limit {
+		size := fmt.Sprintf("larger than %d MB", limit>>20)
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			size = fmt.Sprintf("%.1f MB", float64(fi.Size())/(1<<20))
+		}
+		return nil, &Error{File: path, Msg: fmt.Sprintf("the file is too large (%s): ecosystem files are limited to %d MB", size, limit>>20)}
+	}
+	return src, nil
 }
 
 // withFile names path in err.
@@ -215,5 +241,7 @@ func cloneApp(a appspec.App) appspec.App {
 		v := *a.Autostart
 		a.Autostart = &v
 	}
+	a.ReadinessProbe, a.LivenessProbe = a.ReadinessProbe.Clone(), a.LivenessProbe.Clone()
+	a.DependsOn = slices.Clone(a.DependsOn)
 	return a
 }

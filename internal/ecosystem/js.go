@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dop251/goja"
@@ -385,6 +386,10 @@ import(pathToFileURL(process.argv[1]).href).then((ns) => {
 
 const nodeMarker = "--corral-config-7f3a9c--"
 
+// nodePipeDelay is how long evalNode waits for node's stdout and stderr to close once node has
+// exited (or been killed): longer only when a child it left holds them.
+const nodePipeDelay = time.Second
+
 // evalNode loads a config with node and returns what it exports.
 func evalNode(ctx context.Context, nodeBin, path string) (*value, error) {
 	ctx, cancel := context.WithTimeout(ctx, evalTimeout)
@@ -393,7 +398,20 @@ func evalNode(ctx context.Context, nodeBin, path string) (*value, error) {
 	cmd.Dir = filepath.Dir(path)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	// node runs in a process group of its own, killed whole at the deadline. A child the config
+	// leaves behind (detached, so out of the group) may hold stdout open: WaitDelay stops waiting
+	// for the pipes shortly after node is gone, so the deadline covers them too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = nodePipeDelay
+	err := cmd.Run()
+	if cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the group's leftovers, if any
+	}
+	if errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil {
+		err = nil // node exited well; only a leftover child held the pipes
+	}
+	if err != nil {
 		// Node's message, without the stack frames past the first.
 		var kept []string
 		frames := 0

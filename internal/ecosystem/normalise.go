@@ -1,6 +1,7 @@
 package ecosystem
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -209,14 +210,43 @@ func (n *normaliser) toFile(root *value) (*File, error) {
 	if len(items) == 0 {
 		return nil, n.errorf(appsV, "no apps defined")
 	}
+	var errs []error
 	for i, it := range items {
 		a, err := n.app(it, i)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		f.Apps = append(f.Apps, a)
 	}
+	if len(errs) > 0 {
+		return nil, joinErrors(errs)
+	}
 	return f, nil
+}
+
+// maxErrors bounds how many problems one load reports.
+const maxErrors = 20
+
+// joinErrors joins the problems found in a file (each app's may be joined already), one a line,
+// keeping the first maxErrors and counting the rest.
+func joinErrors(errs []error) error {
+	var flat []error
+	for _, err := range errs {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			flat = append(flat, j.Unwrap()...)
+		} else {
+			flat = append(flat, err)
+		}
+	}
+	if len(flat) > maxErrors {
+		more := len(flat) - maxErrors
+		flat = append(flat[:maxErrors], fmt.Errorf("... and %d more problems", more))
+	}
+	if len(flat) == 1 {
+		return flat[0]
+	}
+	return errors.Join(flat...)
 }
 
 // deployEnv collects deploy.<name>.env blocks.
@@ -250,15 +280,18 @@ func (n *normaliser) app(v *value, i int) (appspec.App, error) {
 		label = fmt.Sprintf("app %q", nv.text)
 	}
 	seen := map[string]string{} // canonical key -> key as written
+	var errs []error            // every bad key is reported, not only the first
 	for j, key := range v.keys {
 		val := v.vals[j]
 		if name, ok := strings.CutPrefix(key, "env_"); ok {
 			if name == "" {
-				return a, n.errorf(val, "%s: key %q needs an environment name", label, key)
+				errs = append(errs, n.errorf(val, "%s: key %q needs an environment name", label, key))
+				continue
 			}
 			env, err := toEnv(val)
 			if err != nil {
-				return a, n.errorf(val, "%s: %s: %v", label, key, err)
+				errs = append(errs, n.errorf(val, "%s: %s: %v", label, key, err))
+				continue
 			}
 			if a.EnvSets == nil {
 				a.EnvSets = map[string]map[string]string{}
@@ -275,18 +308,23 @@ func (n *normaliser) app(v *value, i int) (appspec.App, error) {
 		}
 		set, ok := setters[canon]
 		if !ok {
-			return a, n.errorf(val, "%s: unknown key %q", label, key)
+			errs = append(errs, n.errorf(val, "%s: unknown key %q", label, key))
+			continue
 		}
 		if prev, dup := seen[canon]; dup {
-			return a, n.errorf(val, "%s: key %q repeats %q", label, key, prev)
+			errs = append(errs, n.errorf(val, "%s: key %q repeats %q", label, key, prev))
+			continue
 		}
 		seen[canon] = key
 		if val.kind == kindNull { // null means "not set", as undefined would in PM2
 			continue
 		}
 		if err := set(n, &a, val); err != nil {
-			return a, n.errorf(val, "%s: %s: %v", label, key, err)
+			errs = append(errs, n.errorf(val, "%s: %s: %v", label, key, err))
 		}
+	}
+	if len(errs) > 0 {
+		return a, errors.Join(errs...)
 	}
 	if dv := v.get("disable_logs"); dv != nil && dv.text == "true" {
 		a.OutFile, a.ErrorFile = "/dev/null", "/dev/null"

@@ -35,20 +35,45 @@ func (k kind) String() string {
 type value struct {
 	line, col int // 1-based position of the value (of the key, for object members); 0 if unknown
 	kind      kind
-	text      string   // scalars: "true", "12.5", "hello"
-	items     []*value // arrays
-	keys      []string // objects, in file order
-	vals      []*value // objects, parallel to keys
+	text      string         // scalars: "true", "12.5", "hello"
+	items     []*value       // arrays
+	keys      []string       // objects, in file order
+	vals      []*value       // objects, parallel to keys
+	index     map[string]int // objects: key -> position in keys, kept by add
 }
 
 // get returns the member named key of an object value, or nil.
 func (v *value) get(key string) *value {
+	if v.index != nil {
+		if i, ok := v.index[key]; ok {
+			return v.vals[i]
+		}
+		return nil
+	}
 	for i, k := range v.keys {
 		if k == key {
 			return v.vals[i]
 		}
 	}
 	return nil
+}
+
+// add appends the member key to an object value, in constant time. It returns false, leaving v as
+// it was, when v already has a member named key.
+func (v *value) add(key string, item *value) bool {
+	if v.index == nil {
+		v.index = make(map[string]int, len(v.keys)+1)
+		for i, k := range v.keys {
+			v.index[k] = i
+		}
+	}
+	if _, dup := v.index[key]; dup {
+		return false
+	}
+	v.index[key] = len(v.keys)
+	v.keys = append(v.keys, key)
+	v.vals = append(v.vals, item)
+	return true
 }
 
 // lineIndex converts byte offsets into 1-based line and column numbers.
@@ -135,11 +160,9 @@ func (p *jsonParser) value() (*value, error) {
 					return nil, err
 				}
 				item.line, item.col = line, col
-				if v.get(kt.(string)) != nil {
+				if !v.add(kt.(string), item) {
 					return nil, &Error{Line: line, Column: col, Msg: fmt.Sprintf("duplicate key %q", kt)}
 				}
-				v.keys = append(v.keys, kt.(string))
-				v.vals = append(v.vals, item)
 			}
 		}
 		if _, err := p.dec.Token(); err != nil { // closing delimiter
@@ -232,11 +255,9 @@ func fromYAML(n *yaml.Node, depth int) (*value, error) {
 				continue
 			}
 			item.line, item.col = k.Line, k.Column
-			if v.get(k.Value) != nil {
+			if !v.add(k.Value, item) {
 				return nil, &Error{Line: k.Line, Column: k.Column, Msg: fmt.Sprintf("duplicate key %q", k.Value)}
 			}
-			v.keys = append(v.keys, k.Value)
-			v.vals = append(v.vals, item)
 		}
 		// "<<: *base" (or a list of them) adds the keys the mapping does not set itself.
 		for _, m := range merges {
@@ -249,10 +270,7 @@ func fromYAML(n *yaml.Node, depth int) (*value, error) {
 					return nil, &Error{Line: s.line, Column: s.col, Msg: "YAML merge key \"<<\" needs a mapping"}
 				}
 				for i, k := range s.keys {
-					if v.get(k) == nil {
-						v.keys = append(v.keys, k)
-						v.vals = append(v.vals, s.vals[i])
-					}
+					v.add(k, s.vals[i]) // a key the mapping sets itself wins
 				}
 			}
 		}

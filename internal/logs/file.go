@@ -20,7 +20,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/corralhq/corral/internal/owner"
 )
 
 // DefaultMaxFiles is how many rotated files a rotating File keeps when Options.MaxFiles is 0.
@@ -51,6 +54,10 @@ type Options struct {
 	Mode os.FileMode
 	// Clock returns the current time; nil means time.Now. It decides rotation times and names.
 	Clock func() time.Time
+	// Stdio makes the process's standard output and error (fds 1 and 2) point at the file each
+	// time it is opened (and so after each rotation): the daemon's own log, where a panic's trace
+	// must land in the current file.
+	Stdio bool
 	// OnError, if set, receives errors from background work (compression, deleting old
 	// files), which have no caller to return them to. It may be called from any goroutine.
 	OnError func(error)
@@ -133,10 +140,19 @@ func (l *File) openLocked(now time.Time) error {
 		l.retryOpen = now.Add(retryDelay)
 		return fmt.Errorf("open log file %s: %w", l.opts.Path, err)
 	}
-	f, err := os.OpenFile(l.opts.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, l.opts.Mode)
+	f, err := owner.OpenFile(l.opts.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, l.opts.Mode) // O_NOFOLLOW
 	if err != nil {
 		l.retryOpen = now.Add(retryDelay)
 		return fmt.Errorf("open log file: %w", err)
+	}
+	if l.opts.Stdio {
+		for _, fd := range []int{1, 2} {
+			if err := syscall.Dup3(int(f.Fd()), fd, 0); err != nil {
+				f.Close()
+				l.retryOpen = now.Add(retryDelay)
+				return fmt.Errorf("open log file %s: standard output and error: %w", l.opts.Path, err)
+			}
+		}
 	}
 	st, err := f.Stat()
 	if err != nil {
@@ -483,7 +499,7 @@ func compressFile(src string, mode os.FileMode) error {
 	}
 	dst := src + ".gz"
 	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	out, err := owner.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
 		return fmt.Errorf("compress rotated log: %w", err)
 	}

@@ -72,6 +72,15 @@ type LineWriter struct {
 	partial []byte
 	out     bytes.Buffer
 	closed  bool
+	tap     func(line string) // SetTap
+}
+
+// SetTap makes w call tap with each line's text (without its newline), on the writer's goroutine
+// and under its lock: tap must be quick and must not call w. nil removes it.
+func (w *LineWriter) SetTap(tap func(line string)) {
+	w.mu.Lock()
+	w.tap = tap
+	w.mu.Unlock()
 }
 
 // NewLineWriter returns a LineWriter writing to dsts (none is valid: lines then only go to
@@ -140,6 +149,9 @@ func (w *LineWriter) emit(line []byte, now time.Time) {
 		w.format(line, now)
 	}
 	w.bc.publish(w.o, line, now)
+	if w.tap != nil {
+		w.tap(string(line))
+	}
 }
 
 // JSONTimestamp is the layout of a JSON line's timestamp when no date format is set: UTC with

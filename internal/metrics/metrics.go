@@ -29,6 +29,8 @@ type Proc struct {
 	Memory    uint64 // resident bytes
 	Restarts  int
 	Uptime    time.Duration
+	// LivenessRestarts counts the restarts a failed liveness probe caused.
+	LivenessRestarts int
 	// Balancer is set for a cluster worker: what the primary's round-robin balancer did with its
 	// connections. The corral_balancer_* families have a sample for such processes only.
 	Balancer *Balancer
@@ -64,6 +66,7 @@ var families = []family{
 		return 0
 	}, false, false},
 	{"corral_process_status", "Current status of the process (always 1, for the status label).", "gauge", func(Proc) float64 { return 1 }, true, false},
+	{"corral_process_liveness_restarts_total", "Number of restarts caused by a failed liveness probe.", "counter", func(p Proc) float64 { return float64(p.LivenessRestarts) }, false, false},
 	{"corral_process_uptime_seconds", "Seconds since the process was last started.", "gauge", func(p Proc) float64 { return p.Uptime.Seconds() }, false, false},
 	{"corral_balancer_handoffs_total", "Connections the cluster primary handed to the worker.", "counter", func(p Proc) float64 { return float64(p.Balancer.HandedOff) }, false, true},
 	{"corral_balancer_inflight", "Connections handed to the worker that it has not answered yet.", "gauge", func(p Proc) float64 { return float64(p.Balancer.InFlight) }, false, true},

@@ -57,6 +57,11 @@ func Env(p api.Proc) *Object {
 	o.Set("pm_id", p.PMID)
 	o.Set("status", p.Status)
 	o.Set("exec_mode", ExecMode(a.ExecMode))
+	if len(a.Listen) > 0 {
+		// PM2 has no mode for sockets shared across instances: exec_mode stays fork_mode (what PM2's
+		// tools understand) and the addresses say the rest.
+		o.Set("listen", strs(a.Listen))
+	}
 	inst := a.Instances
 	if inst < 1 {
 		inst = 1
@@ -111,6 +116,13 @@ func Env(p api.Proc) *Object {
 	}
 	if p.ExitSignal != "" {
 		o.Set("exit_signal", p.ExitSignal)
+	}
+	if p.Readiness != "" {
+		o.Set("readiness", p.Readiness)
+	}
+	if p.LivenessRestarts > 0 || p.RestartReason != "" {
+		o.Set("liveness_restarts", p.LivenessRestarts)
+		o.Set("restart_reason", p.RestartReason)
 	}
 
 	// Flatten the environment (sorted, PM2's keys win), then the env object.

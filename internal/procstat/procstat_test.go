@@ -154,7 +154,7 @@ func TestSampleMemoryAndCPU(t *testing.T) {
 	if first.Memory < hogSize || first.Memory > 20*hogSize {
 		t.Errorf("memory %d bytes, want about %d", first.Memory, hogSize)
 	}
-	smp := waitCPU(t, &s, pid, 30)
+	smp := waitCPU(t, &s, pid, 5) // a spinning process; 5%: it may share a loaded machine
 	t.Logf("first %+v, busy %+v", first, smp)
 	if smp.CPU > 100*float64(runtime.NumCPU())+5 {
 		t.Errorf("CPU %.1f%% is more than all cores", smp.CPU)
@@ -187,7 +187,7 @@ func TestSampleIncludesDescendants(t *testing.T) {
 	}
 	t.Logf("tree %d bytes, child alone %d bytes", tree.Memory, alone.Memory)
 	// The parent only waits; the CPU the tree uses is its child's.
-	busy := waitCPU(t, &s, h.cmd.Process.Pid, 30)
+	busy := waitCPU(t, &s, h.cmd.Process.Pid, 5)
 	t.Logf("tree CPU %.1f%%", busy.CPU)
 
 	// Without children files the tree is found by scanning parent pids, with the same result.

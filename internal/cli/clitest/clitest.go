@@ -90,6 +90,7 @@ func killWait(pid int) {
 //	kill9 PIDFILE      SIGKILL the pid in PIDFILE and wait for it to exit
 //	pidof VAR FILE     set $VAR to the first pid in FILE
 //	waitfor FILE RE    wait (up to 10 s) until FILE matches the regular expression RE
+//	waitout RE CMD...  run CMD again (up to 10 s) until its stdout matches RE
 func Cmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
 		"json":    cmdJSON,
@@ -99,6 +100,7 @@ func Cmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) 
 		"kill9":   cmdKill9,
 		"pidof":   cmdPidof,
 		"waitfor": cmdWaitFor,
+		"waitout": cmdWaitOut,
 	}
 }
 
@@ -294,5 +296,25 @@ func cmdWaitFor(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("%s does not match %q after 10s; it holds:\n%s", args[0], args[1], data)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func cmdWaitOut(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 || neg {
+		ts.Fatalf("usage: waitout REGEX COMMAND [ARG...]")
+	}
+	re, err := regexp.Compile(args[0])
+	ts.Check(err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := ts.Exec(args[1], args[2:]...)
+		out := ts.ReadFile("stdout")
+		if err == nil && re.MatchString(out) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s: stdout does not match %q after 10s (last error %v); it holds:\n%s", strings.Join(args[1:], " "), args[0], err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
