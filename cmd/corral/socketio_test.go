@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -86,6 +87,7 @@ func TestSocketIOStickySessions(t *testing.T) {
 		t.Logf("--sticky=%v: %+v", sticky, r)
 		switch {
 		case sticky && (r.OK != 40 || r.Failed != 0 || len(r.Pids) < 2):
+			t.Logf("instances: %v\n%s", jlist(t, t.TempDir(), env), corral(t, env, "show", name))
 			t.Fatalf("with --sticky: %d ok, %d failed (%v), served by %d instances", r.OK, r.Failed, r.Errors, len(r.Pids))
 		case !sticky && r.Failed < 30:
 			t.Fatalf("without --sticky: %d ok, %d failed: round-robin should break most long-polling sessions", r.OK, r.Failed)
@@ -104,7 +106,9 @@ func waitAllServing(t *testing.T, port, n int) {
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
 	if !testutil.Eventually(30*time.Second, func() bool {
 		for i := 0; i < 32 && len(pids) < n; i++ {
-			pids[getFrom(t, fmt.Sprintf("127.0.0.%d", 10+i%16), url)] = true
+			if body := getFrom(t, fmt.Sprintf("127.0.0.%d", 10+i%16), url); regexp.MustCompile(`^\d+$`).MatchString(body) {
+				pids[body] = true
+			}
 		}
 		return len(pids) >= n
 	}) {
