@@ -107,6 +107,17 @@ func tcpMigrateReq() bool {
 	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 
+// denoMayListen reports whether Deno's arguments grant network access (or name a permission set).
+func denoMayListen(args []string) bool {
+	for _, a := range args {
+		if a == "-A" || a == "--allow-all" || a == "-N" || a == "--allow-net" || strings.HasPrefix(a, "--allow-net=") ||
+			a == "-P" || strings.HasPrefix(a, "--permission-set") || strings.HasPrefix(a, "-P=") {
+			return true
+		}
+	}
+	return false
+}
+
 // lookPath finds an executable like exec.LookPath, but in the PATH the app will run with.
 func lookPath(file, pathEnv string) (string, error) {
 	if strings.Contains(file, "/") {
@@ -281,6 +292,9 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 	r.ipc = node && r.mode != modeCluster
 	if spec.Sticky && r.mode != modeCluster {
 		r.notes = append(r.notes, "sticky applies to cluster mode only (the primary picks the instance of each connection); this app runs in "+r.mode.String()+" mode")
+	}
+	if r.mode == modeCluster && denoInterpreter(r.interpreter) && !denoMayListen(spec.InterpreterArgs) {
+		r.notes = append(r.notes, "deno: no --allow-net, -A or -P in the interpreter arguments: the workers cannot listen (NotCapable) unless deno.json grants it; add --interpreter-args \"--allow-net\"")
 	}
 	if r.mode == modeCluster && bunInterpreter(r.interpreter) && !tcpMigrateReq() {
 		r.notes = append(r.notes, bunReusePortNote)

@@ -47,6 +47,12 @@ func TestResolveRuntimes(t *testing.T) {
 		{"deno", "deno run --allow-env=" + clusterWorkerEnv + " --allow-net app.mjs", "cluster", false},
 		{"python3", "python3 --allow-net app.mjs", "fork", true},
 	} {
+		if c.interp == "deno" {
+			spec := appspec.App{Script: "app.mjs", Cwd: dir, Interpreter: filepath.Join(dir, "deno"), ExecMode: "cluster", Instances: 2}
+			if _, r, _ := resolveApp(spec, "/usr/bin/corral"); !slices.ContainsFunc(r.notes, func(n string) bool { return strings.Contains(n, "cannot listen") }) {
+				t.Errorf("deno without --allow-net: notes %q", r.notes)
+			}
+		}
 		spec := appspec.App{Script: "app.mjs", Cwd: dir, Interpreter: filepath.Join(dir, c.interp), ExecMode: "cluster", Instances: 2,
 			InterpreterArgs: []string{"--allow-net"}}
 		if c.interp == "bun" {
