@@ -28,9 +28,6 @@ func runtimeSettings(t *testing.T, rt, script string) cluster.Settings {
 		return cluster.Settings{Exec: nodetest.Bun(t), Args: []string{abs}}
 	}
 	// Deno runs a script with `deno run`; -A grants what a Node program may do.
-	if w := os.Getenv("DENOWRAP"); w != "" {
-		return cluster.Settings{Exec: w, Args: []string{"run", "-A", abs}}
-	}
 	return cluster.Settings{Exec: nodetest.Deno(t), Args: []string{"run", "-A", abs}}
 }
 
