@@ -181,11 +181,13 @@ func fdEnv(t *testing.T, env []string, bin, sock string) []string {
 // the first corral command had open. The listen app is the plain program: a Node app started
 // with --listen loses its channel in the __activate shim today (the corral binary links the
 // cluster package, whose init takes NODE_CHANNEL_FD for itself), which is not what this tests.
+// A fork or listen process's stdin is a pipe from the daemon (send/attach), a cluster worker's
+// /dev/null.
 var wantFDs = map[string]string{
-	"fork":  "name=fork fds=0:null,1:pipe,2:pipe,3:socket listen_fds= channel=3",
+	"fork":  "name=fork fds=0:pipe,1:pipe,2:pipe,3:socket listen_fds= channel=3",
 	"clu":   "name=clu fds=0:null,1:pipe,2:pipe,3:socket listen_fds= channel=3",
-	"lis":   "name=lis fds=0:null,1:pipe,2:pipe,3:socket listen_fds=1 channel=",
-	"plain": "name=plain fds=0:null,1:pipe,2:pipe listen_fds= channel=",
+	"lis":   "name=lis fds=0:pipe,1:pipe,2:pipe,3:socket listen_fds=1 channel=",
+	"plain": "name=plain fds=0:pipe,1:pipe,2:pipe listen_fds= channel=",
 }
 
 // heldByShell is the shell prelude that opens the file $HELD as fds 7 and 9, without

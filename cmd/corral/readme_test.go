@@ -1293,14 +1293,14 @@ func appNames(ps []jproc) []string {
 	return names
 }
 
-// save && resurrect, with the apps up: dump.json holds every app, and resurrect leaves the running
+// save && resurrect, with the apps up: dump.pm2 holds every app, and resurrect leaves the running
 // ones alone. The comment's `corral startup` is run in its --print-only variant: run as root (as
 // the tests are) it would write and enable a unit in /etc/systemd/system.
 func (c *cliRun) saveResurrect(t *testing.T, cmd shCmd, _ []string) {
 	t.Helper()
 	before := c.list(t)
 	out := c.sh(t, cmd.Text)
-	c.saved, c.save = readDump(t, filepath.Join(c.home, "dump.json")), cmd
+	c.saved, c.save = readDump(t, filepath.Join(c.home, "dump.pm2")), cmd
 	if want := appNames(before); !slices.Equal(c.saved, want) {
 		t.Errorf("%q saved %v, want %v", cmd.Text, c.saved, want)
 	}
@@ -1387,7 +1387,7 @@ func (c *cliRun) deleteAll(t *testing.T, cmd shCmd, _ []string) {
 }
 
 // kill: the daemon exits and no process of the home is left. Then the saved list comes back with
-// the resurrect of the README's save line, a second save keeps the first dump as dump.json.bak (as
+// the resurrect of the README's save line, a second save keeps the first dump as dump.pm2.bak (as
 // its comment says), and kill stops everything again.
 func (c *cliRun) killDaemon(t *testing.T, cmd shCmd, _ []string) {
 	t.Helper()
@@ -1411,14 +1411,14 @@ func (c *cliRun) killDaemon(t *testing.T, cmd shCmd, _ []string) {
 	for _, a := range c.httpApps() {
 		c.get(t, a, "/resurrected") // with the port of its saved environment
 	}
-	dump := filepath.Join(c.home, "dump.json")
+	dump := filepath.Join(c.home, "dump.pm2")
 	first, err := os.ReadFile(dump)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.sh(t, saveCmd)
 	if bak, err := os.ReadFile(dump + ".bak"); err != nil || !bytes.Equal(bak, first) {
-		t.Errorf("%q again: dump.json.bak is not the previous dump (%v)", saveCmd, err)
+		t.Errorf("%q again: dump.pm2.bak is not the previous dump (%v)", saveCmd, err)
 	}
 	c.killAndCheck(t)
 }

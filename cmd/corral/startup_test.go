@@ -99,6 +99,10 @@ func TestStartupPrintOnly(t *testing.T) {
 	if _, err := os.Stat("/etc/systemd/system/corral-test.service"); err == nil {
 		t.Error("--print-only wrote the unit")
 	}
+	// PM2's spellings: -n for --service-name, --wait-ip accepted.
+	if out := corral(t, env, "startup", "systemd", "--print-only", "-n", "corral-pm2", "--wait-ip"); !strings.Contains(out, "/etc/systemd/system/corral-pm2.service") {
+		t.Errorf("startup -n: %s", out)
+	}
 	// --hp names the user's home; the daemon's state lives in <hp>/.corral.
 	out = corral(t, env, "startup", "--dry-run", "--hp", "/srv/app home")
 	if !strings.Contains(out, `Environment=`) || !strings.Contains(out, `CORRAL_HOME=/srv/app home/.corral"`) {

@@ -17,7 +17,7 @@ import (
 // sticks across later restarts.
 type Overrides struct {
 	// Fields are the ecosystem keys (the JSON names of appspec.App's fields)
-	// of the fields to replace, e.g. "kill_timeout". "name" cannot be replaced.
+	// of the fields to replace, e.g. "kill_timeout"; "name" renames the app.
 	Fields []string `json:"fields"`
 	// App holds the new values of Fields; its other fields are ignored. A zero
 	// value clears the field (back to its default).
@@ -65,16 +65,13 @@ func (o *Overrides) Set(field string, v any) error {
 // Apply returns app with the fields named in o.Fields taken from o.App. A
 // relative log file path among them is made absolute against the resulting
 // app's cwd ("NULL" and "/dev/null" are kept as they are). A field that is
-// unknown, or "name", is an error and app is returned unchanged. Apply does
-// not validate the result.
+// unknown is an error and app is returned unchanged; "name" renames the app
+// (PM2's restart --name). Apply does not validate the result.
 func (o *Overrides) Apply(app appspec.App) (appspec.App, error) {
 	index := appFields()
 	for _, f := range o.Fields {
 		if _, ok := index[f]; !ok {
 			return app, fmt.Errorf("override of %q: no such option", f)
-		}
-		if f == "name" {
-			return app, fmt.Errorf("override of %q: an app cannot be renamed (delete it and start it again)", f)
 		}
 	}
 	out := app
@@ -92,4 +89,30 @@ func (o *Overrides) Apply(app appspec.App) (appspec.App, error) {
 		}
 	}
 	return out, nil
+}
+
+// OverridesFrom returns the overrides that give cur every value next sets (a
+// non-zero field) and cur does not have: `restart <ecosystem file>` re-applies
+// every option of the file this way, as PM2 does. The name, env and
+// shell_env are left out (a file's env is re-applied on its own; see
+// RestartOptions.AppEnv). Fields that next leaves unset keep cur's value.
+func OverridesFrom(cur, next appspec.App) Overrides {
+	var ov Overrides
+	cv, nv := reflect.ValueOf(cur), reflect.ValueOf(next)
+	names := make([]string, 0, len(appFields()))
+	for name := range appFields() {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if name == "name" || name == "env" || name == "shell_env" {
+			continue
+		}
+		i := appFields()[name]
+		if nv.Field(i).IsZero() || reflect.DeepEqual(cv.Field(i).Interface(), nv.Field(i).Interface()) {
+			continue
+		}
+		_ = ov.Set(name, nv.Field(i).Interface())
+	}
+	return ov
 }

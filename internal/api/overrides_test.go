@@ -70,11 +70,32 @@ func TestOverridesRefuse(t *testing.T) {
 		t.Errorf("refused values recorded: %q", ov.Fields)
 	}
 	app := appspec.App{Name: "web", Script: "a.js"}
-	for _, fields := range [][]string{{"name"}, {"kill_timeout", "bogus"}} {
+	for _, fields := range [][]string{{"kill_timeout", "bogus"}} {
 		ov := Overrides{Fields: fields, App: appspec.App{Name: "other", KillTimeout: 1}}
 		got, err := ov.Apply(app)
 		if err == nil || !reflect.DeepEqual(got, app) {
 			t.Errorf("Apply(%q) = %+v, %v; want an error and the app unchanged", fields, got, err)
 		}
+	}
+	// "name" renames (PM2's restart --name).
+	ov = Overrides{Fields: []string{"name"}, App: appspec.App{Name: "other", KillTimeout: 1}}
+	if got, err := ov.Apply(app); err != nil || got.Name != "other" || got.KillTimeout != 0 {
+		t.Errorf("Apply(name) = %+v, %v", got, err)
+	}
+}
+
+func TestOverridesFrom(t *testing.T) {
+	cur := appspec.App{Name: "web", Script: "/a.js", KillTimeout: 1600, InterpreterArgs: []string{"--x"}, Env: map[string]string{"A": "1"}}
+	next := appspec.App{Name: "web", Script: "/a.js", KillTimeout: 3000, LogDateFormat: "YYYY", Env: map[string]string{"A": "2"}}
+	ov := OverridesFrom(cur, next)
+	if !reflect.DeepEqual(ov.Fields, []string{"kill_timeout", "log_date_format"}) {
+		t.Fatalf("fields %q", ov.Fields)
+	}
+	got, err := ov.Apply(cur)
+	if err != nil || got.KillTimeout != 3000 || got.LogDateFormat != "YYYY" || !reflect.DeepEqual(got.InterpreterArgs, []string{"--x"}) || got.Env["A"] != "1" {
+		t.Errorf("applied %+v, %v", got, err)
+	}
+	if ov := OverridesFrom(cur, cur); len(ov.Fields) != 0 {
+		t.Errorf("same app: %q", ov.Fields)
 	}
 }

@@ -111,6 +111,8 @@ func NewHandler(b Backend, version string) http.Handler {
 	route(MethodHistory, h.history)
 	route(MethodWatch, h.watch)
 	route(MethodWeb, h.web)
+	route(MethodSend, h.send)
+	route(MethodUnwatch, h.unwatch)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no such method: %s %s", r.Method, r.URL.Path), Code: CodeNotFound})
 	})

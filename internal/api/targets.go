@@ -21,6 +21,9 @@ import (
 //   - a namespace: every process in it (an empty namespace is "default");
 //   - "/regex/": every process whose app name matches the regular expression
 //     (Go syntax, unanchored);
+//   - an absolute path: the processes started from that script (pm_exec_path,
+//     Proc.ExecPath), as PM2's `stop app.js`; the CLI makes a relative script
+//     path absolute (see the CLI's resolveTargets) before it reaches Match;
 //   - an ecosystem file (see IsEcosystemFile): the apps it defines. Only the
 //     CLI can read the file, so it replaces the file by the names of its apps
 //     before the targets reach the daemon; Match never sees one.
@@ -85,8 +88,9 @@ func matcher(t string) (func(Proc) bool, error) {
 	}
 	id, err := strconv.Atoi(t)
 	isID := err == nil
+	isPath := strings.HasPrefix(t, "/")
 	return func(p Proc) bool {
-		return (isID && p.PMID == id) || p.Name == t || namespaceOf(p) == t
+		return (isID && p.PMID == id) || p.Name == t || namespaceOf(p) == t || (isPath && p.ExecPath == t)
 	}, nil
 }
 
@@ -122,8 +126,11 @@ func Lookup(procs []Proc, ref string) []Proc {
 
 // IsEcosystemFile reports whether a target (or start argument) names an
 // ecosystem file, by its name: *.config.js, *.config.cjs, *.config.mjs,
-// *.json, *.yaml or *.yml, in any case.
+// *.json, *.yaml or *.yml, in any case; or "-", one on standard input.
 func IsEcosystemFile(s string) bool {
+	if s == "-" { // an ecosystem JSON on standard input (PM2's `start -`)
+		return true
+	}
 	l := strings.ToLower(s)
 	for _, suf := range []string{".config.js", ".config.cjs", ".config.mjs", ".json", ".yaml", ".yml"} {
 		if strings.HasSuffix(l, suf) {

@@ -83,6 +83,12 @@ type App struct {
 	// WatchdogSec restarts an online instance that sends no WATCHDOG=1 to $NOTIFY_SOCKET for that
 	// many seconds (systemd's WatchdogSec; the app reads WATCHDOG_USEC). 0 = off.
 	WatchdogSec float64 `json:"watchdog_sec,omitempty"`
+	// PidFile is PM2's pid_file (-p/--pid): where each instance's pid is written (relative to
+	// Cwd; "-<pm_id>" before the extension with several instances); default <home>/pids/.
+	PidFile string `json:"pid_file,omitempty"`
+	// SourceMapSupport is PM2's source_map_support: true runs a Node app with
+	// --enable-source-maps, false never; nil (default) when a .map file sits next to the script.
+	SourceMapSupport *bool `json:"source_map_support,omitempty"`
 }
 
 // PM2's defaults.

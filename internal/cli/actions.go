@@ -41,6 +41,7 @@ func (a *app) report(ctx context.Context, b api.Backend, procs []api.Proc, notes
 // targetsCommand builds stop, delete and reset.
 func (a *app) targetsCommand(use, short string, aliases []string, verb string, f func(api.Backend) func(context.Context, []string) ([]api.Proc, error)) *cobra.Command {
 	var only string
+	var watch bool
 	cmd := &cobra.Command{
 		Use:     use + " <id|name|namespace|all|/regex/|ecosystem file>...",
 		Aliases: aliases,
@@ -54,12 +55,23 @@ func (a *app) targetsCommand(use, short string, aliases []string, verb string, f
 			if err != nil {
 				return err
 			}
+			if use == "stop" && watch { // PM2's stop --watch: watching off for good
+				if u, ok := b.(api.Unwatcher); ok {
+					if procs, err = u.Unwatch(ctx, targets); err != nil {
+						return err
+					}
+				}
+			}
 			fmt.Fprintf(a.stdout, "[corral] %s %s\n", verb, strings.Join(targets, " "))
 			return a.report(ctx, b, procs, nil)
 		}),
 	}
 	cmd.Flags().StringVar(&only, "only", "", "with an ecosystem file: only these apps (a,b)")
-	cmd.Flags().Bool("watch", false, "accepted for PM2 compatibility")
+	if use == "stop" {
+		cmd.Flags().BoolVar(&watch, "watch", false, "also turn file watching off for good (restart --watch turns it on)")
+	} else {
+		cmd.Flags().BoolVar(&watch, "watch", false, "accepted for PM2 compatibility")
+	}
 	return cmd
 }
 

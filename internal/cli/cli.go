@@ -108,6 +108,8 @@ type app struct {
 	dir            string
 	self           string
 	client         *api.Client
+	stdinData      []byte   // standard input, once read (an ecosystem given as "-")
+	warned         []string // warnings already printed
 }
 
 func newApp(o Options) (*app, error) {
@@ -169,6 +171,9 @@ func (a *app) envMap() map[string]string {
 // (daemonproc.CheckHome).
 func (a *app) paths() (daemonproc.Paths, error) {
 	home := a.getenv(daemonproc.EnvHome)
+	if home == "" {
+		home = a.getenv(daemonproc.EnvPM2Home) // PM2 users' scripts set PM2_HOME
+	}
 	if home == "" {
 		u := a.getenv("HOME")
 		if u == "" {
@@ -250,6 +255,12 @@ func (a *app) rootCommand() *cobra.Command {
 		},
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
+	addNoopFlags(root)
+	a.addSilentFlag(root)
+	root.RunE = a.usageWithoutCommand
+	root.AddCommand(a.pm2ioCommands()...)
+	root.AddCommand(a.serveCommand(), a.serveRunCommand(), a.sendCommand(), a.attachCommand(), a.idCommand(), a.envCommand())
+	root.AddCommand(a.setCommand(), a.multisetCommand(), a.unsetCommand(), a.getCommand("get"), a.getCommand("conf"))
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)

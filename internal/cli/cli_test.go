@@ -119,7 +119,7 @@ func TestStartErrors(t *testing.T) {
 		{[]string{"start", "app.js", "--log-type", "xml"}, "--log-type"},
 		{[]string{"start", "app.js", "--min-uptime", "soon"}, "--min-uptime"},
 		{[]string{"start", "app.js", "--cwd", "missing"}, "--cwd missing: not a directory"},
-		{[]string{"start", "a.js", "b.js"}, "one script at a time"},
+		{[]string{"start", "a.js", "b.js", "--name", "x"}, "--name names one app"},
 		{[]string{"stop"}, "no process given"},
 		{[]string{"stop", "/[/"}, "target /[/"},
 		{[]string{"scale", "app", "lots"}, "not a count"},

@@ -221,6 +221,7 @@ func (a *app) runDaemon(ctx context.Context, foreground, resurrect bool) error {
 		}
 		return err
 	}
+	writePM2Pid(p, log)
 	defer func() {
 		if !leaveApps {
 			removeIfOurs(p)
@@ -412,6 +413,7 @@ func removeIfOurs(p daemonproc.Paths) {
 	}
 	os.Remove(p.Socket)
 	os.Remove(p.PidFile)
+	removePM2Pid(p)
 }
 
 func (a *app) activateCommand() *cobra.Command {

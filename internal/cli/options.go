@@ -38,6 +38,8 @@ type startFlags struct {
 	env, only                                       string
 	uid, gid                                        string
 	readinessHTTP, livenessHTTP, readinessTCP       string
+	pidFile                                         string
+	sourceMaps, noSourceMaps                        bool
 }
 
 // flagAliases maps PM2's alternative flag spellings to the canonical ones.
@@ -103,6 +105,9 @@ func (a *app) addStartFlags(fs *pflag.FlagSet, f *startFlags) {
 	fs.StringVar(&f.readinessHTTP, "readiness-http", "", "online only once GET URL answers 2xx/3xx (e.g. http://127.0.0.1:3000/health or /health)")
 	fs.StringVar(&f.livenessHTTP, "liveness-http", "", "restart an instance whose GET URL fails 3 times in a row")
 	fs.StringVar(&f.readinessTCP, "readiness-tcp", "", "online only once HOST:PORT accepts a connection")
+	fs.StringVarP(&f.pidFile, "pid", "p", "", "pid file of the app (default <home>/pids/<name>-<id>.pid)")
+	fs.BoolVar(&f.sourceMaps, "source-map-support", false, "run a Node app with --enable-source-maps (default: when script.map exists)")
+	fs.BoolVar(&f.noSourceMaps, "disable-source-map-support", false, "never add --enable-source-maps")
 	fs.SetNormalizeFunc(normalizeFlags)
 }
 
@@ -149,7 +154,7 @@ func optionFlags(f *startFlags) []optionFlag {
 		{"namespace", "namespace", str(&f.namespace)},
 		{"interpreter", "interpreter", str(&f.interpreter)},
 		{"node-args", "interpreter_args", func() (any, error) {
-			if f.nodeArgs == "" {
+			if f.nodeArgs == "" || f.nodeArgs == "null" { // PM2: --node-args=null removes them
 				return []string(nil), nil
 			}
 			return strings.Fields(f.nodeArgs), nil
@@ -243,6 +248,15 @@ func optionFlags(f *startFlags) []optionFlag {
 			return f.logType, nil
 		}},
 		{"log-max-files", "log_max_files", count(&f.logMaxFiles)},
+		{"pid", "pid_file", str(&f.pidFile)},
+		{"source-map-support", "source_map_support", func() (any, error) {
+			on := f.sourceMaps
+			return &on, nil
+		}},
+		{"disable-source-map-support", "source_map_support", func() (any, error) {
+			off := !f.noSourceMaps
+			return &off, nil
+		}},
 		{"uid", "uid", str(&f.uid)},
 		{"gid", "gid", str(&f.gid)},
 		// Readiness from a flag is checked every second (a start waits for it), not every 10 s.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -16,8 +17,13 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// dumpName is the saved process list in the corral home (PM2's dump.pm2).
-const dumpName = "dump.json"
+// dumpName is the saved process list in the corral home, named as PM2's (its
+// backup is dump.pm2.bak); oldDumpName is the name earlier corral versions
+// used, still read (see dumpFile).
+const (
+	dumpName    = "dump.pm2"
+	oldDumpName = "dump.json"
+)
 
 // dumpPath returns the path of the saved process list.
 func (a *app) dumpPath() (string, error) {
@@ -25,7 +31,35 @@ func (a *app) dumpPath() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(p.Home, dumpName), nil
+	return dumpFile(p.Home)
+}
+
+// dumpFile returns the path of the saved process list in home: dump.pm2. A
+// home saved by an earlier corral has dump.json (and dump.json.bak) only: they
+// are copied to dump.pm2 (and dump.pm2.bak) first, atomically, and left in
+// place, so nothing is lost and the next save keeps the old list as backup.
+func dumpFile(home string) (string, error) {
+	path := filepath.Join(home, dumpName)
+	old := filepath.Join(home, oldDumpName)
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		return path, nil
+	}
+	if _, err := os.Lstat(path + statefile.BackupSuffix); !errors.Is(err, fs.ErrNotExist) {
+		return path, nil
+	}
+	for _, suffix := range []string{statefile.BackupSuffix, ""} {
+		data, err := os.ReadFile(old + suffix)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("read the saved process list: %w", err)
+		}
+		if err := statefile.WriteFileAtomic(path+suffix, data, 0o600); err != nil {
+			return "", err
+		}
+	}
+	return path, nil
 }
 
 func (a *app) saveCommand() *cobra.Command {
@@ -88,7 +122,10 @@ func (a *app) cleardumpCommand() *cobra.Command {
 			if err := daemonproc.EnsureHome(p.Home); err != nil {
 				return err
 			}
-			path := filepath.Join(p.Home, dumpName)
+			path, err := dumpFile(p.Home)
+			if err != nil {
+				return err
+			}
 			if err := statefile.Save(path, nil, true); err != nil {
 				return err
 			}
@@ -125,7 +162,7 @@ func nameInDump(apps []appspec.App, name string) bool {
 // wrapping fs.ErrNotExist.
 func resurrect(ctx context.Context, b api.Backend, path string) (resurrected, error) {
 	res := resurrected{path: path}
-	apps, warning, err := statefile.Load(path)
+	apps, warning, err := statefile.LoadRepair(path)
 	if err != nil {
 		return res, err
 	}
@@ -248,7 +285,11 @@ func daemonResurrect(ctx context.Context, b api.Backend, home string, log *slog.
 }
 
 func daemonResurrectAll(ctx context.Context, b api.Backend, home string, log *slog.Logger) {
-	path := filepath.Join(home, dumpName)
+	path, err := dumpFile(home)
+	if err != nil {
+		log.Error("resurrect", "err", err)
+		return
+	}
 	res, err := resurrect(ctx, b, path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

@@ -45,7 +45,7 @@ func (a *app) restartCommand(name string) *cobra.Command {
 				rest = append(rest, t)
 				continue
 			}
-			ps, err := a.applyEcosystem(ctx, b, t, f.only, f.env, f.updateEnv, name, false)
+			ps, err := a.applyEcosystem(ctx, b, t, f.only, f.env, f.updateEnv, name, true)
 			if err != nil {
 				return err
 			}
@@ -69,7 +69,7 @@ func (a *app) restartCommand(name string) *cobra.Command {
 	})
 	fs := cmd.Flags()
 	a.addStartFlags(fs, f)
-	fs.Lookup("name").Hidden = true // an app cannot be renamed by restart
+	fs.Lookup("name").Usage = "rename the app (one app only)"
 	fs.Lookup("force").Usage = "accepted for PM2 compatibility"
 	fs.Lookup("update-env").Usage = "refresh the environment from this shell"
 	fs.Lookup("env").Usage = "with an ecosystem file: apply env_<name>"
@@ -79,14 +79,14 @@ func (a *app) restartCommand(name string) *cobra.Command {
 }
 
 // notOptions are the restart/reload flags that do not change an app's definition.
-var notOptions = map[string]bool{"force": true, "update-env": true, "env": true, "only": true, "parallel": true, "help": true}
+var notOptions = map[string]bool{"force": true, "update-env": true, "env": true, "only": true, "parallel": true, "help": true, "silent": true}
 
 // changedOptions returns the (canonical) names of the option flags set on the
 // command line of restart or reload.
 func changedOptions(fs *pflag.FlagSet) []string {
 	var out []string
 	fs.Visit(func(fl *pflag.Flag) {
-		if !notOptions[fl.Name] {
+		if !notOptions[fl.Name] && !noopFlags[fl.Name] {
 			out = append(out, fl.Name)
 		}
 	})
@@ -100,8 +100,8 @@ func changedOptions(fs *pflag.FlagSet) []string {
 // on reload).
 func (a *app) restartWithOptions(ctx context.Context, b api.Backend, op func(context.Context, []string, api.RestartOptions) ([]api.Proc, []string, error),
 	fs *pflag.FlagSet, f *startFlags, verb string, args, opts []string) error {
-	if slices.Contains(opts, "name") {
-		return fmt.Errorf("%s: --name cannot be changed by %s (delete the app and start it again)", verb, verb)
+	if slices.Contains(opts, "name") && verb == "start" {
+		return fmt.Errorf("start: --name cannot rename an app (use restart <app> --name <new>)")
 	}
 	for _, t := range args {
 		if api.IsEcosystemFile(t) {
@@ -119,6 +119,11 @@ func (a *app) restartWithOptions(ctx context.Context, b api.Backend, op func(con
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	if fs.Changed("name") { // PM2's restart <app> --name <new>: a rename
+		if err := ov.Set("name", f.name); err != nil {
+			return err
+		}
+	}
 	if cwd != "" {
 		if err := ov.Set("cwd", cwd); err != nil {
 			return err
@@ -127,6 +132,17 @@ func (a *app) restartWithOptions(ctx context.Context, b api.Backend, op func(con
 	targets, err := a.resolveTargets(ctx, b, args, f.only)
 	if err != nil {
 		return err
+	}
+	if verb != "start" && slices.Contains(opts, "watch") && slices.Equal(f.watch, []string{"."}) {
+		// PM2: restart --watch toggles watching (on for an app that does not watch, off for one
+		// that does); --watch=<paths> sets the paths.
+		if watching, err := a.watching(ctx, b, targets); err != nil {
+			return err
+		} else if watching {
+			if err := ov.Set("watch", []string(nil)); err != nil {
+				return err
+			}
+		}
 	}
 	procs, notes, err := op(ctx, targets, api.RestartOptions{UpdateEnv: f.updateEnv, Env: a.envMapIf(f.updateEnv), Overrides: &ov})
 	if err != nil {
@@ -221,6 +237,15 @@ func (a *app) applyEcosystem(ctx context.Context, b api.Backend, path, only, env
 			if updateEnv {
 				opts.UpdateEnv, opts.Env = true, app.ShellEnv
 			}
+			// Every option the file sets is applied again (PM2: node_args, log_date_format, ...
+			// changed in the file take effect on restart|reload <file>), its env with them.
+			i := slices.IndexFunc(current, func(p api.Proc) bool { return p.Name == app.Name })
+			if ov := api.OverridesFrom(current[i].App, app); len(ov.Fields) > 0 {
+				if err := ov.Set("env", app.Env); err != nil {
+					return nil, err
+				}
+				opts.AppEnv, opts.Overrides = nil, &ov
+			}
 			ps, notes, err := op(ctx, []string{app.Name}, opts)
 			if err != nil {
 				return nil, err
@@ -277,4 +302,22 @@ func (a *app) startOrCommand(name string) *cobra.Command {
 	cmd.Flags().StringVar(&envName, "env", "", "apply env_<name>")
 	cmd.Flags().StringVar(&only, "only", "", "only these apps (a,b)")
 	return cmd
+}
+
+// watching reports whether every app the targets name watches files.
+func (a *app) watching(ctx context.Context, b api.Backend, targets []string) (bool, error) {
+	procs, err := b.List(ctx)
+	if err != nil {
+		return false, err
+	}
+	matched, err := api.Match(procs, targets)
+	if err != nil {
+		return false, err
+	}
+	for _, p := range matched {
+		if len(p.App.Watch) == 0 || p.Status == "stopped" { // a stopped app does not watch (jlist: watch false)
+			return false, nil
+		}
+	}
+	return len(matched) > 0, nil
 }

@@ -58,11 +58,11 @@ func TestRestartWithOptionIsOneRequest(t *testing.T) {
 		t.Errorf("stdout lacks the note:\n%s", stdout)
 	}
 
-	// Bad values and --name are refused before anything is sent.
+	// Bad values are refused before anything is sent.
 	before = len(f.Calls())
 	for _, args := range [][]string{
 		{"restart", "web", "--kill-timeout", "abc"},
-		{"restart", "web", "--name", "other"},
+		{"start", "web", "--name", "other"},
 		{"restart", "web", "--cwd", "missing"},
 		{"reload", "ecosystem.config.js", "--time"},
 	} {
@@ -70,7 +70,8 @@ func TestRestartWithOptionIsOneRequest(t *testing.T) {
 			t.Errorf("%q: exit %d, want 1", args, code)
 		}
 	}
-	if got := f.Calls()[before:]; len(got) != 0 {
+	// (Reads are fine: start <app> lists the apps to know it.)
+	if got := slices.DeleteFunc(f.Calls()[before:], func(c string) bool { return c == "list" }); len(got) != 0 {
 		t.Errorf("refused restarts sent %q", got)
 	}
 }
@@ -146,5 +147,27 @@ func TestResolveTargets(t *testing.T) {
 	}
 	if _, err := a.resolveTargets(context.Background(), f, nil, ""); err != api.ErrNoTarget {
 		t.Errorf("no target: %v", err)
+	}
+}
+
+// PM2's flags that change no option (-s, the no-op flags) leave a reload a plain reload.
+func TestFlagsThatAreNoOptions(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "app.js"), []byte("//"), 0o644)
+	env := []string{"PATH=" + os.Getenv("PATH")}
+	f := &apitest.Fake{}
+	if code, _, stderr := runFake(t, f, dir, env, "start", "app.js", "--name", "web", "--no-vizion", "--no-pmx"); code != 0 {
+		t.Fatal(stderr)
+	}
+	before := len(f.Calls())
+	code, stdout, stderr := runFake(t, f, dir, env, "reload", "web", "-s", "--no-automation", "--deep-monitoring")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if got := f.Calls()[before:]; len(got) == 0 || got[0] != "reload [web]" {
+		t.Errorf("calls %q, want a plain reload", got)
+	}
+	if stdout != "" {
+		t.Errorf("-s printed %q", stdout)
 	}
 }

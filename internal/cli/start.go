@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -33,10 +34,16 @@ func (a *app) startCommand() *cobra.Command {
 					return errors.New("start: no script given and no ecosystem.config.js here")
 				}
 			}
-			if len(pos) > 1 && len(extra) == 0 {
-				return fmt.Errorf("start: one script at a time (put app arguments after --): %q", pos[1:])
+			if len(pos) > 1 && f.name != "" {
+				return fmt.Errorf("start: --name names one app; %d scripts given: %q", len(pos), pos)
 			}
-			return a.start(cmd.Context(), cmd.Flags(), f, pos[0], extra)
+			// PM2: `start a.js b.js` starts each in turn; the first failure stops there.
+			for _, p := range pos {
+				if err := a.start(cmd.Context(), cmd.Flags(), f, p, extra); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 	}
 	a.addStartFlags(cmd.Flags(), f)
@@ -60,12 +67,20 @@ func (a *app) start(ctx context.Context, fs *pflag.FlagSet, f *startFlags, targe
 		cwd = a.abs(f.cwd)
 	}
 	if _, err := a.scriptFile(target, cwd, f.cwd != ""); err != nil {
-		// Not a file: maybe the name or id of an app we know (PM2's smart start).
+		// Not a file: maybe an id, name, namespace or "all" that names apps we know (PM2's
+		// smart start: a running instance is restarted, a stopped one started, uncounted).
 		b, berr := a.backend(ctx)
 		if berr != nil {
 			return berr
 		}
 		if known, lerr := knownTarget(ctx, b, target); lerr == nil && known {
+			if fs.Changed("name") {
+				return fmt.Errorf("start %s: --name cannot rename an app (use restart %s --name %s)", target, target, f.name)
+			}
+			if opts := startOptionFlags(fs); len(opts) > 0 {
+				// start <name> --node-args ...: the options apply, as restart's do.
+				return a.restartWithOptions(ctx, b, b.Restart, fs, f, "start", []string{target}, opts)
+			}
 			procs, notes, rerr := b.Restart(ctx, []string{target}, api.RestartOptions{UpdateEnv: f.updateEnv, Env: a.envMapIf(f.updateEnv)})
 			if rerr != nil {
 				return rerr
@@ -80,6 +95,18 @@ func (a *app) start(ctx context.Context, fs *pflag.FlagSet, f *startFlags, targe
 	b, err := a.backend(ctx)
 	if err != nil {
 		return err
+	}
+	if f.force {
+		// PM2's `start app.js -f` when app.js already runs under that name adds another
+		// process under the same name: corral adds instances to the app (one definition
+		// per name). With other options or another script, -f redefines the app.
+		if added, ok, err := a.forceAdd(ctx, b, fs, app); ok || err != nil {
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "[corral] %s already runs as %s: %d more instance%s\n", app.Script, app.Name, max(app.Instances, 1), plural(max(app.Instances, 1)))
+			return a.report(ctx, b, added, nil)
+		}
 	}
 	done := func() {} // progress lines while the instances start (on a terminal)
 	if app.Instances > 1 {
@@ -239,20 +266,84 @@ func (a *app) scriptFile(script, cwd string, cwdGiven bool) (string, error) {
 	return "", fmt.Errorf("script not found: %s", script)
 }
 
-// knownTarget reports whether target is the pm_id or the name of an existing
-// process (PM2's smart start).
+// knownTarget reports whether target names existing processes (api.Match: a
+// pm_id, a name, a namespace or all) for PM2's smart start.
 func knownTarget(ctx context.Context, b api.Backend, target string) (bool, error) {
 	procs, err := b.List(ctx)
 	if err != nil {
 		return false, err
 	}
-	return api.Lookup(procs, target) != nil, nil
+	if _, isRegex := api.RegexTarget(target); isRegex {
+		return false, nil
+	}
+	m, err := api.Match(procs, []string{target})
+	return err == nil && len(m) > 0, nil
+}
+
+// startOnlyFlags are start flags that do not change an app's definition.
+var startOnlyFlags = map[string]bool{"force": true, "update-env": true, "env": true, "only": true, "help": true, "name": true, "silent": true}
+
+// startOptionFlags returns the option flags given to `start <name|id>`.
+func startOptionFlags(fs *pflag.FlagSet) []string {
+	var out []string
+	fs.Visit(func(fl *pflag.Flag) {
+		if !startOnlyFlags[fl.Name] && !noopFlags[fl.Name] {
+			out = append(out, fl.Name)
+		}
+	})
+	return out
+}
+
+// forceAdd is `start <script> -f` for an app of that name started from the same
+// script with the same arguments and no other option flag: it adds the new
+// app's instances to it (ok true). Otherwise it does nothing (ok false).
+func (a *app) forceAdd(ctx context.Context, b api.Backend, fs *pflag.FlagSet, app appspec.App) ([]api.Proc, bool, error) {
+	for _, o := range startOptionFlags(fs) {
+		if o != "instances" {
+			return nil, false, nil
+		}
+	}
+	procs, err := b.List(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	same := false
+	for _, p := range procs {
+		if p.Name != app.Name {
+			continue
+		}
+		if p.ExecPath != app.Script || !slices.Equal(p.App.Args, app.Args) {
+			return nil, false, nil
+		}
+		same = true
+	}
+	if !same {
+		return nil, false, nil
+	}
+	before := map[int]bool{}
+	for _, p := range procs {
+		before[p.PMID] = true
+	}
+	if _, err := b.Scale(ctx, app.Name, fmt.Sprintf("+%d", max(app.Instances, 1))); err != nil {
+		return nil, true, err
+	}
+	after, err := b.List(ctx)
+	if err != nil {
+		return nil, true, err
+	}
+	var added []api.Proc
+	for _, p := range after {
+		if p.Name == app.Name && !before[p.PMID] {
+			added = append(added, p)
+		}
+	}
+	return added, true, nil
 }
 
 func isNode(app appspec.App) bool {
 	interp := app.Interpreter
 	if interp == "" {
-		interp = appspec.DetectInterpreter(app.Script)
+		interp = appspec.DetectFileInterpreter(app.Script)
 	}
 	base := filepath.Base(interp)
 	return base == "node" || base == "bun" || base == "deno" || strings.HasPrefix(base, "node@")
@@ -329,13 +420,39 @@ func defaultName(script string) string {
 // paths resolved: each app's Env is the file's env (with env_<envName> over
 // it) and its ShellEnv the CLI's environment.
 func (a *app) loadEcosystem(path string, only, envName string) ([]appspec.App, error) {
-	abs := a.abs(path)
-	if _, err := os.Stat(abs); err != nil {
-		return nil, fmt.Errorf("ecosystem file %s: %w", path, errors.Unwrap(err))
+	var file *ecosystem.File
+	var dir string
+	if path == "-" {
+		// PM2's `start -` / `delete -`: the ecosystem JSON comes on standard input; relative
+		// paths in it are relative to this directory.
+		if a.stdinData == nil {
+			data, err := io.ReadAll(a.stdin)
+			if err != nil {
+				return nil, fmt.Errorf("read the ecosystem from standard input: %w", err)
+			}
+			a.stdinData = data
+		}
+		f, err := ecosystem.LoadJSON(context.Background(), "<stdin>", a.dir, a.stdinData)
+		if err != nil {
+			return nil, err
+		}
+		file, dir = f, a.dir
+	} else {
+		abs := a.abs(path)
+		if _, err := os.Stat(abs); err != nil {
+			return nil, fmt.Errorf("ecosystem file %s: %w", path, errors.Unwrap(err))
+		}
+		f, err := ecosystem.Load(abs)
+		if err != nil {
+			return nil, err
+		}
+		file, dir = f, filepath.Dir(abs)
 	}
-	file, err := ecosystem.Load(abs)
-	if err != nil {
-		return nil, err
+	for _, w := range file.Warnings {
+		if !slices.Contains(a.warned, w) {
+			a.warned = append(a.warned, w)
+			fmt.Fprintf(a.stderr, "[corral] warning: %s\n", w)
+		}
 	}
 	var onlyList []string
 	if only != "" {
@@ -345,7 +462,6 @@ func (a *app) loadEcosystem(path string, only, envName string) ([]appspec.App, e
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Dir(abs)
 	base := a.envMap()
 	for i := range apps {
 		app := &apps[i]

@@ -25,7 +25,8 @@ type startupFlags struct {
 func (a *app) addStartupFlags(cmd *cobra.Command, f *startupFlags) {
 	cmd.Flags().StringVarP(&f.user, "user", "u", "", "user the daemon runs as (default: the current user)")
 	cmd.Flags().StringVar(&f.home, "hp", "", "home directory of that user; the daemon uses <hp>/.corral")
-	cmd.Flags().StringVar(&f.serviceName, "service-name", "", "unit name without .service (default corral-<user>)")
+	cmd.Flags().StringVarP(&f.serviceName, "service-name", "n", "", "unit name without .service (default corral-<user>)")
+	cmd.Flags().Bool("wait-ip", false, "accepted for PM2 compatibility; no effect")
 	cmd.Flags().StringVar(&f.unitDir, "unit-dir", defaultUnitDir, "directory of system units")
 	cmd.Flags().MarkHidden("unit-dir")
 	cmd.Flags().BoolVar(&f.printOnly, "print-only", false, "print what would be done; change nothing")

@@ -2,7 +2,10 @@ package cli
 
 import (
 	"context"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/corralhq/corral/internal/api"
 )
@@ -29,7 +32,8 @@ func (a *app) resolveTargets(ctx context.Context, b api.Backend, targets []strin
 			}
 			continue
 		}
-		if _, ok := api.RegexTarget(t); !ok {
+		_, isRegex := api.RegexTarget(t)
+		if !isRegex && !maybeScript(t) {
 			out = append(out, t)
 			continue
 		}
@@ -38,6 +42,17 @@ func (a *app) resolveTargets(ctx context.Context, b api.Backend, targets []strin
 			if procs, err = b.List(ctx); err != nil {
 				return nil, err
 			}
+		}
+		if !isRegex {
+			// PM2's `stop app.js`: a script path names the processes started from it, unless
+			// a name, id or namespace already says so.
+			if api.Lookup(procs, t) == nil && !slices.ContainsFunc(procs, func(p api.Proc) bool { return p.Namespace == t }) {
+				if abs := a.abs(t); slices.ContainsFunc(procs, func(p api.Proc) bool { return p.ExecPath == abs }) {
+					t = abs
+				}
+			}
+			out = append(out, t)
+			continue
 		}
 		matched, err := api.Match(procs, []string{t})
 		if err != nil {
@@ -50,6 +65,18 @@ func (a *app) resolveTargets(ctx context.Context, b api.Backend, targets []strin
 		}
 	}
 	return slices.Compact(out), nil
+}
+
+// maybeScript reports whether a target could be a script path: it has an
+// extension or a slash, and is neither "all" nor a number.
+func maybeScript(t string) bool {
+	if t == "all" {
+		return false
+	}
+	if _, err := strconv.Atoi(t); err == nil {
+		return false
+	}
+	return strings.ContainsRune(t, '/') || filepath.Ext(t) != ""
 }
 
 // isConfigArg reports whether a target or start argument names an ecosystem

@@ -107,9 +107,10 @@ func (a *app) updateCommand() *cobra.Command {
 	var binary string
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "update",
-		Short: "replace the daemon by the corral binary now on disk; apps keep running (rolled back on failure)",
-		Args:  cobra.NoArgs,
+		Use:     "update",
+		Aliases: []string{"updatePM2"}, // PM2's other spelling
+		Short:   "replace the daemon by the corral binary now on disk; apps keep running (rolled back on failure)",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runUpdate(cmd.Context(), binary, timeout)
 		},

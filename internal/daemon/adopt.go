@@ -402,7 +402,7 @@ func (m *Manager) adoptRun(in *instance, sr *savedRun, take func(string) *os.Fil
 	r := &run{
 		in: in, mode: a.res.mode, sig: newSignals(), pid: sr.PID, startedAt: sr.StartedAt, procStart: sr.Start,
 		waitReady: spec.WaitReady, listenTimeout: ms(spec.ListenTimeout), killTimeout: ms(spec.KillTimeout),
-		killSignal: unix.SignalNum(spec.KillSignal), shutdownWithMessage: spec.ShutdownWithMessage,
+		killSignal: unix.SignalNum(spec.KillSignal), shutdownWithMessage: spec.ShutdownWithMessage || killUseMessage(),
 		forked: make(chan struct{}), done: make(chan struct{}), stopReq: make(chan struct{}), finished: make(chan struct{}),
 		ipcFD: -1, stdoutFD: -1, stderrFD: -1, adopted: true,
 	}

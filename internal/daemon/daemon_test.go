@@ -355,13 +355,14 @@ func TestMaxRestartsErrored(t *testing.T) {
 	if q.Restarts != 2 || q.UnstableRestarts != 3 || q.ExitCode != 2 || q.PID != 0 {
 		t.Errorf("restarts %d unstable %d exit %d pid %d, want 2, 3, 2, 0", q.Restarts, q.UnstableRestarts, q.ExitCode, q.PID)
 	}
-	// An errored app can be restarted by hand, with fresh counters.
+	// An errored app can be restarted by hand, with fresh counters; as in PM2, restarting an app
+	// that is not running does not count a restart.
 	procs, _, err := m.Restart(context.Background(), []string{"crasher"}, api.RestartOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if procs[0].Restarts != 3 {
-		t.Errorf("manual restart: restarts %d, want 3", procs[0].Restarts)
+	if procs[0].Restarts != 2 {
+		t.Errorf("manual restart: restarts %d, want 2", procs[0].Restarts)
 	}
 	waitProc(t, m, p.PMID, "errored again", func(q api.Proc) bool { return q.Status == "errored" })
 }

@@ -265,6 +265,11 @@ func (m *Manager) redefine(ctx context.Context, a *app, spec appspec.App, res re
 			m.keepListeners(a)
 		}
 	}
+	if spec.Name != a.spec.Name { // restart --name (checked before the stop; see restartWithOverrides)
+		if err := m.renameLocked(a, spec.Name); err != nil {
+			return nil, err
+		}
+	}
 	a.spec, a.res, a.notes = spec, res, res.notes
 	a.workers = &workerSignals{}
 

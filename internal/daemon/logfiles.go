@@ -72,6 +72,9 @@ type appSpecLogs struct {
 func (m *Manager) openInstanceLogs(in *instance) error {
 	spec := in.app.spec
 	rot := &appSpecLogs{maxSize: spec.LogMaxSize, maxFiles: spec.LogMaxFiles, daily: spec.LogRotateDaily}
+	if *rot == (appSpecLogs{}) {
+		*rot = m.moduleRotation() // `set pm2-logrotate:...`, for apps without rotation of their own
+	}
 	var opened []string
 	for _, p := range []string{in.st.OutLog, in.st.ErrLog, in.st.CombinedLog} {
 		f, err := m.openLog(p, rot)
@@ -127,7 +130,7 @@ func (m *Manager) lineWriters(in *instance) (out, errw *logs.LineWriter) {
 		return logs.LineOptions{
 			App: in.st.Name, ID: in.st.PMID, Stream: stream,
 			DateFormat: dateFormat, JSON: spec.LogType == "json",
-			Broadcaster: m.bc,
+			Broadcaster: m.bc, PartialDelay: logs.DefaultPartialDelay,
 			Watch: func(line []byte) {
 				if isAddrInUse(line) {
 					in.addrInUse.Store(true)

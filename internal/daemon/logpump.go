@@ -85,26 +85,55 @@ func (m *Manager) pumpKept(src *os.File, w *logs.LineWriter) bool {
 		return true
 	}
 	buf := make([]byte, teeChunk)
+	// partialSince is when the pipe was first seen holding a partial line; after
+	// logs.DefaultPartialDelay it is written out and consumed (flush), as PM2 writes output as it
+	// comes. Only then is a read deadline set, to wake the wait for the pipe.
+	var partialSince time.Time
 	for {
 		if m.kp.quiesce.Load() {
 			return false
 		}
-		var eof bool
+		flush := false
+		if !partialSince.IsZero() {
+			flush = time.Since(partialSince) >= logs.DefaultPartialDelay
+			deadline := partialSince.Add(logs.DefaultPartialDelay)
+			if flush {
+				deadline = time.Time{} // a passed deadline would fail the read before the flush
+			}
+			_ = src.SetReadDeadline(deadline)
+			if m.kp.quiesce.Load() {
+				return false // the hand-over's wake-up may have been overwritten
+			}
+		}
+		var eof, partial bool
 		var perr error
 		err := rc.Read(func(fd uintptr) bool {
 			if m.kp.quiesce.Load() {
 				perr = errQuiesce
 				return true
 			}
-			done, end, err := teeOnce(int(fd), buf, w)
-			eof, perr = end, err
+			done, end, part, err := teeOnce(int(fd), buf, w, flush)
+			flush = false
+			eof, partial, perr = end, part, err
+			if part && partialSince.IsZero() {
+				return true // set the deadline first
+			}
 			return done
 		})
+		switch {
+		case partial && partialSince.IsZero():
+			partialSince = time.Now()
+		case !partial && !partialSince.IsZero():
+			partialSince = time.Time{}
+			if !m.kp.quiesce.Load() {
+				_ = src.SetReadDeadline(time.Time{})
+			}
+		}
 		switch {
 		case m.kp.quiesce.Load():
 			return false
 		case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
-			continue // woken for a hand-over that did not happen (cannot occur) or a spurious deadline
+			continue // a partial line's delay is over (or a hand-over that did not happen)
 		case err != nil:
 			m.log.Warn("log pipe", "err", err)
 			return true
@@ -119,11 +148,12 @@ func (m *Manager) pumpKept(src *os.File, w *logs.LineWriter) bool {
 
 // teeOnce peeks at what the pipe fd holds, writes its complete lines to w and consumes them. It
 // reports done=false when the caller should wait for the pipe to become readable again (empty, or
-// only a partial line so far), eof at the end of the stream.
-func teeOnce(fd int, buf []byte, w *logs.LineWriter) (done, eof bool, err error) {
+// only a partial line so far: partial), eof at the end of the stream. With flush a partial line is
+// written out (logs.LineWriter.FlushPartial) and consumed too.
+func teeOnce(fd int, buf []byte, w *logs.LineWriter, flush bool) (done, eof, partial bool, err error) {
 	p, err := getTeePipe()
 	if err != nil {
-		return true, false, err
+		return true, false, false, err
 	}
 	var n64 int64
 	for {
@@ -135,33 +165,39 @@ func teeOnce(fd int, buf []byte, w *logs.LineWriter) (done, eof bool, err error)
 	switch {
 	case err == unix.EAGAIN:
 		putTeePipe(p, true)
-		return false, false, nil
+		return false, false, false, nil
 	case err != nil:
 		putTeePipe(p, true)
-		return true, false, err
+		return true, false, false, err
 	case n64 == 0:
 		putTeePipe(p, true)
-		return true, true, nil
+		return true, true, false, nil
 	}
 	n := int(n64)
 	if err := readFull(p[0], buf[:n]); err != nil {
 		putTeePipe(p, false)
-		return true, false, err
+		return true, false, false, err
 	}
 	putTeePipe(p, true)
 	data := buf[:n]
 	cut := bytes.LastIndexByte(data, '\n') + 1
+	flushed := false
 	if cut == 0 {
-		if n < logs.DefaultMaxLine && !hungUp(fd) {
-			return false, false, nil // a partial line: wait for more
+		if n < logs.DefaultMaxLine && !hungUp(fd) && !flush {
+			return false, false, true, nil // a partial line: wait for more
 		}
-		cut = n // a line longer than MaxLine, or the last one of a closed stream
+		// A line longer than MaxLine, the last one of a closed stream, or a partial line
+		// whose delay is over.
+		cut, flushed = n, flush
 	}
 	_, _ = w.Write(data[:cut]) // fails only after Close
-	if err := readFull(fd, buf[:cut]); err != nil {
-		return true, false, err
+	if flushed {
+		w.FlushPartial()
 	}
-	return true, false, nil
+	if err := readFull(fd, buf[:cut]); err != nil {
+		return true, false, false, err
+	}
+	return true, false, false, nil
 }
 
 // readFull reads exactly len(b) bytes that are known to be in the pipe fd.

@@ -52,11 +52,11 @@ func TestTeeOnceConsumesOnlyWrittenLines(t *testing.T) {
 	buf := make([]byte, teeChunk)
 	fd := int(r.Fd())
 
-	if done, eof, err := teeOnce(fd, buf, lw); done || eof || err != nil {
+	if done, eof, _, err := teeOnce(fd, buf, lw, false); done || eof || err != nil {
 		t.Fatalf("empty pipe: done %v eof %v err %v, want a wait", done, eof, err)
 	}
 	w.WriteString("one\ntwo\npar")
-	if done, eof, err := teeOnce(fd, buf, lw); !done || eof || err != nil {
+	if done, eof, _, err := teeOnce(fd, buf, lw, false); !done || eof || err != nil {
 		t.Fatalf("two lines and a part: done %v eof %v err %v", done, eof, err)
 	}
 	if got := dst.String(); got != "one\ntwo\n" {
@@ -65,23 +65,56 @@ func TestTeeOnceConsumesOnlyWrittenLines(t *testing.T) {
 	if n := pipeLen(t, r); n != len("par") {
 		t.Fatalf("the pipe holds %d bytes, want the 3 of the partial line", n)
 	}
-	if done, _, _ := teeOnce(fd, buf, lw); done {
+	if done, _, partial, _ := teeOnce(fd, buf, lw, false); done || !partial {
 		t.Fatal("a partial line alone was consumed; it must wait for its newline")
 	}
 	w.WriteString("tial\nlast")
-	teeOnce(fd, buf, lw)
+	teeOnce(fd, buf, lw, false)
 	if got := dst.String(); got != "one\ntwo\npartial\n" {
 		t.Fatalf("written %q", got)
 	}
 	w.Close() // the last writer leaves: the tail is the stream's last line
-	if done, eof, err := teeOnce(fd, buf, lw); !done || eof || err != nil {
+	if done, eof, _, err := teeOnce(fd, buf, lw, false); !done || eof || err != nil {
 		t.Fatalf("tail after hang-up: done %v eof %v err %v", done, eof, err)
 	}
-	if done, eof, err := teeOnce(fd, buf, lw); !done || !eof || err != nil {
+	if done, eof, _, err := teeOnce(fd, buf, lw, false); !done || !eof || err != nil {
 		t.Fatalf("end of stream: done %v eof %v err %v", done, eof, err)
 	}
 	lw.Close()
 	if got := dst.String(); got != "one\ntwo\npartial\nlast\n" {
+		t.Fatalf("written %q", got)
+	}
+}
+
+// With flush (a partial line's delay is over), teeOnce writes the partial line as it is and
+// consumes it; the rest of the line continues it in the file.
+func TestTeeOnceFlushesPartialLine(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	var dst syncBuf
+	lw := logs.NewLineWriter(logs.LineOptions{App: "t"}, &dst)
+	buf := make([]byte, teeChunk)
+	fd := int(r.Fd())
+	w.WriteString("Password: ")
+	if done, _, partial, _ := teeOnce(fd, buf, lw, false); done || !partial {
+		t.Fatalf("partial line: done %v partial %v", done, partial)
+	}
+	if done, _, partial, err := teeOnce(fd, buf, lw, true); !done || partial || err != nil {
+		t.Fatalf("flush: done %v partial %v err %v", done, partial, err)
+	}
+	if got := dst.String(); got != "Password: " {
+		t.Fatalf("written %q", got)
+	}
+	if n := pipeLen(t, r); n != 0 {
+		t.Fatalf("the pipe holds %d bytes after the flush", n)
+	}
+	w.WriteString("ok\n")
+	teeOnce(fd, buf, lw, false)
+	if got := dst.String(); got != "Password: ok\n" {
 		t.Fatalf("written %q", got)
 	}
 }
@@ -106,7 +139,7 @@ func TestTeeOnceLongLine(t *testing.T) {
 	for n := 0; pipeLen(t, r) < teeChunk && n < 1000; n++ {
 		unix.Poll([]unix.PollFd{{Fd: int32(r.Fd()), Events: unix.POLLIN}}, 10)
 	}
-	if done, _, err := teeOnce(int(r.Fd()), buf, lw); !done || err != nil {
+	if done, _, _, err := teeOnce(int(r.Fd()), buf, lw, false); !done || err != nil {
 		t.Fatalf("a MaxLine run without newline: done %v err %v", done, err)
 	}
 	if got := dst.String(); got != strings.Repeat("x", logs.DefaultMaxLine)+"\n" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -108,6 +109,12 @@ type run struct {
 	finished chan struct{} // closed after the Manager processed the exit (group gone, state set)
 
 	stdoutFD, stderrFD, ipcFD int
+
+	// stdin is the write end of a fork or listen process's standard input (PM2's send and
+	// attach), nil for cluster workers and adopted processes; closed when the process exits.
+	// stdinMu guards it (a leaf lock, never held with m.mu).
+	stdinMu sync.Mutex
+	stdin   *os.File
 
 	// Under a keeper (keeperstore.go): the process's start time (clock ticks since boot, against
 	// pid reuse), the names of its fds in the keeper's store, and whether an earlier daemon

@@ -169,6 +169,7 @@ func appFieldError(i int, err error) error {
 // has Defaults applied and Interpreter, ExecMode, Cwd and Name resolved.
 func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error) {
 	var r resolved
+	pm2Defaults(&spec)
 	spec.Defaults()
 	if err := spec.Validate(); err != nil {
 		return spec, r, fmt.Errorf("app %q: %w", spec.Name, err)
@@ -243,7 +244,7 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 	}
 	if !commandString {
 		if interp == "" {
-			interp = appspec.DetectInterpreter(r.execPath)
+			interp = appspec.DetectFileInterpreter(r.execPath) // by extension, else by content
 		}
 		spec.Interpreter = interp
 		r.interpreter = interp
@@ -258,6 +259,9 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 				return spec, r, keyErr("interpreter", fmt.Errorf("app %s: interpreter %q not found: %w", spec.Name, interp, err))
 			}
 			r.argv = append([]string{ip}, spec.InterpreterArgs...)
+			if nodeInterpreter(interp) && appspec.SourceMaps(spec, r.execPath) && !slices.Contains(r.argv, "--enable-source-maps") {
+				r.argv = append(r.argv, "--enable-source-maps") // PM2's source_map_support
+			}
 			r.argv = append(r.argv, r.execPath)
 			r.argv = append(r.argv, spec.Args...)
 		}
@@ -393,6 +397,16 @@ func logPaths(home string, spec appspec.App, pmID int) (out, errLog, combined, p
 	errLog = path(spec.ErrorFile, safe+"-error")
 	combined = path(spec.LogFile, "")
 	pid = filepath.Join(home, "pids", safe+"-"+strconv.Itoa(pmID)+".pid")
+	if custom := spec.PidFile; custom != "" { // PM2's pid_file (-p/--pid)
+		if !filepath.IsAbs(custom) {
+			custom = filepath.Join(spec.Cwd, custom)
+		}
+		if spec.Instances > 1 {
+			ext := filepath.Ext(custom)
+			custom = strings.TrimSuffix(custom, ext) + "-" + strconv.Itoa(pmID) + ext
+		}
+		pid = custom
+	}
 	return out, errLog, combined, pid
 }
 

@@ -54,9 +54,13 @@ func (m *Manager) updateEnv(in *instance, opts api.RestartOptions) {
 	in.st.Env = instanceEnv(a.spec, a.res, m.cfg.Home, in.st.PMID, in.st.Instance, in.st.UniqueID)
 }
 
-// restartOne stops in and starts it again with restart_time+1. The caller holds in's operation
-// lock.
+// restartOne stops in and starts it again, with restart_time+1 when it was running (launching or
+// online), as PM2 counts: a stopped, errored or waiting instance is started again with its counter
+// unchanged. The caller holds in's operation lock.
 func (m *Manager) restartOne(ctx context.Context, in *instance, opts api.RestartOptions) error {
+	m.mu.Lock()
+	running := in.st.Status == StatusOnline || in.st.Status == StatusLaunching
+	m.mu.Unlock()
 	if err := m.stopOne(ctx, in); err != nil {
 		return err
 	}
@@ -71,7 +75,9 @@ func (m *Manager) restartOne(ctx context.Context, in *instance, opts api.Restart
 	if opts.UpdateEnv || opts.AppEnv != nil {
 		m.updateEnv(in, opts)
 	}
-	in.st.Restarts++
+	if running {
+		in.st.Restarts++
+	}
 	in.st.UnstableRestarts, in.st.PrevRestartDelay = 0, 0
 	in.st.CreatedAt = time.Now()
 	in.st.Notes = nil
@@ -166,6 +172,16 @@ func (m *Manager) restartWithOverrides(ctx context.Context, ins []*instance, opt
 			errs = append(errs, api.BadField("overrides", fmt.Errorf("%s: %w", verb, err)))
 		}
 	}
+	if slices.Contains(opts.Overrides.Fields, "name") && len(items) > 1 {
+		errs = append(errs, fmt.Errorf("%s --name: the targets name %d apps; a rename takes one", verb, len(items)))
+	}
+	m.mu.Lock()
+	for _, it := range items {
+		if it.spec.Name != it.a.spec.Name && m.apps[it.spec.Name] != nil {
+			errs = append(errs, fmt.Errorf("%s %s --name %s: an app of that name exists", verb, it.a.spec.Name, it.spec.Name))
+		}
+	}
+	m.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
 	}
@@ -173,7 +189,7 @@ func (m *Manager) restartWithOverrides(ctx context.Context, ins []*instance, opt
 	var names []string
 	for _, it := range items {
 		m.mu.Lock()
-		gone := m.apps[it.spec.Name] != it.a
+		gone := m.apps[it.a.spec.Name] != it.a
 		m.mu.Unlock()
 		if gone { // deleted meanwhile
 			errs = append(errs, api.UnknownTargetError(it.spec.Name))

@@ -40,7 +40,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	r := &run{
 		in: in, mode: a.res.mode, sig: newSignals(),
 		waitReady: spec.WaitReady, listenTimeout: ms(spec.ListenTimeout), killTimeout: ms(spec.KillTimeout),
-		killSignal: unix.SignalNum(spec.KillSignal), shutdownWithMessage: spec.ShutdownWithMessage,
+		killSignal: unix.SignalNum(spec.KillSignal), shutdownWithMessage: spec.ShutdownWithMessage || killUseMessage(),
 		forked: make(chan struct{}),
 		done:   make(chan struct{}), stopReq: make(chan struct{}), finished: make(chan struct{}),
 		ipcFD: -1,
@@ -119,9 +119,21 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 		if a.res.mode == modeListen {
 			activation.Wrap(cmd, m.cfg.Self, a.listeners)
 		}
+		stdinR, stdinW, perr := os.Pipe() // PM2's send/attach write here
+		if perr == nil {
+			cmd.Stdin = stdinR
+		}
 		err = cmd.Start()
 		if child != nil {
 			child.Close()
+		}
+		if stdinR != nil {
+			stdinR.Close()
+			if err != nil {
+				stdinW.Close()
+			} else {
+				r.stdin = stdinW
+			}
 		}
 		if err != nil {
 			if parent != nil {
@@ -151,6 +163,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 				}
 			}
 			m.dropIPC(r)
+			r.closeStdin()
 			close(r.done)
 		})
 	}

@@ -11,7 +11,7 @@ func (m *Manager) targets(targets []string) ([]*instance, error) {
 	defer m.mu.Unlock()
 	procs := make([]api.Proc, 0, len(m.procs))
 	for _, in := range m.procs {
-		procs = append(procs, api.Proc{PMID: in.st.PMID, Name: in.st.Name, Namespace: in.st.Namespace})
+		procs = append(procs, api.Proc{PMID: in.st.PMID, Name: in.st.Name, Namespace: in.st.Namespace, ExecPath: in.app.res.execPath})
 	}
 	matched, err := api.Match(procs, targets)
 	if err != nil {

@@ -55,10 +55,17 @@ type Paths struct {
 	KeeperPidFile string
 }
 
-// DefaultHome returns $CORRAL_HOME, or ~/.corral when it is unset, as an
-// absolute path.
+// EnvPM2Home is PM2's name for the state directory, used when CORRAL_HOME is
+// not set.
+const EnvPM2Home = "PM2_HOME"
+
+// DefaultHome returns $CORRAL_HOME, else $PM2_HOME, or ~/.corral when both are
+// unset, as an absolute path.
 func DefaultHome() (string, error) {
 	home := os.Getenv(EnvHome)
+	if home == "" {
+		home = os.Getenv(EnvPM2Home)
+	}
 	if home == "" {
 		u, err := os.UserHomeDir()
 		if err != nil {
@@ -168,7 +175,8 @@ func isDaemon(pid int) bool {
 	return hasArg(pid, "daemon") || isKeeper(pid)
 }
 
-// IsDaemon reports whether pid runs `corral daemon` or `corral __keeper`.
+// IsDaemon reports whether pid runs `corral daemon` or `corral __keeper` (the CLI's pm2.pid must
+// not replace PM2's own daemon's).
 func IsDaemon(pid int) bool { return isDaemon(pid) }
 
 // isKeeper reports whether pid runs `corral __keeper`.

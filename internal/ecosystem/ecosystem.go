@@ -32,6 +32,9 @@ type File struct {
 	// DeployEnv holds the deploy.<name>.env blocks, keyed by <name>; with --env <name> they are
 	// applied under every app's env.
 	DeployEnv map[string]map[string]string
+	// Warnings are problems that did not stop the load ("file:line:col: app "x": unknown key
+	// "max" ignored"), for the user.
+	Warnings []string
 }
 
 // Error is a problem in an ecosystem file. Line and Column are 0 when unknown, as they are for
@@ -94,7 +97,21 @@ func LoadContext(ctx context.Context, path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	return loadSource(ctx, path, abs, filepath.Dir(abs), src)
+}
+
+// LoadJSON loads an ecosystem given as JSON text (PM2 evaluates it as a JavaScript expression, so
+// comments and trailing commas are accepted): `start -` reads one from standard input. name names
+// it in errors; relative paths in it are relative to dir.
+func LoadJSON(ctx context.Context, name, dir string, src []byte) (*File, error) {
+	return loadSource(ctx, name+".json", filepath.Join(dir, name+".json"), dir, src)
+}
+
+// loadSource parses src, the content of the file path (abs: its absolute path; dir: the directory
+// relative paths in it are relative to), by path's extension.
+func loadSource(ctx context.Context, path, abs, dir string, src []byte) (*File, error) {
 	var root *value
+	var err error
 	switch ext := strings.ToLower(filepath.Ext(path)); ext {
 	case ".json":
 		root, err = parseJSON(src)
@@ -115,12 +132,13 @@ func LoadContext(ctx context.Context, path string) (*File, error) {
 	if err != nil {
 		return nil, withFile(err, path)
 	}
-	n := normaliser{file: path, dir: filepath.Dir(abs), ncpu: runtime.NumCPU()}
+	n := normaliser{file: path, dir: dir, ncpu: runtime.NumCPU()}
 	f, err := n.toFile(root)
 	if err != nil {
 		return nil, err
 	}
 	f.Path = path
+	f.Warnings = n.warnings
 	return f, nil
 }
 

@@ -209,23 +209,61 @@ func TestMalformed(t *testing.T) {
 	}
 }
 
-// TestBadValues checks unknown keys and bad values: each fails naming file, line, app and key.
+// TestUnknownKeys checks that unknown app keys are warnings naming file, line, app and key (with a
+// suggestion for a likely typo), as PM2 ignores them; and that object env values become JSON text.
+func TestUnknownKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name, src string
+		want      []string
+	}{
+		{"typo.json", "{\"apps\": [\n  {\n    \"name\": \"api\",\n    \"scirpt\": \"a.js\", \"script\": \"a.js\"\n  }\n]}", []string{`typo.json:4:`, `app "api"`, `unknown key "scirpt" ignored (did you mean "script"?)`}},
+		{"typo.yaml", "apps:\n  - name: api\n    script: a.js\n    instnaces: 2\n", []string{`typo.yaml:4:`, `unknown key "instnaces" ignored (did you mean "instances"?)`}},
+		{"typo.js", "module.exports = [{ name: 'api', script: 'a.js', wach: true }];\n", []string{`app "api"`, `unknown key "wach" ignored (did you mean "watch"?)`}},
+		{"real.json", `{"apps": [{"name": "api", "script": "a.js", "max": "10", "options": {"x": 1}}]}`, []string{`unknown key "max" ignored`, `unknown key "options" ignored`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeFile(t, t.TempDir(), tc.name, tc.src)
+			f, err := Load(path)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			all := strings.Join(f.Warnings, "\n")
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("warnings %q do not contain %q", all, w)
+				}
+			}
+			if len(f.Apps) != 1 || f.Apps[0].Name != "api" {
+				t.Errorf("apps %+v", f.Apps)
+			}
+		})
+	}
+	path := writeFile(t, t.TempDir(), "env.yaml", "- name: a\n  script: a.js\n  env:\n    A: {b: 1, c: [x, 2]}\n    N: 3\n")
+	f, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Apps[0].Env; got["A"] != `{"b":1,"c":["x",2]}` || got["N"] != "3" {
+		t.Errorf("env %q", got)
+	}
+	if len(f.Warnings) != 0 {
+		t.Errorf("warnings %q", f.Warnings)
+	}
+}
+
+// TestBadValues checks bad values: each fails naming file, line, app and key.
 func TestBadValues(t *testing.T) {
 	for _, tc := range []struct {
 		name, src string
 		line      int
 		want      []string
 	}{
-		{"typo.json", "{\"apps\": [\n  {\n    \"name\": \"api\",\n    \"scirpt\": \"a.js\"\n  }\n]}", 4, []string{`app "api"`, `unknown key "scirpt"`}},
-		{"typo.yaml", "apps:\n  - name: api\n    script: a.js\n    instnaces: 2\n", 4, []string{`app "api"`, `unknown key "instnaces"`}},
-		{"typo.js", "module.exports = [{ name: 'api', script: 'a.js', wach: true }];\n", 0, []string{`app "api"`, `unknown key "wach"`}},
 		{"top.yaml", "apps:\n  - script: a.js\nextra: 1\n", 3, []string{`unknown top-level key "extra"`}},
 		{"alias.yaml", "- name: a\n  script: a.js\n  exec: b.js\n", 3, []string{`key "exec" repeats "script"`}},
 		{"inst.yaml", "- name: a\n  script: a.js\n  instances: lots\n", 3, []string{"instances", `"lots"`}},
 		{"mem.yaml", "- name: a\n  script: a.js\n  max_memory_restart: 12Q\n", 3, []string{"max_memory_restart", `"12Q"`}},
 		{"dur.yaml", "- name: a\n  script: a.js\n  min_uptime: soon\n", 3, []string{"min_uptime", `"soon"`}},
 		{"watch.yaml", "- name: a\n  script: a.js\n  watch: 5\n", 3, []string{"watch", "is a number"}},
-		{"env.yaml", "- name: a\n  script: a.js\n  env:\n    A: {b: 1}\n", 3, []string{"env", "A is an object"}},
 		{"bool.yaml", "- name: a\n  script: a.js\n  autorestart: sometimes\n", 3, []string{"autorestart", "true or false"}},
 		{"codes.yaml", "- name: a\n  script: a.js\n  stop_exit_codes: [0, 1.5]\n", 3, []string{"stop_exit_codes", "whole number"}},
 		{"script.yaml", "- name: a\n  args: x\n", 1, []string{`app "a"`, "script is missing"}},

@@ -1,6 +1,7 @@
 package ecosystem
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -29,17 +30,18 @@ var aliases = map[string]string{
 	"combine_logs":     "merge_logs",
 	"cron":             "cron_restart",
 	"user":             "uid",
+	"pid":              "pid_file",
 }
 
 // ignored lists PM2 app keys that corral accepts and has no use for: PM2.io and git (vizion)
 // integration, Node-specific instrumentation, and options whose behaviour corral has built in.
 var ignored = map[string]bool{
 	"vizion": true, "vizion_running": true, "pmx": true, "automation": true, "treekill": true,
-	"source_map_support": true, "post_update": true, "force": true, "windowsHide": true,
+	"post_update": true, "force": true, "windowsHide": true,
 	"filter_env": true, "append_env_to_name": true, "trace": true, "disable_trace": true, "v8": true,
 	"deep_monitoring": true, "event_loop_inspector": true, "io": true, "kill_retry_time": true,
 	"name_prefix": true, "write": true, "execute_command": true, "watch_options": true,
-	"pid_file": true, "pid": true, "instance_id": true, "node_version": true, "autodump": true,
+	"instance_id": true, "node_version": true, "autodump": true,
 	"usePM2": true,
 }
 
@@ -149,8 +151,10 @@ var setters = map[string]setter{
 		a.CronRestart = s
 		return appspec.ValidateCron(s)
 	},
-	"uid": str(func(a *appspec.App) *string { return &a.UID }),
-	"gid": str(func(a *appspec.App) *string { return &a.GID }),
+	"pid_file":           str(func(a *appspec.App) *string { return &a.PidFile }),
+	"source_map_support": boolPtr(func(a *appspec.App) **bool { return &a.SourceMapSupport }),
+	"uid":                str(func(a *appspec.App) *string { return &a.UID }),
+	"gid":                str(func(a *appspec.App) *string { return &a.GID }),
 	// disable_logs and port are applied after the other keys (see app).
 	"disable_logs": func(_ *normaliser, _ *appspec.App, v *value) error { _, err := toBool(v); return err },
 	"port":         func(_ *normaliser, _ *appspec.App, v *value) error { _, err := toString(v); return err },
@@ -158,9 +162,56 @@ var setters = map[string]setter{
 
 // normaliser turns a parsed file into apps.
 type normaliser struct {
-	file string // for errors
-	dir  string // absolute directory of the file, for relative cwd
-	ncpu int
+	file     string // for errors
+	dir      string // absolute directory of the file, for relative cwd
+	ncpu     int
+	warnings []string // File.Warnings
+}
+
+// warnf records a warning about v, formatted as errors are ("file:line:col: msg").
+func (n *normaliser) warnf(v *value, format string, args ...any) {
+	n.warnings = append(n.warnings, n.errorf(v, format, args...).Error())
+}
+
+// suggestKey returns ` (did you mean "x"?)` for a key within two edits of a known key, else "".
+func suggestKey(key string) string {
+	best, bestD := "", 3
+	consider := func(k string) {
+		if d := editDistance(strings.ToLower(key), k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	for k := range setters {
+		consider(k)
+	}
+	for k := range aliases {
+		consider(k)
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 func (n *normaliser) errorf(v *value, format string, args ...any) error {
@@ -308,7 +359,8 @@ func (n *normaliser) app(v *value, i int) (appspec.App, error) {
 		}
 		set, ok := setters[canon]
 		if !ok {
-			errs = append(errs, n.errorf(val, "%s: unknown key %q", label, key))
+			// PM2 ignores keys it does not know; corral says so (and suggests a likely typo).
+			n.warnf(val, "%s: unknown key %q ignored%s", label, key, suggestKey(key))
 			continue
 		}
 		if prev, dup := seen[canon]; dup {
@@ -493,7 +545,8 @@ func toList(v *value, split bool) ([]string, error) {
 	return nil, typeError(v, "a string or an array of strings")
 }
 
-// toEnv accepts an object of scalars; numbers and booleans become their text, null the empty string.
+// toEnv accepts an object; numbers and booleans become their text, null the empty string, objects
+// and arrays their JSON text.
 func toEnv(v *value) (map[string]string, error) {
 	if v.kind != kindObject {
 		return nil, typeError(v, "an object")
@@ -505,9 +558,43 @@ func toEnv(v *value) (map[string]string, error) {
 			m[k] = ev.text
 		case kindNull:
 			m[k] = ""
-		default:
-			return nil, fmt.Errorf("%s is %s, want a string, number or boolean", k, ev.kind)
+		default: // an object or array: its JSON text, as PM2 passes it to the app
+			m[k] = string(toJSON(ev))
 		}
 	}
 	return m, nil
+}
+
+// toJSON encodes v as JSON.
+func toJSON(v *value) []byte {
+	var b []byte
+	switch v.kind {
+	case kindNull:
+		return []byte("null")
+	case kindBool, kindNumber:
+		return []byte(v.text)
+	case kindString:
+		out, _ := json.Marshal(v.text)
+		return out
+	case kindArray:
+		b = append(b, '[')
+		for i, it := range v.items {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, toJSON(it)...)
+		}
+		return append(b, ']')
+	default:
+		b = append(b, '{')
+		for i, k := range v.keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			key, _ := json.Marshal(k)
+			b = append(append(b, key...), ':')
+			b = append(b, toJSON(v.vals[i])...)
+		}
+		return append(b, '}')
+	}
 }

@@ -53,7 +53,14 @@ type LineOptions struct {
 	Watch func(line []byte)
 	// OnError, if set, receives errors from writing to the destinations.
 	OnError func(error)
+	// PartialDelay, when positive, bounds how long a partial line (output without its newline
+	// yet: a prompt, a progress bar) waits: after it the bytes are written as they are (see
+	// FlushPartial), as PM2 writes output when it comes. 0 holds them until their newline.
+	PartialDelay time.Duration
 }
+
+// DefaultPartialDelay is the PartialDelay the daemon gives its log writers.
+const DefaultPartialDelay = 200 * time.Millisecond
 
 // LineWriter splits a byte stream (a process's stdout or stderr) into lines, writes each line
 // with its prefix to its destinations and publishes it to subscribers. It is safe for
@@ -72,6 +79,10 @@ type LineWriter struct {
 	partial []byte
 	out     bytes.Buffer
 	closed  bool
+	// midLine is set when the destinations end with a flushed partial line: the rest of that
+	// line follows without a prefix.
+	midLine bool
+	timer   *time.Timer       // the PartialDelay timer, armed while a partial line waits
 	tap     func(line string) // SetTap
 }
 
@@ -137,7 +148,36 @@ func (w *LineWriter) Write(p []byte) (int, error) {
 		data = data[i+1:]
 	}
 	w.flushOut()
+	if len(w.partial) > 0 && w.o.PartialDelay > 0 && w.timer == nil {
+		w.timer = time.AfterFunc(w.o.PartialDelay, func() { w.FlushPartial() })
+	}
 	return len(p), nil
+}
+
+// FlushPartial writes out the partial line waiting for its newline, if any, as it is: in a text
+// log without a newline (the rest of the line, when it comes, continues it without a second date
+// prefix), in a JSON log as a message of its own. Subscribers receive it as a line.
+func (w *LineWriter) FlushPartial() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+	if w.closed || len(w.partial) == 0 {
+		return
+	}
+	now := w.o.Clock()
+	if w.o.JSON || len(w.dsts) == 0 {
+		w.emit(w.partial, now)
+	} else {
+		w.formatPrefix(now)
+		w.out.Write(w.partial)
+		w.midLine = true
+		w.bc.publish(w.o, w.partial, now)
+	}
+	w.partial = w.partial[:0]
+	w.flushOut()
 }
 
 // emit formats one line into w.out and publishes it.
@@ -194,12 +234,18 @@ func (w *LineWriter) format(line []byte, now time.Time) {
 		_ = WriteJSON(&w.out, Line{App: w.o.App, ID: w.o.ID, Stream: w.o.Stream, Text: string(line), Time: now}, ts)
 		return
 	}
-	if w.date != nil {
+	w.formatPrefix(now)
+	w.out.Write(line)
+	w.out.WriteByte('\n')
+	w.midLine = false
+}
+
+// formatPrefix writes a text line's date prefix, unless the line continues a flushed partial one.
+func (w *LineWriter) formatPrefix(now time.Time) {
+	if w.date != nil && !w.midLine {
 		w.out.Write(w.date.appendTo(w.out.AvailableBuffer(), now))
 		w.out.WriteString(": ")
 	}
-	w.out.Write(line)
-	w.out.WriteByte('\n')
 }
 
 // flushOut writes the formatted lines to every destination in one write each.
@@ -230,6 +276,10 @@ func (w *LineWriter) Close() error {
 		return nil
 	}
 	w.closed = true
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
 	if len(w.partial) > 0 {
 		w.emit(w.partial, w.o.Clock())
 		w.partial = nil

@@ -204,3 +204,53 @@ func TestLineWriterDestinationErrors(t *testing.T) {
 		t.Errorf("OnError got %v", errs)
 	}
 }
+
+// A partial line is written as it is after PartialDelay (PM2 writes output when it comes); the
+// rest of the line continues it without a second date prefix. In JSON logs it is a message.
+func TestLineWriterPartialDelay(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	var out bytes.Buffer
+	dst := writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.Write(p)
+	})
+	read := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.String()
+	}
+	w := NewLineWriter(LineOptions{DateFormat: "HH:mm", PartialDelay: 20 * time.Millisecond, Clock: func() time.Time { return now }}, dst)
+	w.Write([]byte("first\n50%"))
+	if got := read(); got != "12:00: first\n" {
+		t.Fatalf("before the delay: %q", got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for read() != "12:00: first\n12:00: 50%" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the partial line was not written: %q", read())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	w.Write([]byte(" 100%\nnext\n"))
+	if got := read(); got != "12:00: first\n12:00: 50% 100%\n12:00: next\n" {
+		t.Fatalf("after the rest: %q", got)
+	}
+	w.Close()
+
+	var js bytes.Buffer
+	w = NewLineWriter(LineOptions{App: "a", JSON: true, Clock: func() time.Time { return now }}, &js)
+	w.Write([]byte("prompt> "))
+	w.FlushPartial()
+	w.Write([]byte("yes\n"))
+	w.Close()
+	if got := js.String(); got != `{"message":"prompt> ","timestamp":"2026-11-30T12:00:00.000Z","type":"out","process_id":0,"app_name":"a"}`+"\n"+
+		`{"message":"yes","timestamp":"2026-11-30T12:00:00.000Z","type":"out","process_id":0,"app_name":"a"}`+"\n" {
+		t.Fatalf("json: %q", got)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -3,6 +3,7 @@ package pm2json
 import (
 	"math"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/corralhq/corral/internal/api"
@@ -87,7 +88,11 @@ func Env(p api.Proc) *Object {
 	o.Set("exit_code", p.ExitCode)
 	o.Set("autorestart", a.AutorestartOn())
 	o.Set("autostart", a.AutostartOn())
-	o.Set("watch", watch(a.Watch))
+	if p.Status == "stopped" {
+		o.Set("watch", false) // PM2: stopping an app turns its watch off (corral resumes it on restart)
+	} else {
+		o.Set("watch", watch(a.Watch))
+	}
 	o.Set("treekill", true)
 	iv := a.InstanceVar
 	if iv == "" {
@@ -135,10 +140,36 @@ func Env(p api.Proc) *Object {
 		if k == "env" {
 			continue
 		}
-		o.SetDefault(k, p.Env[k])
+		o.SetDefault(k, envValue(a, k, p.Env[k]))
 	}
-	o.Set("env", stringMap(p.Env))
+	env := &Object{}
+	for _, k := range keys {
+		env.Set(k, envValue(a, k, p.Env[k]))
+	}
+	o.Set("env", env)
 	return o
+}
+
+// envValue is how PM2 shows an environment variable: a number or boolean set by the app's own
+// env (an ecosystem file's `PORT: 3000`) stays one, as PM2 keeps the file's value; everything
+// else (the shell's variables, strings) is a string. (corral keeps env values as text: a file's
+// "3000" string shows as a number too.)
+func envValue(a appspec.App, k, v string) any {
+	own, ok := a.Env[k]
+	if !ok || own != v || v == "" {
+		return v
+	}
+	if v == "true" || v == "false" {
+		return v == "true"
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || strconv.FormatFloat(f, 'f', -1, 64) != v {
+		return v // not a number, or not in its canonical form ("007", "1e3", "+1")
+	}
+	if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+		return int64(f)
+	}
+	return f
 }
 
 // ExecMode maps corral's exec mode to PM2's stored form: "cluster_mode" or

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"sort"
 )
 
 // Object is a JSON object whose keys keep their insertion order, as PM2's
@@ -78,18 +77,4 @@ func marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil
-}
-
-// stringMap turns an environment into an Object with sorted keys.
-func stringMap(m map[string]string) *Object {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	o := &Object{}
-	for _, k := range keys {
-		o.Set(k, m[k])
-	}
-	return o
 }

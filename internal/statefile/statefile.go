@@ -85,6 +85,12 @@ func Save(path string, apps []appspec.App, force bool) error {
 		if err := WriteFileAtomic(path+BackupSuffix, old, 0o600); err != nil {
 			return fmt.Errorf("save %s: keep backup: %w", path, err)
 		}
+	} else if oldErr == nil && len(bytes.TrimSpace(old)) > 0 {
+		// A dump corral cannot read (damaged, or another tool's, such as PM2's own dump.pm2) is
+		// not overwritten before it is kept aside.
+		if _, err := keepAside(path, old); err != nil {
+			return fmt.Errorf("save %s: %w", path, err)
+		}
 	}
 	if err := WriteFileAtomic(path, data, 0o600); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
@@ -117,6 +123,49 @@ func Load(path string) (apps []appspec.App, warning string, err error) {
 	}
 	// Not %w: the result must not look like fs.ErrNotExist when one of the files exists.
 	return nil, "", fmt.Errorf("load %s: dump unusable: %v; backup unusable: %v", path, err, bakErr)
+}
+
+// CorruptSuffix, followed by a UTC time stamp, names the copy of an unreadable dump kept aside by
+// Save and Repair before they replace it.
+const CorruptSuffix = ".corrupt-"
+
+// keepAside copies data, the content of the unreadable dump at path, to a new file
+// path+CorruptSuffix+<time stamp> and returns its name.
+func keepAside(path string, data []byte) (string, error) {
+	name := path + CorruptSuffix + time.Now().UTC().Format("20060102T150405.000000000Z")
+	if err := WriteFileAtomic(name, data, 0o600); err != nil {
+		return "", fmt.Errorf("keep the unreadable dump: %w", err)
+	}
+	return name, nil
+}
+
+// LoadRepair is Load for resurrect: when the dump at path exists but is corrupt and its backup was
+// read instead, the dump is replaced by the backup's content, as PM2 does after restoring from its
+// backup (PM2 deletes the broken dump; corral keeps a copy of it, named in the warning).
+func LoadRepair(path string) (apps []appspec.App, warning string, err error) {
+	apps, warning, err = Load(path)
+	if err != nil || warning == "" {
+		return apps, warning, err
+	}
+	bad, rerr := os.ReadFile(path)
+	if rerr != nil {
+		return apps, warning, nil // missing: nothing to replace
+	}
+	if _, derr := decode(bad); derr == nil {
+		return apps, warning, nil // written meanwhile
+	}
+	bak, berr := os.ReadFile(path + BackupSuffix)
+	if berr != nil {
+		return apps, warning, nil
+	}
+	kept, kerr := keepAside(path, bad)
+	if kerr == nil {
+		kerr = WriteFileAtomic(path, bak, 0o600)
+	}
+	if kerr != nil {
+		return apps, warning + "; the dump could not be repaired: " + kerr.Error(), nil
+	}
+	return apps, warning + "; the dump was replaced by the backup (the damaged one is kept as " + kept + ")", nil
 }
 
 // loadFile reads and decodes one dump file; the error names the file.

@@ -210,6 +210,7 @@ func (f *Fake) restart(t []string, o api.RestartOptions, verb string) ([]api.Pro
 		}
 		for _, i := range idx {
 			f.procs[i].App = defs[f.procs[i].Name]
+			f.procs[i].Name = f.procs[i].App.Name // "name" renames
 			f.procs[i].Env = f.procs[i].App.RunEnv()
 		}
 		if verb == "reload" {
@@ -223,8 +224,10 @@ func (f *Fake) restart(t []string, o api.RestartOptions, verb string) ([]api.Pro
 	}
 	for _, i := range idx {
 		p := &f.procs[i]
+		if p.Status == "online" || p.Status == "launching" { // PM2: a stopped app's counter stays
+			p.Restarts++
+		}
 		p.Status, p.PID = "online", 100000+p.PMID
-		p.Restarts++
 		p.StartedAt = time.Now()
 		p.Notes = nil
 		if o.Overrides == nil {
