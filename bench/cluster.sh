@@ -6,6 +6,11 @@
 #   go-go      2 Go workers (bench/cmd/goworker) behind the Go primary
 #   node-go    2 Go workers behind Node's primary (protocol interop; not in the ratios)
 #   single     one Node process serving app.js directly (baseline, no primary)
+#   bun-bun    2 Bun workers (bench/runtime-app.mjs) behind Bun's own primary (bench/runtime-primary.mjs)
+#   go-bun     the same Bun workers behind the Go primary (Bun's node:http workers bind the port with
+#              SO_REUSEPORT in both: the primary only starts them; docs/protocol.md §9)
+#   deno-deno  2 Deno workers behind Deno's own primary
+#   go-deno    the same Deno workers behind the Go primary (round-robin hand-off through the primary)
 #
 # Each is loaded with wrk in keep-alive mode and in Connection: close mode (one connection per request).
 # Reported per run: requests/s, p99 latency, socket errors + non-2xx, and the CPU of the primary process
@@ -14,7 +19,9 @@
 # Env: DURATION (wrk -d, default 10s), THREADS (-t, 2), CONNS (-c, 64), WORKERS (2), WARMUP (keep-alive
 # warm-up before each config, default 2s; 0 to skip), PORT_BASE (18080), CONFIGS (default
 # "node-node go-node go-go node-go single"), NODE (node binary, default the one on PATH), OUT (results
-# directory, default bench/results/cluster-<time>). Takes about CONFIGS x (2 x DURATION + WARMUP + ~3s).
+# directory, default bench/results/cluster-<time>), BUN and DENO (binaries, default the ones .ci/run installs
+# in .cache/runtimes; the four Bun and Deno configs are in the default CONFIGS when both exist). Takes about
+# CONFIGS x (2 x DURATION + WARMUP + ~3s).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -27,8 +34,14 @@ CONNS=${CONNS:-64}
 WORKERS=${WORKERS:-2}
 WARMUP=${WARMUP:-2s}
 PORT_BASE=${PORT_BASE:-18080}
-CONFIGS=${CONFIGS:-"node-node go-node go-go node-go single"}
 NODE=${NODE:-$(command -v node || true)}
+BUN=${BUN:-$REPO/.cache/runtimes/bun/node_modules/@oven/bun-linux-x64/bin/bun}
+DENO=${DENO:-$REPO/.cache/runtimes/deno/node_modules/@deno/linux-x64-glibc/deno}
+default_configs="node-node go-node go-go node-go single"
+if [ -x "$BUN" ] && [ -x "$DENO" ]; then
+	default_configs="$default_configs bun-bun go-bun deno-deno go-deno"
+fi
+CONFIGS=${CONFIGS:-$default_configs}
 OUT=${OUT:-$REPO/bench/results/cluster-$(date +%Y%m%d-%H%M%S)}
 
 [ -n "$NODE" ] && [ -x "$NODE" ] || die "node not found (set NODE)"
@@ -42,6 +55,7 @@ log "building bench/cmd/goprimary and bench/cmd/goworker"
 (cd "$REPO" && go build -o "$BENCH_TMP/goprimary" ./bench/cmd/goprimary && go build -o "$BENCH_TMP/goworker" ./bench/cmd/goworker) ||
 	die "go build failed"
 APP=$REPO/examples/node/app.js
+RTAPP=$REPO/bench/runtime-app.mjs
 log "node $("$NODE" --version), $(wrk --version 2>&1 | head -n 1 | cut -c1-40), results in $OUT"
 
 # start_config NAME PORT starts the servers of config NAME and prints the pid to measure.
@@ -53,6 +67,10 @@ start_config() {
 	go-go) spawn "$logf" "$BENCH_TMP/goprimary" -workers "$WORKERS" -exec "$BENCH_TMP/goworker" -port "$port" && pid=$SPAWNED ;;
 	node-go) PORT=$port WORKER_EXEC=$BENCH_TMP/goworker spawn "$logf" "$NODE" "$REPO/bench/node-primary.js" "$WORKERS" goworker && pid=$SPAWNED ;;
 	single) PORT=$port HOST=127.0.0.1 spawn "$logf" "$NODE" "$APP" && pid=$SPAWNED ;;
+	bun-bun) PORT=$port spawn "$logf" "$BUN" "$REPO/bench/runtime-primary.mjs" "$WORKERS" "$RTAPP" && pid=$SPAWNED ;;
+	go-bun) spawn "$logf" "$BENCH_TMP/goprimary" -workers "$WORKERS" -exec "$BUN" -port "$port" -- "$RTAPP" && pid=$SPAWNED ;;
+	deno-deno) PORT=$port spawn "$logf" "$DENO" run -A "$REPO/bench/runtime-primary.mjs" "$WORKERS" "$RTAPP" && pid=$SPAWNED ;;
+	go-deno) spawn "$logf" "$BENCH_TMP/goprimary" -workers "$WORKERS" -exec "$DENO" -port "$port" -- run -A "$RTAPP" && pid=$SPAWNED ;;
 	*) die "unknown config $name (CONFIGS=$CONFIGS)" ;;
 	esac
 	if [ "$name" = single ]; then
@@ -114,7 +132,7 @@ field() { awk -v n="$1" -v m="$2" -v c="$3" '$1 == n && $2 == m { print $c }' "$
 
 {
 	echo
-	echo "cluster bench: $WORKERS workers, wrk -t$THREADS -c$CONNS -d$DURATION, $(nproc) cores, node $("$NODE" --version)"
+	echo "cluster bench: $WORKERS workers, wrk -t$THREADS -c$CONNS -d$DURATION, $(nproc) cores, node $("$NODE" --version)$([ -x "$BUN" ] && echo ", bun $("$BUN" --version)")$([ -x "$DENO" ] && echo ", deno $("$DENO" --version | head -n 1 | cut -d' ' -f2)")"
 	printf '%-10s %-9s %10s %10s %8s %12s\n' config mode "req/s" "p99 ms" errors "primary CPU"
 	while read -r n m rps p99 errs cpu; do
 		printf '%-10s %-9s %10s %10s %8s %11s%%\n' "$n" "$m" "$rps" "$p99" "$errs" "$cpu"
@@ -127,4 +145,14 @@ field() { awk -v n="$1" -v m="$2" -v c="$3" '$1 == n && $2 == m { print $c }' "$
 			"$(ratio "$(field go-node "$mode" 6)" "$(field node-node "$mode" 6)")" \
 			"$(ratio "$(field go-go "$mode" 3)" "$(field node-node "$mode" 3)")"
 	done
+	if [ -n "$(field go-deno keepalive 3)$(field go-bun keepalive 3)" ]; then
+		echo "Bun and Deno workers, Go primary / the runtime's own primary:"
+		for rt in bun deno; do
+			for mode in keepalive close; do
+				printf '  %-4s %-9s req/s %5s   CPU %5s\n' "$rt" "$mode" \
+					"$(ratio "$(field go-$rt "$mode" 3)" "$(field $rt-$rt "$mode" 3)")" \
+					"$(ratio "$(field go-$rt "$mode" 6)" "$(field $rt-$rt "$mode" 6)")"
+			done
+		done
+	fi
 } | tee "$OUT/summary.txt"

@@ -244,6 +244,9 @@ type rrHandle struct {
 	free  []*Worker
 	queue []int // connections given back (NACK, refused, worker gone) waiting for a free worker
 	busy  map[*Worker]*handoff
+	// sticky holds, with Settings.Sticky, the connections waiting for the worker their client is bound
+	// to (sticky.go).
+	sticky map[*Worker][]stickyConn
 	// armed: the poll loop watches the socket. It is, exactly while a worker is free and the Primary
 	// is not quiesced: the primary accepts a connection only when it can hand it over at once, and
 	// otherwise leaves it in the kernel's backlog, where it survives the primary's death.
@@ -300,7 +303,11 @@ func rrHandleOn(p *Primary, key string, ln net.Listener) (*rrHandle, error) {
 // not quiesced. Otherwise new connections wait in the kernel's backlog. It costs a system call only
 // when the answer changes. Called with p.mu held.
 func (h *rrHandle) armLocked() {
-	want := !h.closed && !h.p.quiesced && len(h.free) > 0 && h.entry != nil
+	ready := len(h.free) > 0
+	if h.p.settings.Sticky {
+		ready = len(h.all) > 0 // the worker is known only once the connection is accepted
+	}
+	want := !h.closed && !h.p.quiesced && ready && h.entry != nil
 	if want == h.armed {
 		return
 	}
@@ -320,6 +327,18 @@ func (h *rrHandle) acceptOne() {
 		p.mu.Unlock()
 		return
 	}
+	if p.settings.Sticky && len(h.all) > 0 && !p.quiesced {
+		nfd, key, aerr := accept4Client(h.fd)
+		if aerr == nil {
+			h.routeStickyLocked(nfd, key)
+			h.pumpLocked()
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		h.acceptFailed(aerr)
+		return
+	}
 	if len(h.free) == 0 || p.quiesced { // the loop saw readiness just before the socket was unwatched
 		h.armLocked()
 		p.mu.Unlock()
@@ -337,6 +356,12 @@ func (h *rrHandle) acceptOne() {
 		return
 	}
 	p.mu.Unlock()
+	h.acceptFailed(aerr)
+}
+
+// acceptFailed deals with an accept error, without p.mu.
+func (h *rrHandle) acceptFailed(aerr error) {
+	p := h.p
 	switch aerr {
 	case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED, unix.EPROTO:
 	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
@@ -393,6 +418,9 @@ func (h *rrHandle) isClosed() bool {
 // pumpLocked pairs queued connections with free workers, then watches the socket if a worker is
 // still free. Every change to the free list ends with it.
 func (h *rrHandle) pumpLocked() {
+	if len(h.sticky) > 0 {
+		h.pumpStickyLocked()
+	}
 	for len(h.queue) > 0 && len(h.free) > 0 {
 		w := h.free[0]
 		h.free = h.free[1:]
@@ -407,7 +435,7 @@ func (h *rrHandle) pumpLocked() {
 // unsettledLocked counts the connections this handle holds that no worker has acknowledged yet:
 // queued, or handed over without a NODE_HANDLE_ACK. They die with the primary.
 func (h *rrHandle) unsettledLocked() int {
-	n := len(h.queue)
+	n := len(h.queue) + h.stickyWaitingLocked()
 	for _, ho := range h.busy {
 		if !ho.acked {
 			n++
@@ -456,6 +484,8 @@ func (h *rrHandle) sendHandoffLocked(w *Worker, ho *handoff, line []byte) {
 		return
 	}
 	h.busy[w] = ho
+	w.bal.handedOff.Add(1)
+	w.bal.inFlight.Add(1)
 	w.callbacks[ho.seq] = func(reply *wireMsg) { h.onAcceptedLocked(w, ho, reply) }
 }
 
@@ -475,6 +505,10 @@ func (h *rrHandle) onHandleReply(w *Worker, ho *handoff, err error) {
 	}
 	// The fd never reached the worker: give the connection to someone else.
 	delete(h.busy, w)
+	w.bal.inFlight.Add(-1)
+	if !ho.probe {
+		w.bal.rerouted.Add(1)
+	}
 	delete(w.callbacks, ho.seq)
 	h.giveBackLocked(ho)
 	if _, member := h.all[w]; member && w.connected && !w.held && !errors.Is(err, ipc.ErrClosed) {
@@ -490,9 +524,13 @@ func (h *rrHandle) onAcceptedLocked(w *Worker, ho *handoff, reply *wireMsg) {
 		return
 	}
 	delete(h.busy, w)
+	w.bal.inFlight.Add(-1)
 	if reply.Accepted != nil && *reply.Accepted {
 		unix.Close(ho.fd) // the worker holds the connection now
 	} else {
+		if !ho.probe {
+			w.bal.refused.Add(1) // Node's maxConnections: another worker gets it
+		}
 		h.giveBackLocked(ho)
 	}
 	if _, member := h.all[w]; member && w.connected && !w.held {
@@ -557,6 +595,7 @@ func (h *rrHandle) remove(w *Worker) bool {
 			break
 		}
 	}
+	h.rerouteStickyLocked(w)
 	h.pumpLocked()
 	return len(h.all) == 0
 }
@@ -565,10 +604,14 @@ func (h *rrHandle) remove(w *Worker) bool {
 func (h *rrHandle) settleClosedLocked(w *Worker) {
 	if ho := h.busy[w]; ho != nil && !w.connected {
 		delete(h.busy, w)
+		w.bal.inFlight.Add(-1)
 		delete(w.callbacks, ho.seq)
 		if ho.acked {
 			unix.Close(ho.fd) // the worker got it; whatever it did with it, our copy goes
 		} else {
+			if !ho.probe {
+				w.bal.rerouted.Add(1)
+			}
 			h.giveBackLocked(ho) // never delivered: another worker serves it
 		}
 		h.pumpLocked()
@@ -580,6 +623,12 @@ func (h *rrHandle) close() {
 	h.armed = false
 	q := h.queue
 	h.queue = nil
+	for _, sq := range h.sticky {
+		for _, c := range sq {
+			q = append(q, c.fd)
+		}
+	}
+	h.sticky = nil
 	// Stop listening now: the socket has two descriptors (ln's and the poll loop's duplicate), and
 	// closing them may lag behind an accept in progress; until the socket stops listening, a worker
 	// asking for the same port would get EADDRINUSE.

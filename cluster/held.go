@@ -128,6 +128,7 @@ func (w *Worker) Hold() {
 					break
 				}
 			}
+			h.rerouteStickyLocked(w) // Settings.Sticky: its waiting clients go to their next worker
 			h.pumpLocked()
 		}
 	}

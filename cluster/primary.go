@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -48,6 +49,13 @@ type Settings struct {
 	// (a restart after a crash, or a reload of a single worker). Close releases them. Node closes the
 	// socket; the corral daemon holds it.
 	HoldListeners bool
+	// Sticky makes the round-robin balancer send every connection from one client IP address to the
+	// same worker (sticky sessions, for protocols such as Socket.IO's long polling that keep state in
+	// a worker). The worker is chosen by rendezvous hashing of the IP over the workers' slots
+	// (ForkOptions.Slot): a worker that leaves loses only its own clients, and a replacement with the
+	// same slot gets them back. A connection whose worker is busy waits for it. Connections a worker
+	// refuses or never received go to any free worker.
+	Sticky bool
 	// Logger receives protocol errors, such as garbage sent by a worker. Nil discards them.
 	Logger *slog.Logger
 }
@@ -64,6 +72,9 @@ type ForkOptions struct {
 	// Held starts the worker out of rotation: it may listen, but round-robin sockets hand it no
 	// connection until Worker.Release (Worker.Dial still reaches it). See held.go.
 	Held bool
+	// Slot identifies the worker for Settings.Sticky: a worker forked with the slot of one that left
+	// takes over its clients. Zero means the worker's ID (every worker its own slot).
+	Slot int
 }
 
 // Primary starts workers and shares listening sockets with them. Independent primaries can live in
@@ -176,7 +187,7 @@ func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 	cmd.Env = workerEnv(id, s, o.Env)
 	cmd.ExtraFiles = append([]*os.File{child}, o.ExtraFiles...)
 
-	w := &Worker{ID: id, p: p, done: make(chan struct{}), exited: make(chan struct{}),
+	w := &Worker{ID: id, slot: o.Slot, p: p, done: make(chan struct{}), exited: make(chan struct{}),
 		listening: make(chan struct{}), callbacks: make(map[int64]func(*wireMsg)), state: stateNone, held: o.Held}
 	// Silent output goes through plain pipes, not cmd.StdoutPipe: the package waits for the process
 	// itself (Primary.wait), and exec.Cmd.Wait would close a StdoutPipe's read end under the user's
@@ -232,6 +243,9 @@ func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 		Logger:       p.logger().With("worker", id),
 		ExternalRead: true,
 	})
+	if !knownToTakeCoalescedHandles(s.Exec) {
+		w.ch.SetHandleAlone()
+	}
 
 	// Register the worker and its channel in one step under p.mu, so that Close and Shutdown either
 	// see the worker or make this fork fail, and so that the first message (which the poll loop may
@@ -605,4 +619,17 @@ func (p *Primary) onInternal(w *Worker, m *wireMsg, fd int) {
 	default:
 		p.logger().Debug("cluster: unknown act from worker; ignored", "worker", w.ID, "act", m.Act)
 	}
+}
+
+// knownToTakeCoalescedHandles reports whether the worker program exec is one that keeps a received fd
+// for the next NODE_HANDLE line whatever else came in the same read: Node, and Go programs built with
+// this package (exec empty: this program). Other workers (Deno, which gives the fd to the first line of
+// the read; Bun; anything run by a #! line) get their handles only once they have read what precedes
+// them (ipc.Channel.SetHandleAlone).
+func knownToTakeCoalescedHandles(exec string) bool {
+	if exec == "" {
+		return true
+	}
+	base := filepath.Base(exec)
+	return base == "node" || base == "nodejs"
 }

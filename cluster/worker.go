@@ -38,9 +38,11 @@ type Worker struct {
 	// worker blocks when a pipe is full, so read them.
 	Stdout, Stderr io.ReadCloser
 
-	p   *Primary
-	cmd *exec.Cmd // nil for an adopted worker
-	ch  *ipc.Channel
+	p    *Primary
+	cmd  *exec.Cmd // nil for an adopted worker
+	ch   *ipc.Channel
+	bal  balancerCounters // see Balancer
+	slot int              // ForkOptions.Slot, for Settings.Sticky; 0: ID
 
 	// Set by Adopt for a worker an earlier primary started (see adopt_linux.go); cmd is nil.
 	pid      int           // for Status (Process.Release would reset Process.Pid)

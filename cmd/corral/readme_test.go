@@ -340,6 +340,7 @@ var readmeKinds = []struct {
 		return b.Lang == "sh" && strings.HasPrefix(b.Text, "corral ") && !strings.HasPrefix(b.Text, "corral web")
 	}},
 	{"web", "TestReadmeWeb", func(b mdBlock) bool { return b.Lang == "sh" && strings.HasPrefix(b.Text, "corral web") }},
+	{"runtimes", "TestReadmeRuntimes", func(b mdBlock) bool { return b.Lang == "sh" && strings.HasPrefix(b.Text, "# Bun and Deno apps") }},
 	{"import", "TestReadmeGoImport", func(b mdBlock) bool { return b.Lang == "go" && strings.HasPrefix(b.Text, "import ") }},
 	{"seed", "TestReadmeSeed", func(b mdBlock) bool { return b.Lang == "go" && strings.Contains(b.Text, "func main()") }},
 	{"newprimary", "TestReadmeNewPrimary", func(b mdBlock) bool {

@@ -127,6 +127,23 @@ type Proc struct {
 	Readiness        string `json:",omitempty"`
 	LivenessRestarts int    `json:",omitempty"`
 	RestartReason    string `json:",omitempty"`
+	// Balancer is what the cluster primary's round-robin balancer did with the
+	// instance's connections; nil outside cluster mode or before the worker
+	// exists.
+	Balancer *Balancer `json:",omitempty"`
+}
+
+// Balancer is the round-robin balancer's view of one cluster worker (see
+// cluster.BalancerStats), plus the connections of its app waiting for a
+// free worker.
+type Balancer struct {
+	HandedOff uint64 // connections sent to the worker
+	InFlight  int64  // sent, not yet answered
+	Refused   uint64 // declined by the worker (accepted:false, maxConnections)
+	Rerouted  uint64 // never reached it (NACK, or it died first): sent to another worker
+	// Waiting is app-wide: connections queued by the primary or in its
+	// listening sockets' backlogs while no worker is free.
+	Waiting int
 }
 
 // LogLine is one line of an instance's output.

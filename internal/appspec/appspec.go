@@ -48,10 +48,12 @@ type App struct {
 	WaitReady           bool   `json:"wait_ready,omitempty"`
 	ShutdownWithMessage bool   `json:"shutdown_with_message,omitempty"`
 
-	OutFile        string `json:"out_file,omitempty"`
-	ErrorFile      string `json:"error_file,omitempty"`
-	LogFile        string `json:"log_file,omitempty"` // combined stdout+stderr
-	MergeLogs      bool   `json:"merge_logs,omitempty"`
+	OutFile   string `json:"out_file,omitempty"`
+	ErrorFile string `json:"error_file,omitempty"`
+	LogFile   string `json:"log_file,omitempty"` // combined stdout+stderr
+	MergeLogs bool   `json:"merge_logs,omitempty"`
+	// Sticky (cluster mode): every connection from one client IP goes to the same instance.
+	Sticky         bool   `json:"sticky,omitempty"`
 	LogDateFormat  string `json:"log_date_format,omitempty"`
 	Time           bool   `json:"time,omitempty"`          // prefix lines with a timestamp (ISO-8601)
 	LogType        string `json:"log_type,omitempty"`      // "" or "json"

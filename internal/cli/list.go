@@ -190,6 +190,10 @@ func (a *app) describe(p api.Proc, now time.Time, showEnv bool) {
 	t.add("created at", fmtTime(p.CreatedAt))
 	t.add("cpu", humanCPU(p.CPU))
 	t.add("memory", humanBytes(p.Memory))
+	if b := p.Balancer; b != nil {
+		t.add("balancer", fmt.Sprintf("%d handed off, %d in flight, %d refused, %d re-routed", b.HandedOff, b.InFlight, b.Refused, b.Rerouted))
+		t.add("waiting for a worker", strconv.Itoa(b.Waiting))
+	}
 	t.write(w)
 	for _, n := range p.Notes {
 		fmt.Fprintf(w, " note: %s\n", n)

@@ -24,6 +24,7 @@ type startFlags struct {
 	maxRestarts                                     int
 	stopExitCodes                                   []string
 	mergeLogs, timeLog                              bool
+	sticky                                          bool
 	logDateFormat, out, errFile, log                string
 	namespace, incrementVar, instanceVar            string
 	nodeArgs, interpreter                           string
@@ -75,6 +76,7 @@ func (a *app) addStartFlags(fs *pflag.FlagSet, f *startFlags) {
 	fs.StringVar(&f.expBackoff, "exp-backoff-restart-delay", "", "exponential backoff restart delay, ms")
 	fs.StringSliceVar(&f.stopExitCodes, "stop-exit-codes", nil, "exit codes that do not trigger a restart")
 	fs.BoolVar(&f.mergeLogs, "merge-logs", false, "one log file for all instances (no -<id> suffix)")
+	fs.BoolVar(&f.sticky, "sticky", false, "cluster mode: send every connection of a client IP to the same instance (sticky sessions)")
 	fs.BoolVar(&f.timeLog, "time", false, "prefix log lines with a timestamp")
 	fs.StringVar(&f.logDateFormat, "log-date-format", "", "prefix log lines with this date format")
 	fs.StringVarP(&f.out, "output", "o", "", "stdout log file")
@@ -216,6 +218,7 @@ func optionFlags(f *startFlags) []optionFlag {
 		{"no-autostart", "autostart", off(&f.noAutostart)},
 		{"max-restarts", "max_restarts", count(&f.maxRestarts)},
 		{"merge-logs", "merge_logs", boolean(&f.mergeLogs)},
+		{"sticky", "sticky", boolean(&f.sticky)},
 		{"time", "time", boolean(&f.timeLog)},
 		{"log-date-format", "log_date_format", str(&f.logDateFormat)},
 		// Log paths: a relative one is relative to the app's cwd (api.Overrides.Apply).

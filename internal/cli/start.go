@@ -11,10 +11,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/ecosystem"
+	"github.com/corralhq/corral/internal/pm2json"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -106,18 +108,7 @@ func (a *app) start(ctx context.Context, fs *pflag.FlagSet, f *startFlags, targe
 			return a.report(ctx, b, added, nil)
 		}
 	}
-	inst := "1 instance"
-	if app.Instances > 1 {
-		inst = fmt.Sprintf("%d instances", app.Instances)
-	}
-	mode := "fork_mode"
-	if len(app.Listen) > 0 {
-		mode = "listen mode" // the daemon's sockets, shared across instances (ls shows "listen")
-	} else if app.ExecMode == "cluster" || (app.ExecMode == "" && app.Instances > 1 && isNode(app)) {
-		mode = "cluster_mode"
-	}
-	fmt.Fprintf(a.stdout, "[corral] Starting %s in %s (%s)\n", app.Script, mode, inst)
-	done := func() {}
+	done := func() {} // progress lines while the instances start (on a terminal)
 	if app.Instances > 1 {
 		done = a.progress(ctx, b, func() []string { return []string{app.Name} })
 	}
@@ -126,8 +117,120 @@ func (a *app) start(ctx context.Context, fs *pflag.FlagSet, f *startFlags, targe
 	if err != nil {
 		return err
 	}
+	return a.reportStart(ctx, b, app, procs)
+}
+
+// reportStart prints what start did, honestly: first, in one line each, why the app does not run the
+// way it was asked (the daemon's notes on the app, such as a cluster mode it cannot have); then the mode
+// the daemon chose; then a ✓ per instance — except, for several fork-mode instances of one app (which
+// cannot share a port without --listen), only once each has outlived min_uptime, and a ✗ with the
+// reason for those that keep exiting.
+func (a *app) reportStart(ctx context.Context, b api.Backend, app appspec.App, procs []api.Proc) error {
+	seen := map[string]bool{}
+	if len(procs) > 0 {
+		for _, n := range procs[0].Notes { // the app's notes: no instance has any yet
+			if !seen[n] {
+				seen[n] = true
+				fmt.Fprintf(a.stdout, "[corral] note: %s\n", n)
+			}
+		}
+	}
+	inst := "1 instance"
+	if len(procs) > 1 {
+		inst = fmt.Sprintf("%d instances", len(procs))
+	}
+	mode := "fork_mode"
+	switch {
+	case len(app.Listen) > 0:
+		mode = "listen mode" // the daemon's sockets, shared across instances (ls shows "listen")
+	case len(procs) > 0 && pm2json.ExecMode(procs[0].App.ExecMode) == "cluster_mode":
+		mode = "cluster_mode"
+	}
+	fmt.Fprintf(a.stdout, "[corral] Starting %s in %s (%s)\n", app.Script, mode, inst)
 	fmt.Fprintln(a.stdout, "[corral] Done.")
-	return a.report(ctx, b, procs, nil)
+	failed := map[int]string{}
+	if mode == "fork_mode" && len(procs) > 1 && len(app.Listen) == 0 {
+		failed = a.settle(ctx, b, procs)
+	}
+	var notes []string
+	for _, p := range procs {
+		if why, ok := failed[p.PMID]; ok {
+			fmt.Fprintf(a.stdout, "[corral] [%s](%d) ✗ %s\n", p.Name, p.PMID, why)
+			seen[why] = true
+		} else {
+			fmt.Fprintf(a.stdout, "[corral] [%s](%d) ✓\n", p.Name, p.PMID)
+		}
+		notes = append(notes, p.Notes...)
+	}
+	for _, n := range notes {
+		if !seen[n] {
+			seen[n] = true
+			fmt.Fprintf(a.stdout, "[corral] note: %s\n", n)
+		}
+	}
+	all, err := b.List(ctx)
+	if err != nil {
+		return err
+	}
+	writeList(a.stdout, all, time.Now())
+	return nil
+}
+
+// settle watches freshly started instances until each has stayed up for min_uptime (at most a
+// second) or has exited, for at most settleTimeout, and returns why each one that exited did so: the
+// daemon's EADDRINUSE note when it has one (waited for until the deadline: the exit may be seen before
+// the line saying why), else its exit code.
+func (a *app) settle(ctx context.Context, b api.Backend, procs []api.Proc) map[int]string {
+	const settleTimeout = 3 * time.Second
+	start := map[int]int{}
+	for _, p := range procs {
+		start[p.PMID] = p.Restarts
+	}
+	failed := map[int]string{}
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		all, err := b.List(ctx)
+		if err != nil {
+			return failed
+		}
+		pending := 0
+		for _, p := range all {
+			before, ours := start[p.PMID]
+			if !ours {
+				continue
+			}
+			minUp := min(time.Duration(p.App.MinUptime)*time.Millisecond, time.Second)
+			crashed := p.Restarts > before || p.Status == "errored" || p.Status == "waiting restart" || (p.Status == "stopped" && p.ExitCode != 0)
+			switch {
+			case crashed && hasAddrInUse(p.Notes) != "":
+				failed[p.PMID] = hasAddrInUse(p.Notes)
+			case crashed:
+				failed[p.PMID] = fmt.Sprintf("exited with code %d right after its start (%d restarts so far): see `corral logs %d`", p.ExitCode, p.Restarts-before, p.PMID)
+				pending++ // the reason may follow
+			case p.Status == "online" && time.Since(p.StartedAt) >= minUp:
+			default:
+				pending++
+			}
+		}
+		if pending == 0 || time.Now().After(deadline) {
+			return failed
+		}
+		select {
+		case <-ctx.Done():
+			return failed
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// hasAddrInUse returns the note among notes that says the instance exits with EADDRINUSE, or "".
+func hasAddrInUse(notes []string) string {
+	for _, n := range notes {
+		if strings.Contains(n, "EADDRINUSE") {
+			return n
+		}
+	}
+	return ""
 }
 
 // envMapIf returns the CLI's environment when update is set.
@@ -243,7 +346,7 @@ func isNode(app appspec.App) bool {
 		interp = appspec.DetectFileInterpreter(app.Script)
 	}
 	base := filepath.Base(interp)
-	return base == "node" || base == "bun" || strings.HasPrefix(base, "node@")
+	return base == "node" || base == "bun" || base == "deno" || strings.HasPrefix(base, "node@")
 }
 
 // appFromFlags builds the app `start` sends, resolving the script, name, cwd
@@ -408,7 +511,24 @@ func (a *app) startEcosystem(ctx context.Context, path string, f *startFlags) er
 	if len(procs) == 1 {
 		what = "process"
 	}
+	// First, in one line each, why an app does not run the way it was asked (the daemon's app notes).
+	seen := map[string]bool{}
+	for _, p := range procs {
+		if seen[p.Name] {
+			continue
+		}
+		seen[p.Name] = true
+		for _, n := range p.Notes {
+			if !seen[n] {
+				seen[n] = true
+				fmt.Fprintf(a.stdout, "[corral] note: %s: %s\n", p.Name, n)
+			}
+		}
+	}
 	fmt.Fprintf(a.stdout, "[corral] %s: %d %s launched\n", path, len(procs), what)
+	for i := range procs { // said already
+		procs[i].Notes = slices.DeleteFunc(slices.Clone(procs[i].Notes), func(n string) bool { return seen[n] })
+	}
 	return a.report(ctx, b, procs, nil)
 }
 

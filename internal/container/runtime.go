@@ -249,6 +249,9 @@ func snapshot(b api.Backend) []metrics.Proc {
 	for _, p := range procs {
 		mp := metrics.Proc{Name: p.Name, Namespace: p.Namespace, ID: p.PMID, PID: p.PID, Status: p.Status,
 			CPU: p.CPU, Memory: p.Memory, Restarts: p.Restarts, LivenessRestarts: p.LivenessRestarts}
+		if b := p.Balancer; b != nil {
+			mp.Balancer = &metrics.Balancer{HandedOff: b.HandedOff, InFlight: b.InFlight, Refused: b.Refused, Rerouted: b.Rerouted, Waiting: b.Waiting}
+		}
 		if p.Status == string(daemon.StatusOnline) && !p.StartedAt.IsZero() {
 			mp.Uptime = time.Since(p.StartedAt)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/corralhq/corral/cluster"
 	"maps"
 	"strconv"
 	"strings"
@@ -25,8 +26,29 @@ func (m *Manager) list(ins []*instance) []api.Proc {
 // List returns every instance, ordered by pm_id.
 func (m *Manager) List(ctx context.Context) ([]api.Proc, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.procList(m.sortedProcs()), nil
+	ins := m.sortedProcs()
+	procs := m.procList(ins)
+	primaries := make([]*cluster.Primary, len(ins))
+	for i, in := range ins {
+		if procs[i].Balancer != nil {
+			primaries[i] = in.app.primary
+		}
+	}
+	m.mu.Unlock()
+	// Primary.Waiting takes the primary's lock, which m.mu must not wait for (see the package doc).
+	waiting := map[*cluster.Primary]int{}
+	for i, p := range primaries {
+		if p == nil {
+			continue
+		}
+		n, ok := waiting[p]
+		if !ok {
+			n = p.Waiting()
+			waiting[p] = n
+		}
+		procs[i].Balancer.Waiting = n
+	}
+	return procs, nil
 }
 
 // parseSignal accepts "SIGUSR2", "USR2", "usr2" or a number.

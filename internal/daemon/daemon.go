@@ -118,6 +118,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corralhq/corral/cluster"
@@ -247,6 +248,10 @@ type instance struct {
 	// startErr is why the process of the last launch could not be started, when that was found
 	// after launch returned (a cluster fork; see startFailed). waitStarted reports it.
 	startErr error
+	// addrInUse is set by the log pumps when the instance printed that its address is in use
+	// (EADDRINUSE), and cleared by a run that outlived min_uptime; exited then notes why the
+	// instance keeps failing (see addrInUseNote).
+	addrInUse atomic.Bool
 }
 
 // lock takes the instance's operation lock, or fails when ctx ends first.
@@ -459,6 +464,10 @@ func (m *Manager) proc(in *instance) api.Proc {
 		p.CPU, p.Memory = in.cpu, in.mem
 	}
 	p.Readiness, p.LivenessRestarts, p.RestartReason = readinessOf(in), in.st.LivenessRestarts, in.st.RestartReason
+	if in.run != nil && in.run.worker != nil {
+		s := in.run.worker.Balancer() // lock-free
+		p.Balancer = &api.Balancer{HandedOff: s.HandedOff, InFlight: s.InFlight, Refused: s.Refused, Rerouted: s.Rerouted}
+	}
 	return p
 }
 

@@ -131,6 +131,11 @@ func (m *Manager) lineWriters(in *instance) (out, errw *logs.LineWriter) {
 			App: in.st.Name, ID: in.st.PMID, Stream: stream,
 			DateFormat: dateFormat, JSON: spec.LogType == "json",
 			Broadcaster: m.bc, PartialDelay: logs.DefaultPartialDelay,
+			Watch: func(line []byte) {
+				if isAddrInUse(line) {
+					in.addrInUse.Store(true)
+				}
+			},
 			OnError: func(err error) {
 				if !errors.Is(err, os.ErrClosed) {
 					m.log.Warn("write log", "pm_id", in.st.PMID, "err", err)

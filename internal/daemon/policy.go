@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"github.com/corralhq/corral/internal/events"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -85,6 +87,16 @@ func (m *Manager) startFailed(r *run) {
 	m.releaseIdle(in.app)
 }
 
+// addrInUseNote is the note of an instance that keeps exiting right after printing EADDRINUSE: the
+// usual cause is several fork-mode instances of one app listening on the same port.
+const addrInUseNote = "exits with EADDRINUSE (its port is taken, often by another instance of the app): use cluster mode (-i N with a Node, Bun or Deno script) or --listen to share one port"
+
+// isAddrInUse reports whether an output line says a listen failed with EADDRINUSE (Node, Bun and Deno
+// print the code; Go, Python and others the strerror text).
+func isAddrInUse(line []byte) bool {
+	return bytes.Contains(line, []byte("EADDRINUSE")) || bytes.Contains(line, []byte("ddress already in use"))
+}
+
 // Restart policy constants (PM2's).
 const (
 	expBackoffMax   = 15 * time.Second // cap of exp_backoff_restart_delay
@@ -113,8 +125,12 @@ func (m *Manager) restartPolicy(in *instance, r *run) {
 	uptime := time.Since(r.startedAt)
 	if uptime < ms(spec.MinUptime) {
 		in.st.UnstableRestarts++
+		if in.addrInUse.Load() {
+			in.st.Notes = appendNote(slices.DeleteFunc(in.st.Notes, func(n string) bool { return n == addrInUseNote }), addrInUseNote)
+		}
 	} else {
 		in.st.UnstableRestarts = 0
+		in.addrInUse.Store(false)
 	}
 	if in.st.UnstableRestarts >= spec.MaxRestarts {
 		in.st.Notes = appendNote(in.st.Notes, fmt.Sprintf("errored: %d consecutive restarts within min_uptime (%dms) of their start (max_restarts %d)",

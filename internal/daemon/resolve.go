@@ -58,6 +58,66 @@ func nodeInterpreter(interpreter string) bool {
 	return filepath.Base(interpreter) == "node" || filepath.Base(interpreter) == "nodejs"
 }
 
+// bunInterpreter and denoInterpreter report whether interpreter (a name or a path) is Bun or Deno, both
+// of which can be cluster workers under corral's primary (docs/protocol.md §9).
+func bunInterpreter(interpreter string) bool { return filepath.Base(interpreter) == "bun" }
+
+func denoInterpreter(interpreter string) bool { return filepath.Base(interpreter) == "deno" }
+
+// clusterWorkerEnv is what a Deno worker must be allowed to read to join a cluster: Deno's cluster
+// bootstrap reads these, and panics without the permission.
+const clusterWorkerEnv = "NODE_UNIQUE_ID,NODE_CHANNEL_FD,NODE_CHANNEL_SERIALIZATION_MODE"
+
+// denoArgs returns the interpreter arguments Deno needs in front of a script: its `run` subcommand
+// unless the user gave a subcommand, and, for a cluster worker whose arguments grant no environment
+// access, read access to the variables of the cluster protocol.
+func denoArgs(args []string, cluster bool) []string {
+	out := args
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		out = append([]string{"run"}, args...)
+	}
+	if !cluster {
+		return out
+	}
+	out = slices.Clone(out)
+	for i, a := range out {
+		switch {
+		case a == "-A" || a == "--allow-all" || a == "--allow-env":
+			return out
+		case strings.HasPrefix(a, "--allow-env="):
+			out[i] = a + "," + clusterWorkerEnv
+			return out
+		}
+	}
+	return append(append(out[:1:1], "--allow-env="+clusterWorkerEnv), out[1:]...)
+}
+
+// bunReusePortNote is the note of a Bun app in cluster mode on a host where the kernel does not move the
+// connections queued on a closed SO_REUSEPORT listener to the others (docs/protocol.md §9).
+const bunReusePortNote = "Bun's node:http servers bind the port in each worker (SO_REUSEPORT) instead of taking connections from corral: " +
+	"a reload resets the connections queued on a stopping worker unless net.ipv4.tcp_migrate_req=1 (sysctl -w net.ipv4.tcp_migrate_req=1)"
+
+// tcpMigrateReqPath is where Linux (5.14 and later) says whether it migrates the requests queued on a
+// closed SO_REUSEPORT listener to another listener of the group.
+var tcpMigrateReqPath = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+// tcpMigrateReq reports whether net.ipv4.tcp_migrate_req is 1.
+func tcpMigrateReq() bool {
+	b, err := os.ReadFile(tcpMigrateReqPath)
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+// denoMayListen reports whether Deno's arguments grant network access (or name a permission set).
+func denoMayListen(args []string) bool {
+	for _, a := range args {
+		if a == "-A" || a == "--allow-all" || a == "-N" || a == "--allow-net" || strings.HasPrefix(a, "--allow-net=") ||
+			a == "-P" || strings.HasPrefix(a, "--permission-set") || strings.HasPrefix(a, "-P=") {
+			return true
+		}
+	}
+	return false
+}
+
 // lookPath finds an executable like exec.LookPath, but in the PATH the app will run with.
 func lookPath(file, pathEnv string) (string, error) {
 	if strings.Contains(file, "/") {
@@ -208,20 +268,22 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 	}
 
 	// Exec mode, by PM2's rule: cluster when asked for (or several instances) and the program is
-	// Node — or a binary built with corral's cluster package, when cluster is asked for explicitly.
+	// Node, Bun or Deno — or a binary built with corral's cluster package, when cluster is asked for
+	// explicitly.
 	node := nodeInterpreter(r.interpreter)
+	js := node || bunInterpreter(r.interpreter) || denoInterpreter(r.interpreter)
 	switch {
 	case len(spec.Listen) > 0:
 		r.mode = modeListen
 		if selfPath == "" {
 			return spec, r, fmt.Errorf("app %s: listen needs the corral binary (daemon Config.Self is empty)", spec.Name)
 		}
-	case spec.ExecMode == "cluster" && (node || r.interpreter == "none") && !commandString:
+	case spec.ExecMode == "cluster" && (js || r.interpreter == "none") && !commandString:
 		r.mode = modeCluster
 	case spec.ExecMode == "cluster":
-		r.notes = append(r.notes, fmt.Sprintf("exec_mode cluster needs a Node script or a program built with corral's cluster package; %s runs in fork mode (use listen to share a socket)", r.interpreter))
+		r.notes = append(r.notes, fmt.Sprintf("exec_mode cluster needs a Node, Bun or Deno script or a program built with corral's cluster package; %s runs in fork mode (use listen to share a socket)", r.interpreter))
 		r.mode = modeFork
-	case spec.ExecMode == "" && spec.Instances > 1 && node:
+	case spec.ExecMode == "" && spec.Instances > 1 && js:
 		r.mode = modeCluster
 	default:
 		r.mode = modeFork
@@ -232,6 +294,22 @@ func resolveApp(spec appspec.App, selfPath string) (appspec.App, resolved, error
 		spec.ExecMode = "fork"
 	}
 	r.ipc = node && r.mode != modeCluster
+	if spec.Sticky && r.mode != modeCluster {
+		r.notes = append(r.notes, "sticky applies to cluster mode only (the primary picks the instance of each connection); this app runs in "+r.mode.String()+" mode")
+	}
+	if r.mode == modeCluster && denoInterpreter(r.interpreter) && !denoMayListen(spec.InterpreterArgs) {
+		r.notes = append(r.notes, "deno: no --allow-net, -A or -P in the interpreter arguments: the workers cannot listen (NotCapable) unless deno.json grants it; add --interpreter-args \"--allow-net\"")
+	}
+	if r.mode == modeCluster && bunInterpreter(r.interpreter) && !tcpMigrateReq() {
+		r.notes = append(r.notes, bunReusePortNote)
+	}
+	if denoInterpreter(r.interpreter) && len(r.argv) > 0 {
+		// deno needs its run subcommand before the script, and a cluster worker needs to read the
+		// protocol's variables.
+		argv := append([]string{r.argv[0]}, denoArgs(spec.InterpreterArgs, r.mode == modeCluster)...)
+		argv = append(argv, r.execPath)
+		r.argv = append(argv, spec.Args...)
+	}
 	r.notes = append(r.notes, probeNotes(spec, r.mode)...) // health.go
 
 	if spec.UID != "" || spec.GID != "" {

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"bytes"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -82,7 +85,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	case modeCluster:
 		f := fork{
 			p: m.primaryFor(a), ws: a.workers, released: a.released, res: a.res,
-			opts: cluster.ForkOptions{Env: maps.Clone(in.st.Env), Stdout: outW, Stderr: errW, Held: held},
+			opts: cluster.ForkOptions{Env: maps.Clone(in.st.Env), Stdout: outW, Stderr: errW, Held: held, Slot: in.st.Instance + 1},
 		}
 		for _, kv := range healthEnv {
 			if f.opts.Env == nil {
@@ -257,12 +260,21 @@ func (m *Manager) primaryFor(a *app) *cluster.Primary {
 	if a.primary != nil {
 		return a.primary
 	}
+	args := a.res.argv[1:]
+	if bunInterpreter(a.res.interpreter) && a.res.cred == nil { // another uid could not read it in the home
+		if path, err := m.bunPreload(); err != nil {
+			m.log.Warn("bun preload", "err", err)
+		} else {
+			args = append([]string{"--preload", path}, args...)
+		}
+	}
 	p := cluster.NewPrimary(cluster.Settings{
 		Exec:          a.res.argv[0],
-		Args:          a.res.argv[1:],
+		Args:          args,
 		Dir:           a.res.cwd,
 		SysProcAttr:   &syscall.SysProcAttr{Setpgid: true, Credential: a.res.cred},
 		HoldListeners: true,
+		Sticky:        a.spec.Sticky,
 		BaseEnv:       []string{}, // each worker gets exactly its instance env (ForkOptions.Env), not the daemon's
 		Logger:        m.log.With("app", a.spec.Name),
 	})
@@ -276,6 +288,28 @@ func (m *Manager) primaryFor(a *app) *cluster.Primary {
 	})
 	a.primary = p
 	return p
+}
+
+// bunPreloadSource closes a Bun worker's node:http servers when it is disconnected (bun_preload.mjs).
+//
+//go:embed bun_preload.mjs
+var bunPreloadSource []byte
+
+// bunPreload writes bunPreloadSource to <home>/lib/bun-cluster-preload.mjs, unless it is there
+// already, and returns its path. The caller holds m.mu.
+func (m *Manager) bunPreload() (string, error) {
+	path := filepath.Join(m.cfg.Home, "lib", "bun-cluster-preload.mjs")
+	if b, err := os.ReadFile(path); err == nil && bytes.Equal(b, bunPreloadSource) {
+		return path, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, bunPreloadSource, 0o600); err != nil {
+		return "", err
+	}
+	return path, os.Rename(tmp, path)
 }
 
 // writePidFile records pid in the instance's pid file (best effort: logged on failure).

@@ -116,6 +116,7 @@ var setters = map[string]setter{
 	"error_file":            str(func(a *appspec.App) *string { return &a.ErrorFile }),
 	"log_file":              str(func(a *appspec.App) *string { return &a.LogFile }),
 	"merge_logs":            boolean(func(a *appspec.App) *bool { return &a.MergeLogs }),
+	"sticky":                boolean(func(a *appspec.App) *bool { return &a.Sticky }),
 	"log_date_format":       str(func(a *appspec.App) *string { return &a.LogDateFormat }),
 	"time":                  boolean(func(a *appspec.App) *bool { return &a.Time }),
 	"log_type":              str(func(a *appspec.App) *string { return &a.LogType }),

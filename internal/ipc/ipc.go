@@ -55,7 +55,9 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -156,6 +158,79 @@ type Channel struct {
 	rd       *reader // ExternalRead: the receive state ReadOnce uses
 
 	done chan struct{} // closed at the end of finish, after OnClose
+
+	// bunFraming is set by the reader once the peer sent a line starting with InternalMark (Bun's
+	// framing of internal messages); from then on internal lines this channel sends carry the mark too.
+	bunFraming atomic.Bool
+	// handleAlone: a handle is written only once the peer has read everything before it (see
+	// SetHandleAlone).
+	handleAlone atomic.Bool
+}
+
+// handleAloneWait bounds how long the writer waits for the peer to read what precedes a handle
+// (SetHandleAlone) before it sends the handle anyway.
+const handleAloneWait = 2 * time.Second
+
+// SetHandleAlone makes the channel write a handle (NODE_HANDLE with its fd) only when the peer has read
+// every byte written before it, so that the fd arrives in a read that begins with its own line. Deno
+// (2.9) attaches a received fd to the first message of the read that brought it: when a NODE_HANDLE
+// line follows other unread lines, Deno gives the fd to the first of them and neither ACKs nor NACKs
+// the handle, and the channel stays gated for ever. Node keeps the fd for the next NODE_HANDLE line
+// and needs none of this. It costs an ioctl per handle, and a wait while the peer is behind.
+func (c *Channel) SetHandleAlone() { c.handleAlone.Store(true) }
+
+// peerBehind reports whether the channel waits for the peer to read before it may write a handle.
+func (c *Channel) peerBehind() bool {
+	return c.handleAlone.Load() && c.fd >= 0 && unreadByPeer(c.fd) > 0
+}
+
+// InternalMark is the byte Bun puts in front of an internal message (NODE_CLUSTER, NODE_HANDLE,
+// NODE_HANDLE_ACK, ...) in json serialization: Bun classifies a line as internal by that byte, not by its
+// cmd, and treats an unmarked NODE_CLUSTER line as a user message. Node never sends it. A Channel strips
+// it from every line it reads, and once the peer has used it, marks the internal lines it sends (see
+// BunFraming).
+const InternalMark = 0x02
+
+// BunFraming reports whether the peer has shown it frames internal messages as Bun does.
+func (c *Channel) BunFraming() bool { return c.bunFraming.Load() }
+
+// SetBunFraming makes the channel mark the internal lines it sends with InternalMark from now on, for a
+// peer known to be Bun before it has sent anything.
+func (c *Channel) SetBunFraming() { c.bunFraming.Store(true) }
+
+// internalPrefix is how every internal line this package sends begins (cmd is always the first key).
+var internalPrefix = []byte(`{"cmd":"NODE_`)
+
+// bunHandleLine turns a NODE_HANDLE line made by HandleLine into what Bun reads with an fd: the inner
+// message itself, marked internal, with "$hasHandle":true. Bun does not unwrap NODE_HANDLE: it takes the
+// fd that came with a marked line for that line's message. A line of another shape is only marked.
+func bunHandleLine(line []byte) []byte {
+	i := bytes.Index(line, msgKey)
+	if !bytes.HasPrefix(line, handlePrefix) || i < 0 || len(line) < i+len(msgKey)+2 || line[i+len(msgKey)] != '{' || line[len(line)-1] != '}' {
+		return append([]byte{InternalMark}, line...)
+	}
+	inner := line[i+len(msgKey) : len(line)-1]
+	out := make([]byte, 0, len(inner)+len(hasHandle)+2)
+	out = append(out, InternalMark, '{')
+	out = append(out, hasHandle...)
+	if len(inner) > 2 {
+		out = append(out, ',')
+	}
+	return append(out, inner[1:]...)
+}
+
+var (
+	handlePrefix = []byte(`{"cmd":"NODE_HANDLE","type":`)
+	msgKey       = []byte(`,"msg":`)
+	hasHandle    = []byte(`"$hasHandle":true`)
+)
+
+// mark returns line with InternalMark in front when the peer uses Bun's framing and line is internal.
+func (c *Channel) mark(line []byte) []byte {
+	if !c.bunFraming.Load() || !bytes.HasPrefix(line, internalPrefix) {
+		return line
+	}
+	return append([]byte{InternalMark}, line...)
 }
 
 // New starts a Channel on conn. The channel owns conn from now on.
@@ -253,12 +328,17 @@ func (c *Channel) SendHandleLine(line []byte, fd int, onReply func(error)) error
 }
 
 func (c *Channel) enqueue(m outMsg) error {
+	if m.fd >= 0 && c.bunFraming.Load() {
+		m.line = bunHandleLine(m.line)
+	} else {
+		m.line = c.mark(m.line)
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if c.writing || c.awaiting != nil || len(c.queue) > 0 || len(c.ctrl) > 0 || c.raw == nil || m.written != nil {
+	if c.writing || c.awaiting != nil || len(c.queue) > 0 || len(c.ctrl) > 0 || c.raw == nil || m.written != nil || m.fd >= 0 && c.peerBehind() {
 		c.queue = append(c.queue, m)
 		c.cond.Signal()
 		c.mu.Unlock()
@@ -329,7 +409,7 @@ func (c *Channel) tryWrite(m outMsg) (int, error) {
 func (c *Channel) sendCtrl(line string) {
 	c.mu.Lock()
 	if !c.closed {
-		c.ctrl = append(c.ctrl, []byte(line))
+		c.ctrl = append(c.ctrl, c.mark([]byte(line)))
 		c.cond.Signal()
 	}
 	c.mu.Unlock()
@@ -344,7 +424,7 @@ func (c *Channel) sendCtrlWait(line string) bool {
 		c.mu.Unlock()
 		return false
 	}
-	c.ctrl = append(c.ctrl, []byte(line))
+	c.ctrl = append(c.ctrl, c.mark([]byte(line)))
 	c.ctrlDone = append(c.ctrlDone, done)
 	c.cond.Signal()
 	c.mu.Unlock()
@@ -519,6 +599,7 @@ func (c *Channel) writeLoop() {
 
 		var err error
 		if handle != nil {
+			c.waitPeerRead()
 			err = c.writeHandle(handle)
 		} else if len(buf) > 0 {
 			_, err = c.conn.Write(buf)
@@ -546,6 +627,26 @@ func (c *Channel) writeLoop() {
 // tail never waits: it belongs to the message already on the wire.
 func (c *Channel) queue0Gated() bool {
 	return c.awaiting != nil && !(len(c.queue) > 0 && c.queue[0].rawBytes)
+}
+
+// waitPeerRead waits, on the writer goroutine, until the peer has read everything written so far
+// (SetHandleAlone), the channel closes, or handleAloneWait has passed.
+func (c *Channel) waitPeerRead() {
+	if !c.handleAlone.Load() {
+		return
+	}
+	deadline := time.Now().Add(handleAloneWait)
+	for pause := 20 * time.Microsecond; c.peerBehind(); pause = min(2*pause, 5*time.Millisecond) {
+		if time.Now().After(deadline) {
+			c.log.Warn("ipc: peer has not read the channel for " + handleAloneWait.String() + "; sending a handle anyway")
+			return
+		}
+		select {
+		case <-c.closing:
+			return
+		case <-time.After(pause):
+		}
+	}
 }
 
 func (c *Channel) writeHandle(m *outMsg) error {
@@ -785,6 +886,12 @@ func cmdInternal(rawCmd json.RawMessage) (bool, string, error) {
 
 // dispatch handles one complete line and returns the fd queue left.
 func (c *Channel) dispatch(line []byte, fds []int) []int {
+	if len(line) > 0 && line[0] == InternalMark {
+		line = line[1:]
+		if !c.bunFraming.Load() {
+			c.bunFraming.Store(true)
+		}
+	}
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
 		c.log.Warn("ipc: empty message line from peer; ignored")

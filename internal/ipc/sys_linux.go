@@ -51,3 +51,13 @@ func FromFD(fd int) (*net.UnixConn, error) {
 	}
 	return uc, nil
 }
+
+// unreadByPeer returns how many bytes written on the Unix stream socket fd its peer has not read yet
+// (SIOCOUTQ: for AF_UNIX, what is still charged to the sender's buffer), or 0 when it cannot tell.
+func unreadByPeer(fd int) int {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+	if err != nil {
+		return 0
+	}
+	return n
+}

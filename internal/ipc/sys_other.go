@@ -21,3 +21,5 @@ func Pair() (parent *net.UnixConn, child *os.File, err error) { return nil, nil,
 
 // FromFD returns ErrNotSupported: Node IPC channels are implemented for Linux only.
 func FromFD(fd int) (*net.UnixConn, error) { return nil, ErrNotSupported }
+
+func unreadByPeer(fd int) int { return 0 }

@@ -48,6 +48,9 @@ type LineOptions struct {
 	MaxLine int
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
+	// Watch, if set, sees every complete line (without its newline) before it is written, on the
+	// writer's goroutine. It must not keep line, and must be quick.
+	Watch func(line []byte)
 	// OnError, if set, receives errors from writing to the destinations.
 	OnError func(error)
 	// PartialDelay, when positive, bounds how long a partial line (output without its newline
@@ -179,6 +182,9 @@ func (w *LineWriter) FlushPartial() {
 
 // emit formats one line into w.out and publishes it.
 func (w *LineWriter) emit(line []byte, now time.Time) {
+	if w.o.Watch != nil {
+		w.o.Watch(line)
+	}
 	if len(w.dsts) > 0 {
 		w.format(line, now)
 	}

@@ -10,6 +10,7 @@ package metrics
 import (
 	"bufio"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,6 +31,17 @@ type Proc struct {
 	Uptime    time.Duration
 	// LivenessRestarts counts the restarts a failed liveness probe caused.
 	LivenessRestarts int
+	// Balancer is set for a cluster worker: what the primary's round-robin balancer did with its
+	// connections. The corral_balancer_* families have a sample for such processes only.
+	Balancer *Balancer
+}
+
+// Balancer is a cluster worker's balancer counters (cluster.BalancerStats), plus its app's
+// connections waiting for a free worker.
+type Balancer struct {
+	HandedOff, Refused, Rerouted uint64
+	InFlight                     int64
+	Waiting                      int
 }
 
 // StatusOnline is the status that makes corral_process_up 1.
@@ -40,21 +52,27 @@ type family struct {
 	name, help, typ string
 	value           func(Proc) float64
 	status          bool
+	balancer        bool // only processes with a Balancer have a sample
 }
 
 var families = []family{
-	{"corral_process_cpu_percent", "CPU usage of the process in percent of one core.", "gauge", func(p Proc) float64 { return p.CPU }, false},
-	{"corral_process_memory_bytes", "Resident memory of the process in bytes.", "gauge", func(p Proc) float64 { return float64(p.Memory) }, false},
-	{"corral_process_restarts_total", "Number of times corral restarted the process.", "counter", func(p Proc) float64 { return float64(p.Restarts) }, false},
+	{"corral_process_cpu_percent", "CPU usage of the process in percent of one core.", "gauge", func(p Proc) float64 { return p.CPU }, false, false},
+	{"corral_process_memory_bytes", "Resident memory of the process in bytes.", "gauge", func(p Proc) float64 { return float64(p.Memory) }, false, false},
+	{"corral_process_restarts_total", "Number of times corral restarted the process.", "counter", func(p Proc) float64 { return float64(p.Restarts) }, false, false},
 	{"corral_process_up", "1 if the process is online, 0 otherwise.", "gauge", func(p Proc) float64 {
 		if p.Status == StatusOnline {
 			return 1
 		}
 		return 0
-	}, false},
-	{"corral_process_status", "Current status of the process (always 1, for the status label).", "gauge", func(Proc) float64 { return 1 }, true},
-	{"corral_process_liveness_restarts_total", "Number of restarts caused by a failed liveness probe.", "counter", func(p Proc) float64 { return float64(p.LivenessRestarts) }, false},
-	{"corral_process_uptime_seconds", "Seconds since the process was last started.", "gauge", func(p Proc) float64 { return p.Uptime.Seconds() }, false},
+	}, false, false},
+	{"corral_process_status", "Current status of the process (always 1, for the status label).", "gauge", func(Proc) float64 { return 1 }, true, false},
+	{"corral_process_liveness_restarts_total", "Number of restarts caused by a failed liveness probe.", "counter", func(p Proc) float64 { return float64(p.LivenessRestarts) }, false, false},
+	{"corral_process_uptime_seconds", "Seconds since the process was last started.", "gauge", func(p Proc) float64 { return p.Uptime.Seconds() }, false, false},
+	{"corral_balancer_handoffs_total", "Connections the cluster primary handed to the worker.", "counter", func(p Proc) float64 { return float64(p.Balancer.HandedOff) }, false, true},
+	{"corral_balancer_inflight", "Connections handed to the worker that it has not answered yet.", "gauge", func(p Proc) float64 { return float64(p.Balancer.InFlight) }, false, true},
+	{"corral_balancer_refused_total", "Connections the worker declined (accepted:false, server.maxConnections); each went to another worker.", "counter", func(p Proc) float64 { return float64(p.Balancer.Refused) }, false, true},
+	{"corral_balancer_rerouted_total", "Connections headed for the worker that never reached it (it died or NACKed); each went to another worker.", "counter", func(p Proc) float64 { return float64(p.Balancer.Rerouted) }, false, true},
+	{"corral_balancer_waiting", "Connections of the worker's app waiting for a free worker (queued by the primary or in its listening sockets' backlogs).", "gauge", func(p Proc) float64 { return float64(p.Balancer.Waiting) }, false, true},
 }
 
 // Handler serves the metrics of the processes snapshot returns, called once per scrape. Processes
@@ -69,8 +87,14 @@ func Handler(snapshot func() []Proc) http.Handler {
 		bw := bufio.NewWriter(w)
 		if len(procs) > 0 {
 			for _, f := range families {
+				if f.balancer && !slices.ContainsFunc(procs, func(p Proc) bool { return p.Balancer != nil }) {
+					continue
+				}
 				bw.WriteString("# HELP " + f.name + " " + f.help + "\n# TYPE " + f.name + " " + f.typ + "\n")
 				for _, p := range procs {
+					if f.balancer && p.Balancer == nil {
+						continue
+					}
 					bw.WriteString(f.name + `{name="` + escape(p.Name) + `",namespace="` + escape(namespace(p)) + `",id="` + strconv.Itoa(p.ID) + `"`)
 					if f.status {
 						bw.WriteString(`,status="` + escape(p.Status) + `"`)

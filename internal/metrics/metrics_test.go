@@ -184,3 +184,31 @@ func TestLabelEscaping(t *testing.T) {
 		t.Fatalf("escaped name: up %v (%d samples)", got, n)
 	}
 }
+
+// A cluster worker's balancer counters are exported for it, and only for processes that have them.
+func TestBalancerFamilies(t *testing.T) {
+	srv := httptest.NewServer(Handler(func() []Proc {
+		return []Proc{
+			{Name: "web", ID: 0, Status: StatusOnline, Balancer: &Balancer{HandedOff: 12, InFlight: 1, Refused: 2, Rerouted: 3, Waiting: 4}},
+			{Name: "job", ID: 1, Status: StatusOnline},
+		}
+	}))
+	defer srv.Close()
+	fams := scrape(t, srv.URL)
+	for fam, want := range map[string]float64{
+		"corral_balancer_handoffs_total": 12, "corral_balancer_inflight": 1, "corral_balancer_refused_total": 2,
+		"corral_balancer_rerouted_total": 3, "corral_balancer_waiting": 4,
+	} {
+		if v, n := value(t, fams, fam, map[string]string{"id": "0"}); n != 1 || v != want {
+			t.Errorf("%s{id=0} = %v (%d samples), want %v", fam, v, n, want)
+		}
+		if _, n := value(t, fams, fam, map[string]string{"id": "1"}); n != 0 {
+			t.Errorf("%s has a sample for a process without a balancer", fam)
+		}
+	}
+	srv2 := httptest.NewServer(Handler(func() []Proc { return []Proc{{Name: "job", ID: 1}} }))
+	defer srv2.Close()
+	if _, ok := scrape(t, srv2.URL)["corral_balancer_handoffs_total"]; ok {
+		t.Error("balancer families without any cluster worker")
+	}
+}
