@@ -163,7 +163,12 @@ func TestImportPM2RealDump(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s: processes %v, want %v", when, got, want)
 		}
-		if err := httpGetOK(fmt.Sprintf("http://127.0.0.1:%d/", port)); err != nil {
+		// online is the worker's 'online' (PM2's meaning); its server may bind a moment later.
+		var err error
+		if !testutil.Eventually(10*time.Second, func() bool {
+			err = httpGetOK(fmt.Sprintf("http://127.0.0.1:%d/", port))
+			return err == nil
+		}) {
 			t.Errorf("%s: api: %v", when, err)
 		}
 	}
