@@ -120,6 +120,19 @@ type Proc struct {
 	// Notes holds remarks, e.g. "fork mode without a shared socket: reload
 	// fell back to restart".
 	Notes []string
+	// Drain is what the instance's last drained process reported (corral's
+	// connection drain for Node apps); nil if none did.
+	Drain *DrainReport `json:",omitempty"`
+}
+
+// DrainReport is one drain: connections closed gracefully and connections
+// still open at drain_timeout (cut), by the process PID, at At.
+type DrainReport struct {
+	Drained int64     `json:"drained"`
+	Cut     int64     `json:"cut"`
+	Ms      int64     `json:"ms"`
+	PID     int       `json:"pid"`
+	At      time.Time `json:"at"`
 }
 
 // LogLine is one line of an instance's output.

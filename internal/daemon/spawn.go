@@ -43,6 +43,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	if r.killSignal == 0 {
 		r.killSignal = syscall.SIGINT
 	}
+	r.drain, r.drainTimeout = drainOn(a), drainTimeout(spec)
 
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -74,7 +75,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	case modeCluster:
 		f := fork{
 			p: m.primaryFor(a), ws: a.workers, released: a.released, res: a.res,
-			opts: cluster.ForkOptions{Env: maps.Clone(in.st.Env), Stdout: outW, Stderr: errW},
+			opts: cluster.ForkOptions{Env: maps.Clone(m.drainEnv(a, in.st.Env)), Stdout: outW, Stderr: errW},
 		}
 		outW, errW = nil, nil // forkWorker closes them
 		m.kids.forking++      // the reaper holds off until forkWorker has registered the worker
@@ -97,7 +98,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 			fd := activation.FirstFD + len(a.listeners) // the shim puts the sockets first
 			extra = append(extra, "NODE_CHANNEL_FD="+strconv.Itoa(fd), "NODE_CHANNEL_SERIALIZATION_MODE=json")
 		}
-		cmd.Env = envList(in.st.Env, extra...)
+		cmd.Env = envList(in.st.Env, append(extra, m.drainEnvList(a, in.st.Env)...)...)
 		if a.res.mode == modeListen {
 			activation.Wrap(cmd, m.cfg.Self, a.listeners)
 		}
@@ -145,6 +146,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	}
 	m.bg.Go(func() { m.supervise(r) })
 	m.bg.Go(func() { m.watchOnline(r) })
+	m.bg.Go(func() { m.watchDrain(r) })
 	return r, nil
 }
 
@@ -242,6 +244,8 @@ func (m *Manager) primaryFor(a *app) *cluster.Primary {
 	p.OnMessage(func(w *cluster.Worker, raw json.RawMessage) {
 		if isReady(raw) {
 			ws.get(w).markReady()
+		} else {
+			noteDrainMessage(ws.get(w), raw)
 		}
 	})
 	a.primary = p
@@ -304,6 +308,8 @@ func (m *Manager) forkChannelOptions(r *run, midStream bool) ipc.Options {
 			}
 			if !msg.Internal && isReady(msg.Raw) {
 				sig.markReady()
+			} else if !msg.Internal {
+				noteDrainMessage(sig, msg.Raw)
 			}
 		},
 		Logger:    m.log.With("pm_id", r.in.st.PMID),

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/events"
 	"slices"
 	"time"
@@ -87,6 +88,8 @@ type InstanceState struct {
 	StderrFD int      `json:"stderr_fd"`
 	IPCFD    int      `json:"ipc_fd"`
 	Notes    []string `json:"notes,omitempty"`
+	// LastDrain is what the last drained process of the instance reported (drain.go).
+	LastDrain *api.DrainReport `json:"last_drain,omitempty"`
 }
 
 // setStatus moves in to status to. It is the only place a status changes. A transition the
