@@ -188,4 +188,3 @@ func (m *Manager) askStopDrained(r *run, sent bool) {
 		m.log.Debug("disconnect worker", "pid", r.pid, "err", err)
 	}
 }
-
