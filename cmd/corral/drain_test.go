@@ -333,6 +333,50 @@ func testDrainApp(t *testing.T, node, mods string, c drainCase) {
 	}
 }
 
+// TestDrainListenAndForkModes: a plain Node app behind --listen (the daemon's socket, fd 3) is
+// reloaded under keep-alive load without a failed request and reports its drains; in fork mode
+// with PORT the drain is on too, and a stop is reported.
+func TestDrainListenAndForkModes(t *testing.T) {
+	node := nodetest.LineBinary(nodetest.LinesDir(), "22")
+	if _, err := os.Stat(node); err != nil {
+		node = nodetest.Node(t)
+	}
+	_, env := testHome(t)
+	port := testutil.FreePort(t)
+	script, _ := filepath.Abs(filepath.Join("testdata", "drain", "plain.js"))
+	env = append(env, "PATH="+filepath.Dir(node)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	corral(t, env, "start", script, "-i", "2", "--name", "lsn", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	load := startDrainLoad(url, 8, 40*time.Millisecond, false)
+	load.waitOK(t, 40)
+	corral(t, env, "reload", "lsn")
+	load.waitOK(t, 40)
+	corral(t, env, "reload", "lsn")
+	load.waitOK(t, 40)
+	ok, failed, _ := load.finish()
+	if len(failed) > 0 {
+		t.Errorf("listen mode, 2 reloads under keep-alive load: %d of %d failed: %s", len(failed), ok+int64(len(failed)), strings.Join(failed[:min(len(failed), 10)], "; "))
+	}
+	if evs := corral(t, env, "events", "lsn", "--json", "--nostream"); strings.Count(evs, `"type":"drain"`) < 4 {
+		t.Errorf("listen mode: want 4 drain events (2 instances x 2 reloads):\n%s", evs)
+	}
+
+	fport := testutil.FreePort(t)
+	corral(t, append(env, "PORT="+strconv.Itoa(fport)), "start", script, "--name", "fork")
+	probe := func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", fport))
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	}
+	testutil.WaitFor(t, 10*time.Second, "the fork app answers", probe)
+	corral(t, env, "stop", "fork")
+	if show := corral(t, env, "show", "fork"); !strings.Contains(show, "connections drained") {
+		t.Errorf("fork mode with PORT: no drain reported:\n%s", show)
+	}
+}
+
 // idleProbe is a raw keep-alive connection that has served one request.
 type idleProbe struct {
 	t    *testing.T

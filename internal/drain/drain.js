@@ -162,7 +162,18 @@
   function join(rec, c) {
     if (live.has(c) || c.destroyed || c[joined]) return;
     c[joined] = true;
-    if (rec.kind === 'h2') c.close(); // GOAWAY: no new streams; those open finish
+    if (rec.kind === 'h2') {
+      // Two GOAWAYs, as HTTP/2 servers shut down gracefully: first one that names the highest
+      // possible stream, so that streams the client is opening right now are still served; after
+      // the grace, close(): the final GOAWAY (the last stream really accepted), and the session
+      // ends once its streams are done.
+      try {
+        c.goaway(0, 2147483647);
+      } catch (e) {
+        c.close();
+      }
+      c[idleSince] = Date.now();
+    }
     live.set(c, rec.kind);
   }
 
@@ -178,7 +189,13 @@
         drained++;
         continue;
       }
-      if (kind === 'h2') continue; // GOAWAY was sent; the session closes when its streams are done
+      if (kind === 'h2') {
+        if (c[idleSince] && now - c[idleSince] >= idleMs) {
+          c[idleSince] = 0;
+          c.close(); // ends the session once its streams are done
+        }
+        continue;
+      }
       const res = c._httpMessage;
       if (res) {
         c[idleSince] = 0;

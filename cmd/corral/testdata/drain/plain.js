@@ -22,7 +22,9 @@ const server = http.createServer((req, res) => {
     res.end('ok');
   });
 });
-server.listen(process.env.PORT || 8080);
+// Under `corral start --listen` the socket is fd 3 (LISTEN_FDS).
+if (process.env.LISTEN_FDS) server.listen({ fd: 3 });
+else server.listen(process.env.PORT || 8080);
 if (process.env.SIGINT_HANDLER === '1') {
   process.on('SIGINT', () => {
     console.log(`sigint handler ran in ${process.pid}`);
