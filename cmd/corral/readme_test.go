@@ -345,6 +345,9 @@ var readmeKinds = []struct {
 	{"nodeprimary", "TestReadmeNodePrimaryGoWorkers", func(b mdBlock) bool {
 		return b.Lang == "js" && strings.Contains(b.Text, "process.execPath")
 	}},
+	{"drainrecipes", "TestReadmeDrainRecipes", func(b mdBlock) bool {
+		return b.Lang == "sh" && strings.HasPrefix(b.Text, "# Other languages")
+	}},
 }
 
 // readmeBlock returns the one block of README.md of the kind key.
