@@ -7,6 +7,7 @@
 # count the failed requests.
 #
 # Env: TOOLS ("pm2 corral corral-nodrain"), PM2_VERSION (7), RATE (400), CONNS (8), RELOADS (5),
+# TIMEOUT (per request, 5s: on a busy machine a slow answer is not a failed one),
 # INSTANCES (2), PORT_BASE (19500), NODE (node on PATH), OUT (bench/results/drain-<time>), KEEP_TMP=1.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -17,6 +18,7 @@ PM2_VERSION=${PM2_VERSION:-7}
 RATE=${RATE:-400}
 CONNS=${CONNS:-8}
 RELOADS=${RELOADS:-5}
+TIMEOUT=${TIMEOUT:-5s}
 INSTANCES=${INSTANCES:-2}
 PORT_BASE=${PORT_BASE:-19500}
 NODE=${NODE:-$(command -v node || true)}
@@ -47,7 +49,7 @@ for tool in $TOOLS; do
 	log "$tool: $INSTANCES instances, $RATE req/s over $CONNS keep-alive connections, $RELOADS reloads"
 	(cd "$APPDIR" && PORT=$port cli "$tool" start app.js -i "$INSTANCES" --name web "${flags[@]}" >/dev/null)
 	wait_serving "$port" 30 || die "$tool: the app does not answer"
-	"$LOADGEN" -url "http://127.0.0.1:$port/" -rate "$RATE" -conns "$CONNS" -method POST -duration 300s \
+	"$LOADGEN" -url "http://127.0.0.1:$port/" -rate "$RATE" -conns "$CONNS" -method POST -duration 300s -timeout "$TIMEOUT" -timeline "$OUT/$tool-timeline.txt" \
 		>"$OUT/$tool-load.txt" 2>&1 &
 	lg=$!
 	LOADGEN_PIDS+=("$lg")
@@ -68,11 +70,11 @@ for tool in $TOOLS; do
 	cli "$tool" kill >/dev/null 2>&1 || true
 done
 
-echo "keep-alive reloads: express@4 ($(cd "$APPDIR" && "$NODE" -p 'require("express/package.json").version')), node $("$NODE" --version), $(nproc) cores, $INSTANCES instances, $RATE req/s POST over $CONNS connections, $RELOADS reloads"
-printf '%-16s %8s %8s %8s %8s %8s %14s\n' tool failed sent reset eof other secs/reload
+echo "keep-alive reloads: express@4 ($(cd "$APPDIR" && "$NODE" -p 'require("express/package.json").version')), node $("$NODE" --version), $(nproc) cores, $INSTANCES instances, $RATE req/s POST over $CONNS connections, $RELOADS reloads, timeout $TIMEOUT"
+printf '%-16s %8s %8s %8s %8s %8s %8s %14s\n' tool failed sent timeout reset eof other secs/reload
 while read -r tool rest; do
 	get() { sed -nE "s/.*(^| )$1=([^ ]+).*/\2/p" <<<"$rest"; }
-	printf '%-16s %8s %8s %8s %8s %8s %14s\n' "$tool" "$(get failures)" "$(get sent)" "$(get err_reset)" "$(get err_eof)" \
+	printf '%-16s %8s %8s %8s %8s %8s %8s %14s\n' "$tool" "$(get failures)" "$(get sent)" "$(get timeouts)" "$(get err_reset)" "$(get err_eof)" \
 		"$(get err_other)" "$(get secs_per_reload)"
 done <"$OUT/results.txt"
 [ -s "$OUT/corral-drains.txt" ] && echo "corral drain reports: $(wc -l <"$OUT/corral-drains.txt") drains, $(grep -o '"cut":[0-9]*' "$OUT/corral-drains.txt" | awk -F: '{ s += $2 } END { print s + 0 }') connections cut"
