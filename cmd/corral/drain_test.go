@@ -249,6 +249,7 @@ func testDrainApp(t *testing.T, node, mods string, c drainCase) {
 	corral(t, env, "scale", "web", "1")
 	load.waitOK(t, 40)
 	ok, failed, _ := load.finish()
+	t.Logf("reload + scale-down under keep-alive load: %d ok, %d failed", ok, len(failed))
 	if len(failed) > 0 {
 		t.Errorf("reload and scale-down under keep-alive load: %d of %d requests failed: %s", len(failed), ok+int64(len(failed)), strings.Join(failed[:min(len(failed), 10)], "; "))
 	}
@@ -293,6 +294,7 @@ func testDrainApp(t *testing.T, node, mods string, c drainCase) {
 	}
 	<-stopped
 	ok, failed, reused := load.finish()
+	t.Logf("stop under keep-alive load: %d ok, %d failed on new connections (nothing listens), %d on kept-alive ones", ok, len(failed)-reused, reused)
 	if reused > 0 {
 		t.Errorf("stop under keep-alive load: %d requests failed on a kept-alive connection (of %d failed, %d ok): %s", reused, len(failed), ok, strings.Join(failed[:min(len(failed), 10)], "; "))
 	}
@@ -302,7 +304,7 @@ func testDrainApp(t *testing.T, node, mods string, c drainCase) {
 		t.Errorf("show 0 reports no drain:\n%s", show)
 	}
 	evs := corral(t, env, "events", "--json", "--nostream")
-	drains := 0
+	drains, drained := 0, int64(0)
 	sc := bufio.NewScanner(strings.NewReader(evs))
 	for sc.Scan() {
 		var e struct {
@@ -311,11 +313,13 @@ func testDrainApp(t *testing.T, node, mods string, c drainCase) {
 		}
 		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Type == "drain" {
 			drains++
+			drained += e.Data["drained"]
 			if e.Data["cut"] != 0 {
 				t.Errorf("a drain cut connections: %s", sc.Text())
 			}
 		}
 	}
+	t.Logf("%d drain events, %d connections drained in all", drains, drained)
 	// 2 reloaded, 1 scaled down, 1 stopped.
 	if drains < 4 {
 		t.Errorf("%d drain events, want 4 (2 reloaded instances, 1 scaled down, 1 stopped):\n%s", drains, evs)
