@@ -90,30 +90,32 @@
 
   function noop() {}
 
-  // arm installs the stop hooks once the first HTTP server listens: a process without one is
-  // left exactly as it was.
+  // process.emit is wrapped at once, before the app runs: Node binds a signal's handler to
+  // process.emit when the first listener for that signal is added, and the app may add one before
+  // its server listens. The wrapper does nothing until a server has listened (armed).
+  process.emit = function emit(ev, a) {
+    if (armed && state !== 2) {
+      if (ev === 'SIGINT' || ev === 'SIGTERM') {
+        if (state === 1) {
+          // A second signal while draining: stop waiting, deliver everything now.
+          finish(true);
+          return origEmit.apply(this, arguments);
+        }
+        return hold(ev, arguments);
+      }
+      if (ev === 'message' && a === 'shutdown') return hold(ev, arguments);
+      if (ev === 'internalMessage' && a && a.cmd === 'NODE_CLUSTER' && a.act === 'disconnect') {
+        return hold(ev, arguments);
+      }
+    }
+    return origEmit.apply(this, arguments);
+  };
+
+  // arm makes the stop requests start a drain once the first HTTP server listens: a process
+  // without one keeps its signals' default actions.
   function arm() {
     if (armed) return;
     armed = true;
-    // process.emit first: Node binds each signal's handler to process.emit when the first
-    // listener for it is added.
-    process.emit = function emit(ev, a) {
-      if (state !== 2) {
-        if (ev === 'SIGINT' || ev === 'SIGTERM') {
-          if (state === 1) {
-            // A second signal while draining: stop waiting, deliver everything now.
-            finish(true);
-            return origEmit.apply(this, arguments);
-          }
-          return hold(ev, arguments);
-        }
-        if (ev === 'message' && a === 'shutdown') return hold(ev, arguments);
-        if (ev === 'internalMessage' && a && a.cmd === 'NODE_CLUSTER' && a.act === 'disconnect') {
-          return hold(ev, arguments);
-        }
-      }
-      return origEmit.apply(this, arguments);
-    };
     process.on('SIGINT', noop);
     process.on('SIGTERM', noop);
   }
