@@ -119,7 +119,15 @@ func (m *Manager) watchDrain(r *run) {
 	select {
 	case <-sig.drainedCh():
 	case <-r.done:
-		return
+		// A process that exits right after its report (no handler of its own: the signal's default
+		// action) may be reaped before the report is read.
+		t := time.NewTimer(500 * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-sig.drainedCh():
+		case <-t.C:
+			return
+		}
 	}
 	rep := sig.drainReport()
 	m.mu.Lock()

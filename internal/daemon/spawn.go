@@ -210,8 +210,7 @@ func (m *Manager) forkWorker(r *run, f fork) {
 		if s, ok := w.ExitSignal().(syscall.Signal); ok {
 			r.exitSig = s
 		}
-		f.ws.drop(w)
-		m.dropIPC(r)
+		m.dropIPC(r) // the worker's signals go on its exit event (primaryFor), after its last message
 		close(r.done)
 	})
 }
@@ -241,6 +240,9 @@ func (m *Manager) primaryFor(a *app) *cluster.Primary {
 	ws := a.workers
 	p.OnOnline(func(w *cluster.Worker) { ws.get(w).markOnline() })
 	p.OnDisconnect(func(w *cluster.Worker) { ws.get(w).markDisconnected() })
+	// Dropped on the exit event, which comes after the worker's last message (a drain report sent
+	// just before it exits), not when the process is reaped.
+	p.OnExit(func(w *cluster.Worker, _ int, _ os.Signal) { ws.drop(w) })
 	p.OnMessage(func(w *cluster.Worker, raw json.RawMessage) {
 		if isReady(raw) {
 			ws.get(w).markReady()
