@@ -230,7 +230,7 @@ func testDrainApp(t *testing.T, node, mods string, c drainCase) {
 	env = append(env, c.env...)
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	corral(t, env, "start", script, "-i", "2", "--name", "web", "--kill-timeout", "8000", "--drain-timeout", "6000", "--listen-timeout", "20000")
-	testutil.WaitFor(t, 20*time.Second, "the app answers", func() bool {
+	answers := testutil.Eventually(40*time.Second, func() bool {
 		c := &http.Client{Transport: newDrainTransport(c.h2), Timeout: time.Second}
 		resp, err := c.Get(url)
 		if err != nil {
@@ -239,6 +239,15 @@ func testDrainApp(t *testing.T, node, mods string, c drainCase) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+	if !answers {
+		var logs strings.Builder
+		files, _ := filepath.Glob(filepath.Join(p.Home, "logs", "*.log"))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			fmt.Fprintf(&logs, "--- %s\n%s\n", filepath.Base(f), tail(string(b), 2000))
+		}
+		t.Fatalf("the app does not answer on %s after 40 s:\n%s\n%s", url, corral(t, env, "ls"), logs.String())
+	}
 
 	load := startDrainLoad(url, 8, 40*time.Millisecond, c.h2)
 	load.waitOK(t, 40)
