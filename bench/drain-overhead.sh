@@ -2,7 +2,8 @@
 # The connection drain's cost per request when no drain is in progress: examples/node/app.js as one
 # Node process, loaded with wrk over keep-alive connections, with and without internal/drain/drain.js
 # (loaded as corral loads it: NODE_OPTIONS=--require, CORRAL_DRAIN), ROUNDS alternating rounds each;
-# prints the req/s of every round and the medians. Loopback only.
+# prints per round the req/s and the app's CPU time per request (utime+stime from /proc, in µs: less
+# sensitive than req/s to other jobs on the machine), and the medians. Loopback only.
 #
 # Env: ROUNDS (3), DURATION (5s), CONNS (8), PORT (19600), NODE (node on PATH), OUT
 # (bench/results/drain-overhead-<time>).
@@ -21,7 +22,7 @@ ensure_apt wrk wrk || die "wrk is missing and could not be installed"
 mkdir -p "$OUT"
 trap cleanup_all EXIT
 
-# run MODE prints the req/s of one wrk run against a fresh app.js, MODE "drain" or "plain".
+# run MODE prints "req/s cpu-µs-per-request" of one wrk run against a fresh app.js, MODE "drain" or "plain".
 run() {
 	local mode=$1 rps
 	if [ "$mode" = drain ]; then
@@ -33,12 +34,19 @@ run() {
 	local pid=$SPAWNED
 	wait_http "$PORT" 20 || die "app.js did not answer"
 	wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$PORT/" >/dev/null # warm-up
-	rps=$(wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$PORT/" | awk '/^Requests\/sec/ { print int($2) }')
+	local app c0 c1 out
+	app=$(pgrep -P "$pid" -f examples/node/app.js || echo "$pid")
+	c0=$(cpu_ticks "$app")
+	out=$(wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$PORT/")
+	c1=$(cpu_ticks "$app")
 	stop_group "$pid"
-	echo "$rps"
+	rps=$(awk '/^Requests\/sec/ { print int($2) }' <<<"$out")
+	awk -v rps="$rps" -v reqs="$(awk '/requests in/ { print $1 }' <<<"$out")" -v ticks=$((c1 - c0)) -v hz="$CLK_TCK" \
+		'BEGIN { printf "%d %.2f\n", rps, ticks / hz * 1e6 / reqs }'
 }
 
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+# median COLUMN prints the median of column COLUMN of stdin.
+median() { awk -v c="$1" '{ print $c }' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 : >"$OUT/plain.txt"
 : >"$OUT/drain.txt"
@@ -47,8 +55,10 @@ for r in $(seq "$ROUNDS"); do
 	run plain >>"$OUT/plain.txt"
 	run drain >>"$OUT/drain.txt"
 done
-p=$(median <"$OUT/plain.txt")
-d=$(median <"$OUT/drain.txt")
-echo "app.js, one process, node $("$NODE" --version), wrk -t1 -c$CONNS -d$DURATION, $ROUNDS rounds"
-echo "without the drain: $(tr '\n' ' ' <"$OUT/plain.txt")req/s, median $p"
-echo "with the drain:    $(tr '\n' ' ' <"$OUT/drain.txt")req/s, median $d (ratio $(ratio "$d" "$p"))"
+p=$(median 1 <"$OUT/plain.txt")
+d=$(median 1 <"$OUT/drain.txt")
+pc=$(median 2 <"$OUT/plain.txt")
+dc=$(median 2 <"$OUT/drain.txt")
+echo "app.js, one process, node $("$NODE" --version), wrk -t1 -c$CONNS -d$DURATION, $ROUNDS rounds (req/s, CPU µs per request)"
+echo "without the drain: $(tr '\n' ',' <"$OUT/plain.txt") median $p req/s, $pc µs"
+echo "with the drain:    $(tr '\n' ',' <"$OUT/drain.txt") median $d req/s, $dc µs (req/s ratio $(ratio "$d" "$p"), CPU ratio $(ratio "$dc" "$pc"))"
