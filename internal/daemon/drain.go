@@ -142,14 +142,13 @@ func (m *Manager) watchDrain(r *run) {
 	m.changed.Broadcast()
 }
 
-// drainSignals is the part of signals the drain uses (process.go holds the struct).
+// drainSignals is the part of signals the drain uses (process.go holds the struct): the report is
+// written once, before ch is closed, and read only after.
 type drainSignals struct {
-	once    sync.Once
-	ch      chan struct{}
-	chOnce  sync.Once
-	mu      sync.Mutex
-	report  drain.Report
-	present bool
+	chOnce sync.Once
+	ch     chan struct{}
+	once   sync.Once
+	report drain.Report
 }
 
 func (s *signals) drainedCh() chan struct{} {
@@ -160,18 +159,13 @@ func (s *signals) drainedCh() chan struct{} {
 func (s *signals) markDrained(rep drain.Report) {
 	ch := s.drainedCh()
 	s.d.once.Do(func() {
-		s.d.mu.Lock()
-		s.d.report, s.d.present = rep, true
-		s.d.mu.Unlock()
+		s.d.report = rep
 		close(ch)
 	})
 }
 
-func (s *signals) drainReport() drain.Report {
-	s.d.mu.Lock()
-	defer s.d.mu.Unlock()
-	return s.d.report
-}
+// drainReport returns the report; call it once drainedCh is closed.
+func (s *signals) drainReport() drain.Report { return s.d.report }
 
 // askStopDrained stops a cluster worker that has the drain: the stop request (the "shutdown"
 // message, already sent when sent is set, or the kill signal) goes first, while the worker is
