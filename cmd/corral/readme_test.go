@@ -355,6 +355,9 @@ var readmeKinds = []struct {
 	{"health-notify", "TestReadmeHealthChecks", func(b mdBlock) bool { return b.Lang == "python" && strings.Contains(b.Text, "NOTIFY_SOCKET") }},
 	{"health", "TestReadmeHealthChecks", func(b mdBlock) bool { return b.Lang == "sh" && strings.HasPrefix(b.Text, "# health checks") }},
 	{"pm2import", "TestReadmeMovingFromPM2", func(b mdBlock) bool { return b.Lang == "sh" && strings.Contains(b.Text, "corral import-pm2") }},
+	{"drainrecipes", "TestReadmeDrainRecipes", func(b mdBlock) bool {
+		return b.Lang == "sh" && strings.HasPrefix(b.Text, "# Other languages")
+	}},
 }
 
 // readmeBlock returns the one block of README.md of the kind key.

@@ -131,6 +131,19 @@ type Proc struct {
 	// instance's connections; nil outside cluster mode or before the worker
 	// exists.
 	Balancer *Balancer `json:",omitempty"`
+	// Drain is what the instance's last drained process reported (corral's
+	// connection drain for Node apps); nil if none did.
+	Drain *DrainReport `json:",omitempty"`
+}
+
+// DrainReport is one drain: connections closed gracefully and connections
+// still open at drain_timeout (cut), by the process PID, at At.
+type DrainReport struct {
+	Drained int64     `json:"drained"`
+	Cut     int64     `json:"cut"`
+	Ms      int64     `json:"ms"`
+	PID     int       `json:"pid"`
+	At      time.Time `json:"at"`
 }
 
 // Balancer is the round-robin balancer's view of one cluster worker (see

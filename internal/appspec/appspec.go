@@ -47,6 +47,10 @@ type App struct {
 	ListenTimeout       int64  `json:"listen_timeout,omitempty"` // ms
 	WaitReady           bool   `json:"wait_ready,omitempty"`
 	ShutdownWithMessage bool   `json:"shutdown_with_message,omitempty"`
+	// Drain (corral only): load corral's connection drain into a Node app (internal/drain). nil
+	// means on for Node apps in cluster mode, with listen, or in fork mode with PORT set.
+	Drain        *bool `json:"drain,omitempty"`
+	DrainTimeout int64 `json:"drain_timeout,omitempty"` // ms; 0: three quarters of kill_timeout
 
 	OutFile   string `json:"out_file,omitempty"`
 	ErrorFile string `json:"error_file,omitempty"`

@@ -178,6 +178,7 @@ func (a *App) Validate() error {
 		{"restart_delay", a.RestartDelay},
 		{"exp_backoff_restart_delay", a.ExpBackoffRestartDelay},
 		{"kill_timeout", a.KillTimeout},
+		{"drain_timeout", a.DrainTimeout},
 		{"listen_timeout", a.ListenTimeout},
 		{"log_max_size", a.LogMaxSize},
 		{"log_max_files", int64(a.LogMaxFiles)},

@@ -188,6 +188,9 @@ func (a *app) describe(p api.Proc, now time.Time, showEnv bool) {
 		t.add("restart reason", p.RestartReason)
 	}
 	t.add("created at", fmtTime(p.CreatedAt))
+	if d := p.Drain; d != nil {
+		t.add("last drain", fmt.Sprintf("%d connections drained, %d cut, %d ms (pid %d, %s)", d.Drained, d.Cut, d.Ms, d.PID, fmtTime(d.At)))
+	}
 	t.add("cpu", humanCPU(p.CPU))
 	t.add("memory", humanBytes(p.Memory))
 	if b := p.Balancer; b != nil {

@@ -21,6 +21,8 @@ type startFlags struct {
 	restartDelay, expBackoff                        string
 	killSignal                                      string
 	shutdownWithMessage, noAutorestart, noAutostart bool
+	noDrain                                         bool
+	drainTimeout                                    string
 	maxRestarts                                     int
 	stopExitCodes                                   []string
 	mergeLogs, timeLog                              bool
@@ -69,6 +71,8 @@ func (a *app) addStartFlags(fs *pflag.FlagSet, f *startFlags) {
 	fs.StringVar(&f.killSignal, "kill-signal", "", "signal that stops the app (default SIGINT)")
 	fs.BoolVar(&f.shutdownWithMessage, "shutdown-with-message", false, "stop with the IPC message 'shutdown' instead of a signal")
 	fs.BoolVar(&f.noAutorestart, "no-autorestart", false, "do not restart the app when it exits")
+	fs.BoolVar(&f.noDrain, "no-drain", false, "do not load corral's connection drain into a Node app")
+	fs.StringVar(&f.drainTimeout, "drain-timeout", "", "bound of the connection drain at stop, ms (default 3/4 of kill-timeout)")
 	fs.BoolVar(&f.noAutostart, "no-autostart", false, "add the app without starting it")
 	fs.IntVar(&f.maxRestarts, "max-restarts", 0, "unstable restarts before errored (default 16)")
 	fs.StringVar(&f.minUptime, "min-uptime", "", "uptime below which an exit is unstable (ms or 10s; default 1000)")
@@ -216,6 +220,8 @@ func optionFlags(f *startFlags) []optionFlag {
 		{"shutdown-with-message", "shutdown_with_message", boolean(&f.shutdownWithMessage)},
 		{"no-autorestart", "autorestart", off(&f.noAutorestart)},
 		{"no-autostart", "autostart", off(&f.noAutostart)},
+		{"no-drain", "drain", off(&f.noDrain)},
+		{"drain-timeout", "drain_timeout", ms(&f.drainTimeout)},
 		{"max-restarts", "max_restarts", count(&f.maxRestarts)},
 		{"merge-logs", "merge_logs", boolean(&f.mergeLogs)},
 		{"sticky", "sticky", boolean(&f.sticky)},

@@ -459,6 +459,7 @@ func (m *Manager) proc(in *instance) api.Proc {
 		OutLog: in.st.OutLog, ErrLog: in.st.ErrLog, CombinedLog: in.st.CombinedLog, PidFile: in.st.PidFile,
 		Env:   maps.Clone(in.st.Env),
 		Notes: append(slices.Clone(a.notes), in.st.Notes...),
+		Drain: in.st.LastDrain,
 	}
 	if in.st.Status == StatusOnline {
 		p.CPU, p.Memory = in.cpu, in.mem

@@ -24,6 +24,7 @@ type signals struct {
 	onlineOnce   sync.Once
 	readyOnce    sync.Once
 	discOnce     sync.Once
+	d            drainSignals // the drain's report (drain.go)
 }
 
 func newSignals() *signals {
@@ -92,6 +93,8 @@ type run struct {
 	killTimeout         time.Duration
 	killSignal          syscall.Signal
 	shutdownWithMessage bool
+	drain               bool          // the process loads the connection drain (drain.go)
+	drainTimeout        time.Duration // its bound
 
 	cmd    *exec.Cmd       // fork and listen modes
 	worker *cluster.Worker // cluster mode

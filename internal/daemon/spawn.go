@@ -54,6 +54,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 			r.health.closeNotify() // health.go
 		}
 	}()
+	r.drain, r.drainTimeout = drainOn(a), drainTimeout(spec)
 
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -85,7 +86,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	case modeCluster:
 		f := fork{
 			p: m.primaryFor(a), ws: a.workers, released: a.released, res: a.res,
-			opts: cluster.ForkOptions{Env: maps.Clone(in.st.Env), Stdout: outW, Stderr: errW, Held: held, Slot: in.st.Instance + 1},
+			opts: cluster.ForkOptions{Env: maps.Clone(m.drainEnv(a, in.st.Env)), Stdout: outW, Stderr: errW, Held: held, Slot: in.st.Instance + 1},
 		}
 		for _, kv := range healthEnv {
 			if f.opts.Env == nil {
@@ -115,7 +116,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 			fd := activation.FirstFD + len(a.listeners) // the shim puts the sockets first
 			extra = append(extra, "NODE_CHANNEL_FD="+strconv.Itoa(fd), "NODE_CHANNEL_SERIALIZATION_MODE=json")
 		}
-		cmd.Env = envList(in.st.Env, append(extra, healthEnv...)...)
+		cmd.Env = envList(in.st.Env, append(append(extra, m.drainEnvList(a, in.st.Env)...), healthEnv...)...)
 		if a.res.mode == modeListen {
 			activation.Wrap(cmd, m.cfg.Self, a.listeners)
 		}
@@ -177,6 +178,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	m.bg.Go(func() { m.supervise(r) })
 	m.bg.Go(func() { m.watchOnline(r) })
 	m.startHealth(r) // health.go: probes and the notify socket
+	m.bg.Go(func() { m.watchDrain(r) })
 	return r, nil
 }
 
@@ -241,8 +243,7 @@ func (m *Manager) forkWorker(r *run, f fork) {
 		if s, ok := w.ExitSignal().(syscall.Signal); ok {
 			r.exitSig = s
 		}
-		f.ws.drop(w)
-		m.dropIPC(r)
+		m.dropIPC(r) // the worker's signals go on its exit event (primaryFor), after its last message
 		close(r.done)
 	})
 }
@@ -281,9 +282,14 @@ func (m *Manager) primaryFor(a *app) *cluster.Primary {
 	ws := a.workers
 	p.OnOnline(func(w *cluster.Worker) { ws.get(w).markOnline() })
 	p.OnDisconnect(func(w *cluster.Worker) { ws.get(w).markDisconnected() })
+	// Dropped on the exit event, which comes after the worker's last message (a drain report sent
+	// just before it exits), not when the process is reaped.
+	p.OnExit(func(w *cluster.Worker, _ int, _ os.Signal) { ws.drop(w) })
 	p.OnMessage(func(w *cluster.Worker, raw json.RawMessage) {
 		if isReady(raw) {
 			ws.get(w).markReady()
+		} else {
+			noteDrainMessage(ws.get(w), raw)
 		}
 	})
 	a.primary = p
@@ -371,6 +377,8 @@ func (m *Manager) forkChannelOptions(r *run, midStream bool) ipc.Options {
 			}
 			if !msg.Internal && isReady(msg.Raw) {
 				sig.markReady()
+			} else if !msg.Internal {
+				noteDrainMessage(sig, msg.Raw)
 			}
 		},
 		Logger:    m.log.With("pm_id", r.in.st.PMID),

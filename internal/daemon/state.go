@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/events"
 	"slices"
 	"time"
@@ -91,6 +92,8 @@ type InstanceState struct {
 	// the last one.
 	LivenessRestarts int    `json:"liveness_restarts,omitempty"`
 	RestartReason    string `json:"restart_reason,omitempty"`
+	// LastDrain is what the last drained process of the instance reported (drain.go).
+	LastDrain *api.DrainReport `json:"last_drain,omitempty"`
 }
 
 // setStatus moves in to status to. It is the only place a status changes. A transition the

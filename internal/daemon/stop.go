@@ -198,6 +198,8 @@ func (m *Manager) askStop(r *run) {
 		}
 	}
 	switch {
+	case r.worker != nil && r.drain:
+		m.askStopDrained(r, sent)
 	case r.worker != nil:
 		if err := r.worker.Disconnect(); err != nil {
 			m.log.Debug("disconnect worker", "pid", r.pid, "err", err)

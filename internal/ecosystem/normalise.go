@@ -112,6 +112,8 @@ var setters = map[string]setter{
 	"listen_timeout":        millis(func(a *appspec.App) *int64 { return &a.ListenTimeout }),
 	"wait_ready":            boolean(func(a *appspec.App) *bool { return &a.WaitReady }),
 	"shutdown_with_message": boolean(func(a *appspec.App) *bool { return &a.ShutdownWithMessage }),
+	"drain":                 boolPtr(func(a *appspec.App) **bool { return &a.Drain }),
+	"drain_timeout":         millis(func(a *appspec.App) *int64 { return &a.DrainTimeout }),
 	"out_file":              str(func(a *appspec.App) *string { return &a.OutFile }),
 	"error_file":            str(func(a *appspec.App) *string { return &a.ErrorFile }),
 	"log_file":              str(func(a *appspec.App) *string { return &a.LogFile }),

@@ -4,7 +4,7 @@
 //
 // Steady load (open loop: request i starts at i/rate seconds, whatever the answers do):
 //
-//	loadgen -url http://127.0.0.1:8080/ -rate 500 -duration 20s [-close] [-timeout 2s]
+//	loadgen -url http://127.0.0.1:8080/ -rate 500 -duration 20s [-close] [-timeout 2s] [-conns 8]
 //
 // prints one summary line of key=value pairs (after "# <count>x <error>" sample lines):
 //
@@ -78,6 +78,7 @@ func main() {
 // config is the parsed command line.
 type config struct {
 	url         string
+	conns       int
 	method      string
 	rate        int
 	duration    time.Duration
@@ -103,6 +104,7 @@ func run() error {
 	flag.BoolVar(&c.close, "close", false, "one connection per request (Connection: close)")
 	flag.DurationVar(&c.timeout, "timeout", 2*time.Second, "per-request timeout")
 	flag.IntVar(&c.maxInflight, "max-inflight", 1000, "most requests outstanding at once; more are dropped")
+	flag.IntVar(&c.conns, "conns", 0, "most connections open at once (keep-alive: requests share them); 0: no limit")
 	flag.BoolVar(&c.waitOK, "wait-ok", false, "wait mode: poll until one request answers 200")
 	flag.StringVar(&c.notPID, "not-pid", "", "wait mode: ignore answers whose X-Worker-Pid is this")
 	flag.DurationVar(&c.interval, "interval", 5*time.Millisecond, "wait mode: time between requests")
@@ -125,6 +127,7 @@ func run() error {
 			DisableKeepAlives:   c.close,
 			MaxIdleConns:        c.maxInflight,
 			MaxIdleConnsPerHost: c.maxInflight,
+			MaxConnsPerHost:     c.conns,
 			DialContext:         (&net.Dialer{Timeout: c.timeout}).DialContext,
 		},
 	}
