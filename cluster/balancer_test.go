@@ -46,7 +46,9 @@ func TestBalancerCounters(t *testing.T) {
 	if s := a.Balancer(); s.Refused == 0 || s.InFlight != 0 {
 		t.Fatalf("A's counters after refusing: %+v", s)
 	}
-	if s := b.Balancer(); s.HandedOff < 4 || s.Refused != 0 || s.Rerouted != 0 {
+	// B's worker answers the request before the primary has read its accepted reply: wait for it.
+	waitStats(t, b, "B's four hand-offs", func(s cluster.BalancerStats) bool { return s.HandedOff >= 4 && s.InFlight == 0 })
+	if s := b.Balancer(); s.Refused != 0 || s.Rerouted != 0 {
 		t.Fatalf("B's counters: %+v", s)
 	}
 

@@ -225,5 +225,10 @@ func IsUnreachable(err error) bool {
 		return false
 	}
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	if !errors.As(err, &op) || op.Op != "dial" {
+		return false
+	}
+	// A dial that timed out found a listener that did not take the connection in time (its
+	// backlog full, or a machine too loaded to run the connect): someone is there.
+	return !op.Timeout() && !errors.Is(err, context.DeadlineExceeded)
 }
