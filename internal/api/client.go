@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -196,25 +195,7 @@ func (c *Client) Logs(ctx context.Context, targets []string) (<-chan LogLine, er
 	if err != nil {
 		return nil, err
 	}
-	ch := make(chan LogLine, 64)
-	go func() {
-		defer close(ch)
-		defer body.Close()
-		sc := bufio.NewScanner(body)
-		sc.Buffer(make([]byte, 64<<10), 16<<20)
-		for sc.Scan() {
-			var line LogLine
-			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-				continue
-			}
-			select {
-			case ch <- line:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return ch, nil
+	return readStream[LogLine](ctx, body, 64, 16<<20), nil
 }
 
 // IsUnreachable reports whether err means that no daemon listens on the

@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"net/http"
 
 	"github.com/corralhq/corral/internal/events"
@@ -63,29 +61,8 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
-		return nil
-	}
-	enc := json.NewEncoder(w)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-ch:
-			if !ok {
-				return nil
-			}
-			if enc.Encode(e) != nil {
-				return nil
-			}
-			if len(ch) == 0 && rc.Flush() != nil {
-				return nil
-			}
-		}
-	}
+	writeStream(ctx, w, ch, nil)
+	return nil
 }
 
 // Events implements EventSource over the control socket. The returned channel is closed when ctx
@@ -95,23 +72,5 @@ func (c *Client) Events(ctx context.Context, req EventsRequest) (<-chan events.E
 	if err != nil {
 		return nil, err
 	}
-	ch := make(chan events.Event, 64)
-	go func() {
-		defer close(ch)
-		defer body.Close()
-		sc := bufio.NewScanner(body)
-		sc.Buffer(make([]byte, 64<<10), 16<<20)
-		for sc.Scan() {
-			var e events.Event
-			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-				continue
-			}
-			select {
-			case ch <- e:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return ch, nil
+	return readStream[events.Event](ctx, body, 64, 16<<20), nil
 }

@@ -338,24 +338,6 @@ func (h *handler) logs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
-		return nil // client gone; nothing more to say
-	}
-	enc := json.NewEncoder(w)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case line, ok := <-ch:
-			if !ok {
-				return nil
-			}
-			if enc.Encode(line) != nil || rc.Flush() != nil {
-				return nil
-			}
-		}
-	}
+	writeStream(ctx, w, ch, nil)
+	return nil
 }

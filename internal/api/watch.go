@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"net/http"
 	"time"
 )
@@ -66,34 +64,17 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) error {
 		}
 		ch = pollList(ctx, h.b, WatchInterval(req))
 	}
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
-		return nil
-	}
-	enc := json.NewEncoder(w)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case f, ok := <-ch:
-			if !ok {
-				return nil
-			}
-			if f.Procs == nil {
-				f.Procs = []Proc{}
-			}
-			if !req.Env {
-				for i := range f.Procs {
-					f.Procs[i].Env = nil
-				}
-			}
-			if enc.Encode(f) != nil || rc.Flush() != nil {
-				return nil
+	writeStream(ctx, w, ch, func(f *WatchFrame) {
+		if f.Procs == nil {
+			f.Procs = []Proc{}
+		}
+		if !req.Env {
+			for i := range f.Procs {
+				f.Procs[i].Env = nil
 			}
 		}
-	}
+	})
+	return nil
 }
 
 // pollList lists b every interval (a frame at once) until ctx is done or a List fails.
@@ -130,23 +111,5 @@ func (c *Client) Watch(ctx context.Context, req WatchRequest) (<-chan WatchFrame
 	if err != nil {
 		return nil, err
 	}
-	ch := make(chan WatchFrame, 4)
-	go func() {
-		defer close(ch)
-		defer body.Close()
-		sc := bufio.NewScanner(body)
-		sc.Buffer(make([]byte, 64<<10), 64<<20)
-		for sc.Scan() {
-			var f WatchFrame
-			if err := json.Unmarshal(sc.Bytes(), &f); err != nil {
-				continue
-			}
-			select {
-			case ch <- f:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return ch, nil
+	return readStream[WatchFrame](ctx, body, 4, 64<<20), nil
 }
