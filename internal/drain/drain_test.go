@@ -154,12 +154,12 @@ func TestScriptOnNodeLines(t *testing.T) {
 			// No SIGINT listener of the app's: killed by SIGINT, as without the drain.
 			cmd = exec.Command(node, "-e", server)
 			cmd.Env = env(map[string]string{})
-			var buf bytes.Buffer
+			var buf syncBuffer
 			cmd.Stdout, cmd.Stderr = &buf, &buf
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			waitOutput(t, &buf, "listening")
+			waitFor(t, &buf, "listening")
 			cmd.Process.Signal(syscall.SIGINT)
 			err = cmd.Wait()
 			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGINT {
@@ -177,23 +177,12 @@ func TestScriptOnNodeLines(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			waitOutput(t, &buf, "listening")
+			waitFor(t, &buf, "listening")
 			cmd.Process.Signal(syscall.SIGINT)
 			cmd.Wait()
 			if code := cmd.ProcessState.ExitCode(); code != 7 || buf.String() != "listening\nhandler, listening=false\nclosed ok\n" {
 				t.Errorf("SIGINT with a handler: exit %d, output %q", code, buf.String())
 			}
 		})
-	}
-}
-
-func waitOutput(t *testing.T, b *bytes.Buffer, want string) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(b.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in %q", want, b.String())
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

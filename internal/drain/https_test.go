@@ -2,7 +2,6 @@ package drain
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -79,13 +78,13 @@ func TestIdleConnectionGetsItsLastRequest(t *testing.T) {
 						e := Env(path, map[string]string{}, Config{Timeout: 3 * time.Second, Idle: 2 * time.Second})
 						cmd.Env = append(cmd.Env, "NODE_OPTIONS="+e["NODE_OPTIONS"], "CORRAL_DRAIN="+e["CORRAL_DRAIN"])
 					}
-					var out bytes.Buffer
+					var out syncBuffer
 					cmd.Stdout, cmd.Stderr = &out, &out
 					if err := cmd.Start(); err != nil {
 						t.Fatal(err)
 					}
 					defer cmd.Process.Kill()
-					waitOutput(t, &out, "port ")
+					waitFor(t, &out, "port ")
 					port := regexp.MustCompile(`port (\d+)`).FindStringSubmatch(out.String())[1]
 					var conn net.Conn
 					conn, err = net.Dial("tcp", "127.0.0.1:"+port)
@@ -141,7 +140,7 @@ func TestIdleConnectionGetsItsLastRequest(t *testing.T) {
 						if major == "18" {
 							return
 						}
-						waitOutput(t, &out, "handler")
+						waitFor(t, &out, "handler")
 						deadline := time.Now().Add(5 * time.Second)
 						for {
 							if _, err := get(); err != nil {
