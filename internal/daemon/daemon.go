@@ -43,6 +43,13 @@
 //	order.go      depends_on: start order and its conditions, stop in reverse
 //	targets.go    which instances a target names
 //	web.go        Web: the web dashboard (internal/web), restored from its saved setting at New
+//	events.go, eventsteps.go  the event feed (internal/events): Events, and the steps of user actions
+//	errtail.go    the last stderr lines of a process, for its exit event
+//	history.go    History: five minutes of CPU and memory samples per instance
+//	watchfeed.go  Watch: list snapshots each sample and after each event (monit, the web dashboard)
+//	drain.go      the connection drain of Node apps (internal/drain): when it is on, its report
+//	spawnretry.go launches that failed for want of resources (EMFILE, EAGAIN, ...), retried with backoff
+//	pm2env.go, stdin.go, rename.go, unwatch.go  PM2's variables, send/attach, restart --name, stop --watch
 //
 // # Locking
 //
@@ -91,6 +98,11 @@
 //   - Timers (restartDue, cron and watch firings) run on their own goroutines, take mu and check a
 //     generation or stopped flag first, since they may fire after being cancelled.
 //   - The sampler reads /proc without mu; the orphan reaper takes only children.mu.
+//   - The event feed (Manager.ev, an events.Bus) has its own leaf lock; Publish is called with or
+//     without mu and never blocks (a subscriber that falls behind is dropped). Events and Watch
+//     run one goroutine per subscriber, which takes mu only through List.
+//   - watchDrain, one per process with the drain, waits for the process's drain report (recorded by
+//     the IPC OnMessage through the run's signals, a leaf) or its end, then takes mu to record it.
 //   - The web dashboard (web.Controller) has its own mutex, never taken under mu; its HTTP
 //     handlers call the Manager's public methods like any API client.
 //   - Under a keeper, stores and removals of fds and the state go through keeperLink's queue
