@@ -249,7 +249,7 @@ func cmdAlive(ts *testscript.TestScript, neg bool, args []string) {
 		daemonproc.WaitExit(ctx, pid) // returns once the process has exited
 		cancel()
 		if daemonproc.Alive(pid) {
-			ts.Fatalf("pid %d still runs", pid)
+			ts.Fatalf("pid %d still runs%s", pid, whyAlive(ts, pid))
 		}
 	}
 }
@@ -317,4 +317,27 @@ func cmdWaitOut(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// whyAlive describes a process that should have exited, for the failure message: its state, what
+// it waits in, and the end of the daemon's log.
+func whyAlive(ts *testscript.TestScript, pid int) string {
+	var b strings.Builder
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, l := range strings.Split(string(st), "\n") {
+			if strings.HasPrefix(l, "State:") || strings.HasPrefix(l, "PPid:") || strings.HasPrefix(l, "Threads:") {
+				b.WriteString("\n" + l)
+			}
+		}
+	}
+	if w, err := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid)); err == nil {
+		b.WriteString("\nwchan: " + string(w))
+	}
+	if home := ts.Getenv("CORRAL_HOME"); home != "" {
+		if log, err := os.ReadFile(filepath.Join(home, "corral.log")); err == nil {
+			lines := strings.Split(strings.TrimRight(string(log), "\n"), "\n")
+			b.WriteString("\nthe end of corral.log:\n" + strings.Join(lines[max(0, len(lines)-15):], "\n"))
+		}
+	}
+	return b.String()
 }
