@@ -22,6 +22,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -719,6 +720,18 @@ func TestReadmeQuickStart(t *testing.T) {
 	line = replaceRE(t, line, `\b8080\b`, port, 2)
 	t.Logf("README.md:%d, run from %s as:\n%s", c1.Line, root, line)
 	out := shRun(t, root, env, line, 5*time.Minute)
+
+	// One static binary: no program interpreter (the dynamic loader) to find on the target.
+	if f, err := elf.Open(corralBin); err != nil {
+		t.Errorf("the built corral: %v", err)
+	} else {
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				t.Errorf("README.md:%d builds a dynamically linked corral (it needs a program interpreter): build it with CGO_ENABLED=0", c1.Line)
+			}
+		}
+		f.Close()
+	}
 
 	lines := strings.Split(out, "\n")
 	i := slices.Index(lines, "hello world")
