@@ -12,6 +12,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -320,4 +322,59 @@ func get(t testing.TB, url string) string {
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	return string(b)
+}
+
+// closeLoad is steady Connection: close traffic from a few clients to one URL, counting what
+// succeeds and what fails, for the tests that replace workers under load.
+type closeLoad struct {
+	ok, failed atomic.Int64
+	errs       sync.Map // error text → true
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startCloseLoad(url string, clients int) *closeLoad {
+	l := &closeLoad{stop: make(chan struct{})}
+	for i := 0; i < clients; i++ {
+		l.wg.Go(func() {
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				res, err := c.Get(url)
+				if err != nil {
+					l.failed.Add(1)
+					l.errs.Store(err.Error(), true)
+					continue
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				l.ok.Add(1)
+			}
+		})
+	}
+	return l
+}
+
+// served waits until n more requests have succeeded.
+func (l *closeLoad) served(t *testing.T, n int64) {
+	t.Helper()
+	want := l.ok.Load() + n
+	testutil.WaitFor(t, 20*time.Second, fmt.Sprintf("%d more answered requests", n), func() bool { return l.ok.Load() >= want })
+}
+
+// finish stops the traffic and fails the test if any request failed; it returns the successes.
+func (l *closeLoad) finish(t *testing.T, during string) int64 {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	if n := l.failed.Load(); n != 0 {
+		var list []string
+		l.errs.Range(func(k, _ any) bool { list = append(list, k.(string)); return true })
+		t.Fatalf("%d of %d requests failed %s: %v", n, l.ok.Load()+n, during, list)
+	}
+	return l.ok.Load()
 }

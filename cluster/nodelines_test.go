@@ -2,12 +2,8 @@ package cluster_test
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,35 +57,9 @@ func TestMixedNodeLinesUnderOnePrimary(t *testing.T) {
 
 	// An app of two Node 18 workers moved to Node 26 one worker at a time, under load.
 	ws := []*cluster.Worker{forkLine("18"), forkLine("18")}
-	stop := make(chan struct{})
-	var ok, failed atomic.Int64
-	var errs sync.Map
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Go(func() {
-			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				res, err := c.Get(url)
-				if err != nil {
-					failed.Add(1)
-					errs.Store(err.Error(), true)
-					continue
-				}
-				io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				ok.Add(1)
-			}
-		})
-	}
+	load := startCloseLoad(url, 4)
 	for i, old := range ws {
-		for before := ok.Load(); ok.Load() < before+50; {
-			time.Sleep(time.Millisecond) // let traffic flow before each replacement
-		}
+		load.served(t, 50) // traffic flows before each replacement
 		nw := forkLine("26")
 		if err := old.Disconnect(); err != nil {
 			t.Fatal(err)
@@ -97,20 +67,12 @@ func TestMixedNodeLinesUnderOnePrimary(t *testing.T) {
 		wait(t, old.Done(), "old worker exit")
 		ws[i] = nw
 	}
-	for before := ok.Load(); ok.Load() < before+50; {
-		time.Sleep(time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
-	if failed.Load() != 0 {
-		var list []string
-		errs.Range(func(k, _ any) bool { list = append(list, k.(string)); return true })
-		t.Fatalf("%d of %d requests failed while moving from Node 18 to 26: %v", failed.Load(), ok.Load()+failed.Load(), list)
-	}
+	load.served(t, 50)
+	served := load.finish(t, "while moving from Node 18 to 26")
 	for i := 0; i < 4; i++ {
 		if v := get(t, url); !strings.HasPrefix(v, "v26.") {
 			t.Fatalf("served by %s after the move to Node 26", v)
 		}
 	}
-	t.Logf("%d requests, none failed, moving two workers from Node 18 to Node 26", ok.Load())
+	t.Logf("%d requests, none failed, moving two workers from Node 18 to Node 26", served)
 }

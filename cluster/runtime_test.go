@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -192,31 +189,7 @@ func TestDenoRollingReplaceLosesNothing(t *testing.T) {
 		fmt.Sprintf("HTTP_PORT=%d", port), fmt.Sprintf("NET_PORT=%d", testutil.FreePort(t)))
 	ws := forkListening(t, p, 2)
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	stop := make(chan struct{})
-	var ok, failed atomic.Int64
-	var errs sync.Map
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Go(func() {
-			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				res, err := c.Get(url)
-				if err != nil {
-					failed.Add(1)
-					errs.Store(err.Error(), true)
-					continue
-				}
-				io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				ok.Add(1)
-			}
-		})
-	}
+	load := startCloseLoad(url, 4)
 	for round := 0; round < 3; round++ {
 		for i, old := range ws {
 			nw := forkListening(t, p, 1)[0]
@@ -227,12 +200,6 @@ func TestDenoRollingReplaceLosesNothing(t *testing.T) {
 			ws[i] = nw
 		}
 	}
-	close(stop)
-	wg.Wait()
-	if failed.Load() != 0 {
-		var list []string
-		errs.Range(func(k, _ any) bool { list = append(list, k.(string)); return true })
-		t.Fatalf("%d of %d requests failed during rolling replacement: %v", failed.Load(), ok.Load()+failed.Load(), list)
-	}
-	t.Logf("%d requests, 0 failed, over 6 worker replacements", ok.Load())
+	served := load.finish(t, "during rolling replacement")
+	t.Logf("%d requests, 0 failed, over 6 worker replacements", served)
 }
