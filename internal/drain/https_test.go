@@ -1,7 +1,6 @@
 package drain
 
 import (
-	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,10 +9,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,19 +92,7 @@ func TestIdleConnectionGetsItsLastRequest(t *testing.T) {
 					if kind == "https" {
 						conn = tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
 					}
-					r := bufio.NewReader(conn)
-					get := func() (*http.Response, error) {
-						conn.SetDeadline(time.Now().Add(5 * time.Second))
-						if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-							return nil, err
-						}
-						resp, err := http.ReadResponse(r, nil)
-						if err == nil {
-							io.Copy(io.Discard, resp.Body)
-							resp.Body.Close()
-						}
-						return resp, err
-					}
+					get := keptAliveGET(conn)
 					if resp, err := get(); err != nil || resp.StatusCode != 200 || resp.Close {
 						t.Fatalf("first request: %v %v", resp, err)
 					}

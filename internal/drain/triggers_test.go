@@ -114,19 +114,7 @@ func TestDrainTriggers(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer conn.Close()
-				r := bufio.NewReader(conn)
-				get := func() (*http.Response, error) {
-					conn.SetDeadline(time.Now().Add(5 * time.Second))
-					if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-						return nil, err
-					}
-					resp, err := http.ReadResponse(r, nil)
-					if err == nil {
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-					}
-					return resp, err
-				}
+				get := keptAliveGET(conn)
 				if resp, err := get(); err != nil || resp.StatusCode != 200 || resp.Close {
 					t.Fatalf("first request: %v %v", resp, err)
 				}
@@ -168,5 +156,23 @@ func TestDrainTriggers(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// keptAliveGET returns a function that sends one GET on conn, a kept-alive connection, and reads
+// its answer (5 s deadline).
+func keptAliveGET(conn net.Conn) func() (*http.Response, error) {
+	r := bufio.NewReader(conn)
+	return func() (*http.Response, error) {
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return nil, err
+		}
+		resp, err := http.ReadResponse(r, nil)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
 	}
 }
