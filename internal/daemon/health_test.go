@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -225,6 +226,27 @@ func TestBrokenReloadKeepsOldWorkersServing(t *testing.T) {
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 
+	err := reloadBrokenUnderLoad(t, m, "web", a.Env, url, old)
+	if err == nil || !strings.Contains(err.Error(), "instance 0") || !strings.Contains(err.Error(), "503") ||
+		!strings.Contains(err.Error(), "keeps serving") {
+		t.Fatalf("reload onto a broken version: err %v", err)
+	}
+	list, _ := m.List(context.Background())
+	for i, p := range list {
+		if p.Status != "online" || p.PID != procs[i].PID {
+			t.Errorf("after the failed reload: pm_id %d status %q pid %d (was %d)", p.PMID, p.Status, p.PID, procs[i].PID)
+		}
+	}
+	if _, err := getPid(url); err != nil {
+		t.Errorf("after the failed reload: %v", err)
+	}
+}
+
+// reloadBrokenUnderLoad reloads app name with BROKEN=1 added to appEnv (a version whose readiness
+// never passes) while 4 clients send Connection: close requests to url, and fails the test unless
+// every request succeeded and was served by one of the old pids. It returns the reload's error.
+func reloadBrokenUnderLoad(t *testing.T, m *Manager, name string, appEnv map[string]string, url string, old map[string]bool) error {
+	t.Helper()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -254,36 +276,24 @@ func TestBrokenReloadKeepsOldWorkersServing(t *testing.T) {
 			}
 		})
 	}
-	env := map[string]string{}
-	for k, v := range a.Env {
-		env[k] = v
+	env := maps.Clone(appEnv)
+	if env == nil {
+		env = map[string]string{}
 	}
 	env["BROKEN"] = "1"
-	_, _, err := m.Reload(context.Background(), []string{"web"}, api.RestartOptions{AppEnv: env})
+	_, _, err := m.Reload(context.Background(), []string{name}, api.RestartOptions{AppEnv: env})
 	close(stop)
 	wg.Wait()
-	t.Logf("broken reload under load: %d requests, %d failed, served by %v; reload error: %v", sent, failed, servedBy, err)
-	if err == nil || !strings.Contains(err.Error(), "instance 0") || !strings.Contains(err.Error(), "503") ||
-		!strings.Contains(err.Error(), "keeps serving") {
-		t.Fatalf("reload onto a broken version: err %v", err)
-	}
+	t.Logf("broken reload of %s under load: %d requests, %d failed, served by %v; reload error: %v", name, sent, failed, servedBy, err)
 	if failed > 0 || sent == 0 {
 		t.Errorf("%d of %d requests failed; first: %v", failed, sent, firstErr)
 	}
 	for pid := range servedBy {
 		if !old[pid] {
-			t.Errorf("pid %s (not an old worker) served requests", pid)
+			t.Errorf("pid %s (not an old process) served requests", pid)
 		}
 	}
-	list, _ := m.List(context.Background())
-	for i, p := range list {
-		if p.Status != "online" || p.PID != procs[i].PID {
-			t.Errorf("after the failed reload: pm_id %d status %q pid %d (was %d)", p.PMID, p.Status, p.PID, procs[i].PID)
-		}
-	}
-	if _, err := getPid(url); err != nil {
-		t.Errorf("after the failed reload: %v", err)
-	}
+	return err
 }
 
 // getPid makes one Connection: close request and returns the X-Pid of the answer (an error
@@ -489,50 +499,9 @@ func TestListenModeGatedReload(t *testing.T) {
 		t.Errorf("notes for an exec probe: %q", procs[0].Notes)
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	servedBy := map[string]int{}
-	sent, failed := 0, 0
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				pid, err := getPid(url)
-				mu.Lock()
-				sent++
-				if err != nil {
-					failed++
-				} else {
-					servedBy[pid]++
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	env := map[string]string{}
-	for k, v := range a.Env {
-		env[k] = v
-	}
-	env["BROKEN"] = "1"
-	_, _, err := m.Reload(context.Background(), []string{"lsn"}, api.RestartOptions{AppEnv: env})
-	close(stop)
-	wg.Wait()
-	t.Logf("listen-mode broken reload: %d requests, %d failed, served by %v; %v", sent, failed, servedBy, err)
+	err := reloadBrokenUnderLoad(t, m, "lsn", a.Env, url, old)
 	if err == nil || !strings.Contains(err.Error(), "exec sh: exit status 1: no ") || !strings.Contains(err.Error(), "keeps serving") {
 		t.Fatalf("reload: %v", err)
-	}
-	if failed > 0 || sent == 0 {
-		t.Errorf("%d of %d requests failed", failed, sent)
-	}
-	for pid := range servedBy {
-		if !old[pid] {
-			t.Errorf("pid %s served", pid)
-		}
 	}
 	list, _ := m.List(context.Background())
 	for _, p := range list {
