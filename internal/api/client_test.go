@@ -21,27 +21,7 @@ import (
 // serve starts Serve on a fresh Unix socket and returns a client for it.
 func serve(t *testing.T, b api.Backend) *api.Client {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "corral-api-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "s.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- api.Serve(ctx, ln, b, "test") }()
-	c := api.NewClient(sock)
-	t.Cleanup(func() {
-		c.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	c, _ := serveAt(t, b)
 	return c
 }
 
