@@ -182,6 +182,9 @@ func migrateReq(t *testing.T) bool {
 // back to 0 afterwards.
 func setMigrateReq(t *testing.T) {
 	if err := os.WriteFile(migrateReqPath, []byte("1"), 0o644); err != nil {
+		if nodetest.InCI() {
+			t.Fatalf("cannot set net.ipv4.tcp_migrate_req=1 for the reload (CI runs as root): %v", err)
+		}
 		t.Skipf("cannot set net.ipv4.tcp_migrate_req=1 for the reload: %v", err)
 	}
 	t.Cleanup(func() { os.WriteFile(migrateReqPath, []byte("0"), 0o644) })

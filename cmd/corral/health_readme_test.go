@@ -25,9 +25,7 @@ import (
 func TestReadmeHealthChecks(t *testing.T) {
 	skipShort(t)
 	nodetest.Node(t)
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 is needed for notify.py")
-	}
+	needTool(t, "python3") // for notify.py
 	readme := loadDoc(t, "README.md")
 	dir := t.TempDir()
 	dbPort, webPort, apiPort := testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)

@@ -17,8 +17,8 @@ import (
 )
 
 // pm2Bin returns a real PM2, installed with npm into a cached directory ($CORRAL_PM2_CACHE, default
-// <repo>/.cache/pm2; version $CORRAL_PM2_VERSION, default latest). The test is skipped, saying why,
-// when npm is missing or cannot install it (no registry).
+// <repo>/.cache/pm2; version $CORRAL_PM2_VERSION, default 7.0.4). When npm is missing or cannot
+// install it (no registry) the test is skipped, saying why, and fails under CI.
 func pm2Bin(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("CORRAL_PM2_CACHE")
@@ -31,16 +31,22 @@ func pm2Bin(t *testing.T) string {
 	}
 	npm, err := exec.LookPath("npm")
 	if err != nil {
+		if nodetest.InCI() {
+			t.Fatal("npm is not installed, so no real PM2 can write a dump")
+		}
 		t.Skip("skipped: npm is not installed, so no real PM2 can write a dump")
 	}
 	version := os.Getenv("CORRAL_PM2_VERSION")
 	if version == "" {
-		version = "latest"
+		version = "7.0.4" // the PM2 the import was checked against
 	}
 	cmd := exec.Command(npm, "install", "--prefix", dir, "--no-save", "--no-package-lock", "--no-audit", "--no-fund",
 		"--loglevel=error", "pm2@"+version)
 	out, err := runBounded(cmd, 5*time.Minute)
 	if err != nil {
+		if nodetest.InCI() {
+			t.Fatalf("npm could not install pm2@%s: %v\n%s", version, err, ktail(out, 10))
+		}
 		t.Skipf("skipped: npm could not install pm2@%s (registry unreachable?): %v\n%s", version, err, ktail(out, 10))
 	}
 	return bin

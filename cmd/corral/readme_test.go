@@ -1584,9 +1584,7 @@ func TestReadmeAnyProgram(t *testing.T) {
 	t.Run("Python", func(t *testing.T) {
 		sock := findSpan(t, sec, first, "socket.socket(")
 		accept := findSpan(t, sec, first, "accept(")
-		if _, err := exec.LookPath("python3"); err != nil {
-			t.Skip("python3 not found on PATH")
-		}
+		needTool(t, "python3")
 		src := "#!/usr/bin/env python3\n" +
 			"# Written by cmd/corral/readme_test.go from README.md:" + strconv.Itoa(sock.Line) + ".\n" +
 			"import os, socket\n" +
