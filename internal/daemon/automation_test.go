@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -472,5 +473,33 @@ func TestReaperCollectsOrphans(t *testing.T) {
 	r := waitProc(t, m, p.PMID, "the exit", func(q api.Proc) bool { return q.Status == "stopped" })
 	if r.ExitSignal != "SIGKILL" {
 		t.Errorf("exit of the app recorded as %d/%q, want SIGKILL", r.ExitCode, r.ExitSignal)
+	}
+}
+
+// An exec probe is a child of the daemon in a process group of its own, as an orphan would be:
+// the reaper leaves it to the probe's own Wait, which gets its real exit status (ECHILD before,
+// and a probe that passed counted as failed).
+func TestReaperLeavesExecProbesAlone(t *testing.T) {
+	m := newTestManager(t, Config{Subreaper: true})
+	for _, code := range []int{0, 3} {
+		cmd := exec.Command("sh", "-c", fmt.Sprintf("exit %d", code))
+		cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
+		waited, err := m.kids.startHelper(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The helper is a zombie outside the daemon's group: what the reaper takes, unless told.
+		if !testutil.Eventually(5*time.Second, func() bool {
+			st, err := procstat.ReadStat(cmd.Process.Pid)
+			return err == nil && st.State == 'Z'
+		}) {
+			t.Fatal("the helper did not exit")
+		}
+		m.reapOrphans()
+		err = cmd.Wait()
+		waited()
+		if got := cmd.ProcessState; got == nil || got.ExitCode() != code {
+			t.Fatalf("exit %d: the helper's own Wait got %v (%v)", code, got, err)
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/corralhq/corral/cluster"
 	"maps"
 	"strconv"
 	"strings"
@@ -23,30 +22,17 @@ func (m *Manager) list(ins []*instance) []api.Proc {
 	return m.procList(ins)
 }
 
-// List returns every instance, ordered by pm_id.
+// List returns every instance, ordered by pm_id. The balancer's waiting count is the sampler's
+// last reading (refreshWaiting): List never waits for a cluster primary's lock.
 func (m *Manager) List(ctx context.Context) ([]api.Proc, error) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	ins := m.sortedProcs()
 	procs := m.procList(ins)
-	primaries := make([]*cluster.Primary, len(ins))
 	for i, in := range ins {
 		if procs[i].Balancer != nil {
-			primaries[i] = in.app.primary
+			procs[i].Balancer.Waiting = in.app.waiting
 		}
-	}
-	m.mu.Unlock()
-	// Primary.Waiting takes the primary's lock, which m.mu must not wait for (see the package doc).
-	waiting := map[*cluster.Primary]int{}
-	for i, p := range primaries {
-		if p == nil {
-			continue
-		}
-		n, ok := waiting[p]
-		if !ok {
-			n = p.Waiting()
-			waiting[p] = n
-		}
-		procs[i].Balancer.Waiting = n
 	}
 	return procs, nil
 }

@@ -226,6 +226,11 @@ type app struct {
 	cron      *cronJob // cron_restart schedule while armed, else nil
 	watch     *watcher // file watcher while armed, else nil
 	autoBusy  bool     // a cron or watch restart of the app is running
+	// waiting is the primary's count of connections waiting for a free worker, as the sampler last
+	// read it (Primary.Waiting takes the primary's lock: never on List's path); waitingBusy is set
+	// while a read is running, so a wedged primary holds one goroutine, not one per tick.
+	waiting     int
+	waitingBusy bool
 
 	listenerNames []string          // the listeners' names in the keeper's store (keepListeners)
 	lnNames       map[string]string // cluster: the primary's sockets in the keeper's store, by handle key

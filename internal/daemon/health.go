@@ -251,7 +251,8 @@ func notifySenderOK(oob []byte, uid uint32) bool {
 func (m *Manager) probeTarget(r *run, p *appspec.Probe) probe.Target {
 	in, a := r.in, r.in.app
 	// An exec probe learns which process it checks: during a reload the instance has two.
-	t := probe.Target{Probe: p, Dir: a.res.cwd, Env: envList(in.st.Env, "CORRAL_PROBE_PID="+strconv.Itoa(r.pid)), Cred: a.res.cred}
+	t := probe.Target{Probe: p, Dir: a.res.cwd, Env: envList(in.st.Env, "CORRAL_PROBE_PID="+strconv.Itoa(r.pid)), Cred: a.res.cred,
+		Start: m.kids.startHelper}
 	if len(a.spec.Listen) == 1 {
 		t.Port = portOf(a.spec.Listen[0])
 	}

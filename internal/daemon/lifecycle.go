@@ -417,7 +417,6 @@ func (m *Manager) Scale(ctx context.Context, name string, spec string) ([]api.Pr
 		return nil, ErrShuttingDown
 	}
 	cur := len(a.instances)
-	m.ev.Publish(events.Event{Type: events.App, App: name, Reason: "scale", Message: fmt.Sprintf("%d → %s", cur, spec)})
 	s := strings.TrimSpace(spec)
 	n, err := strconv.Atoi(strings.TrimPrefix(s, "+"))
 	if err != nil {
@@ -432,6 +431,7 @@ func (m *Manager) Scale(ctx context.Context, name string, spec string) ([]api.Pr
 		m.mu.Unlock()
 		return nil, api.BadField("spec", fmt.Errorf("scale %s %q: %d instances left; at least 1 must remain (use delete)", name, spec, want))
 	}
+	m.ev.Publish(events.Event{Type: events.App, App: name, Reason: "scale", Message: fmt.Sprintf("%d → %d", cur, want)})
 	a.spec.Instances = want
 	var added, victims []*instance
 	var errs []error

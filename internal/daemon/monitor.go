@@ -81,6 +81,7 @@ func (m *Manager) sample(interval time.Duration) {
 		if len(targets) > 0 {
 			m.changed.Broadcast()
 		}
+		m.refreshWaitingLocked()
 		m.mu.Unlock()
 	}
 }
@@ -122,4 +123,33 @@ func (m *Manager) memoryRestart(in *instance, used uint64, limit int64) {
 	}
 	in.st.Notes = appendNote(in.st.Notes, note)
 	m.mu.Unlock()
+}
+
+// refreshWaitingLocked starts a read of each cluster primary's waiting connections (Primary.Waiting
+// takes the primary's lock, so it runs on its own goroutine, one per app at a time) and records
+// it in the app for List. The caller holds m.mu.
+func (m *Manager) refreshWaitingLocked() {
+	if m.closed {
+		return
+	}
+	for _, a := range m.apps {
+		p := a.primary
+		if p == nil {
+			a.waiting = 0
+			continue
+		}
+		if a.waitingBusy {
+			continue
+		}
+		a.waitingBusy = true
+		m.bg.Go(func() {
+			n := p.Waiting()
+			m.mu.Lock()
+			a.waitingBusy = false
+			if a.primary == p {
+				a.waiting = n
+			}
+			m.mu.Unlock()
+		})
+	}
 }

@@ -53,11 +53,17 @@ func (m *Manager) waitDeps(ctx context.Context, app string, deps []appspec.Depen
 		if dl, ok := ctx.Deadline(); ok {
 			limit = min(limit, time.Until(dl))
 		}
-		var verdict string // "" while waiting, "ok", or why it cannot be met
+		var verdict string                          // "" while waiting, "ok", or why it cannot be met
+		stopWake := context.AfterFunc(ctx, func() { // waitCond wakes on changed only
+			m.mu.Lock()
+			m.changed.Broadcast()
+			m.mu.Unlock()
+		})
 		m.waitCond(limit, func() bool {
 			verdict = m.depState(d.Name, cond)
 			return verdict != "" || ctx.Err() != nil
 		})
+		stopWake()
 		switch verdict {
 		case "ok":
 			continue

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -35,6 +36,34 @@ type children struct {
 	pids    map[int]*run
 	forking int
 	trees   map[*run]*tree
+	helpers map[int]bool // helper processes the daemon waits for itself (exec probes)
+}
+
+// startHelper starts cmd, a helper process of the daemon's own (an exec probe) that the caller
+// waits for, and keeps the orphan reaper away from it until waited is called. Like a cluster
+// fork it counts as forking while it starts, so that one that exits at once is never reaped
+// before it is registered. It takes c.mu, never m.mu.
+func (c *children) startHelper(cmd *exec.Cmd) (waited func(), err error) {
+	c.mu.Lock()
+	c.forking++
+	c.mu.Unlock()
+	err = cmd.Start()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.forking--
+	if err != nil {
+		return func() {}, err
+	}
+	pid := cmd.Process.Pid
+	if c.helpers == nil {
+		c.helpers = map[int]bool{}
+	}
+	c.helpers[pid] = true
+	return func() {
+		c.mu.Lock()
+		delete(c.helpers, pid)
+		c.mu.Unlock()
+	}, nil
 }
 
 // add registers r under its pid, and starts its tree record. The caller holds c.mu and m.mu
@@ -288,7 +317,7 @@ func (m *Manager) reapOrphans() int {
 	}
 	n := 0
 	for _, pid := range pids {
-		if m.kids.pids[pid] != nil {
+		if m.kids.pids[pid] != nil || m.kids.helpers[pid] {
 			continue
 		}
 		st, err := procstat.ReadStat(pid)

@@ -178,7 +178,9 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	m.bg.Go(func() { m.supervise(r) })
 	m.bg.Go(func() { m.watchOnline(r) })
 	m.startHealth(r) // health.go: probes and the notify socket
-	m.bg.Go(func() { m.watchDrain(r) })
+	if r.drain {
+		m.bg.Go(func() { m.watchDrain(r) })
+	}
 	return r, nil
 }
 
@@ -308,11 +310,11 @@ func (m *Manager) bunPreload() (string, error) {
 	if b, err := os.ReadFile(path); err == nil && bytes.Equal(b, bunPreloadSource) {
 		return path, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := owner.EnsureDir(filepath.Dir(path)); err != nil { // ours, not another user's link
 		return "", err
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, bunPreloadSource, 0o600); err != nil {
+	if err := owner.WriteFile(tmp, bunPreloadSource, 0o600); err != nil {
 		return "", err
 	}
 	return path, os.Rename(tmp, path)

@@ -77,7 +77,6 @@ type Bus struct {
 	mu   sync.Mutex
 	ring []Event // history, oldest at head once full
 	head int
-	full bool
 	seq  uint64
 	subs map[*Subscription]struct{}
 	now  func() time.Time
@@ -109,7 +108,6 @@ func (b *Bus) Publish(e Event) {
 	} else {
 		b.ring[b.head] = e
 		b.head = (b.head + 1) % len(b.ring)
-		b.full = true
 	}
 	for s := range b.subs {
 		select {

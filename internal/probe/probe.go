@@ -44,6 +44,10 @@ type Target struct {
 	Cred *syscall.Credential
 	// Lines is the log_line probe's matcher, fed with the process's output by the caller.
 	Lines *LineMatcher
+	// Start, when set, starts the exec probe's command instead of cmd.Start, and returns a
+	// function to call once the command has been waited for (a supervisor that reaps orphaned
+	// children registers the probe's pid this way, so that it is not reaped as one).
+	Start func(cmd *exec.Cmd) (waited func(), err error)
 }
 
 // Result is the outcome of one check.
@@ -203,12 +207,18 @@ func checkExec(ctx context.Context, t Target) (bool, string) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &limited{w: &out, n: 4096}, &limited{w: &out, n: 4096}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: t.Cred}
-	if err := cmd.Start(); err != nil {
+	waited := func() {}
+	start := t.Start
+	if start == nil {
+		start = func(cmd *exec.Cmd) (func(), error) { return waited, cmd.Start() }
+	}
+	waited, err := start(cmd)
+	if err != nil {
 		return false, "exec " + argv[0] + ": " + err.Error()
 	}
+	defer waited()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	var err error
 	select {
 	case err = <-done:
 	case <-ctx.Done():
