@@ -91,8 +91,22 @@ func TestKillNineUnderTrafficNeverWedgesThePrimary(t *testing.T) {
 	if testing.Short() {
 		rounds, budget = 100, 15*time.Second
 	}
+	killNineUnderTraffic(t, cluster.Settings{}, rounds, budget)
+}
+
+// The same with sticky sessions: the connections waiting for a killed worker go to their clients'
+// next worker, none hangs, and nothing is left waiting or in flight once the traffic stops.
+func TestStickyKillNineUnderTraffic(t *testing.T) {
+	rounds, budget := 100, 30*time.Second
+	if testing.Short() {
+		rounds, budget = 40, 10*time.Second
+	}
+	killNineUnderTraffic(t, cluster.Settings{Sticky: true}, rounds, budget)
+}
+
+func killNineUnderTraffic(t *testing.T, settings cluster.Settings, rounds int, budget time.Duration) {
 	const closeClients, keepClients = 4, 4
-	p := newPrimary(t, cluster.Settings{}, "http", "ADDR=127.0.0.1:0")
+	p := newPrimary(t, settings, "http", "ADDR=127.0.0.1:0")
 	addrs := make(chan cluster.Address, 1)
 	p.OnListening(func(w *cluster.Worker, a cluster.Address) {
 		select {
@@ -169,6 +183,18 @@ func TestKillNineUnderTrafficNeverWedgesThePrimary(t *testing.T) {
 	}
 	elapsed := time.Since(start)
 	stopClients()
+	// Every connection was answered, re-routed or failed: none is left in flight or waiting.
+	testutil.WaitFor(t, 10*time.Second, "the balancer to settle", func() bool {
+		if p.Waiting() != 0 {
+			return false
+		}
+		for _, w := range ws {
+			if w.Balancer().InFlight != 0 {
+				return false
+			}
+		}
+		return true
+	})
 
 	t.Logf("chaos: %d rounds (kill -9 + fork) in %v; Connection: close: %d connections, %d failed; keep-alive: %d requests on %d connections, %d failed",
 		done, elapsed.Round(time.Millisecond), closeSt.conns.Load(), closeSt.fails.Load(), keepSt.reqs.Load(), keepSt.conns.Load(), keepSt.fails.Load())

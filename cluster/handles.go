@@ -246,7 +246,8 @@ type rrHandle struct {
 	busy  map[*Worker]*handoff
 	// sticky holds, with Settings.Sticky, the connections waiting for the worker their client is bound
 	// to (sticky.go).
-	sticky map[*Worker][]stickyConn
+	sticky  map[*Worker][]stickyConn
+	stickyN int // connections in sticky, kept with it (bounded by maxStickyWaiting, see armLocked)
 	// armed: the poll loop watches the socket. It is, exactly while a worker is free and the Primary
 	// is not quiesced: the primary accepts a connection only when it can hand it over at once, and
 	// otherwise leaves it in the kernel's backlog, where it survives the primary's death.
@@ -305,7 +306,9 @@ func rrHandleOn(p *Primary, key string, ln net.Listener) (*rrHandle, error) {
 func (h *rrHandle) armLocked() {
 	ready := len(h.free) > 0
 	if h.p.settings.Sticky {
-		ready = len(h.all) > 0 // the worker is known only once the connection is accepted
+		// The worker is known only once the connection is accepted; beyond maxStickyWaiting waiting,
+		// connections stay in the kernel's backlog (and survive the primary) like the others.
+		ready = len(h.all) > 0 && h.stickyN < maxStickyWaiting
 	}
 	want := !h.closed && !h.p.quiesced && ready && h.entry != nil
 	if want == h.armed {
@@ -394,10 +397,17 @@ func (h *rrHandle) member(w *Worker) bool {
 
 func (h *rrHandle) sockFD() int { return h.fd }
 
+// eligibleLocked reports whether w may be on the free list: a connected member, not held out of
+// rotation (Worker.Hold) and past an adopted worker's first round trip (Primary.Adopt).
+func (h *rrHandle) eligibleLocked(w *Worker) bool {
+	_, member := h.all[w]
+	return member && w.connected && !w.held && !w.syncing
+}
+
 // rejoinLocked puts w, a member, on the free list if it is not busy: the end of an adopted worker's
 // first round trip.
 func (h *rrHandle) rejoinLocked(w *Worker) {
-	if _, member := h.all[w]; !member || !w.connected || h.busy[w] != nil || w.held {
+	if !h.eligibleLocked(w) || h.busy[w] != nil {
 		return
 	}
 	for _, fw := range h.free {
@@ -511,7 +521,7 @@ func (h *rrHandle) onHandleReply(w *Worker, ho *handoff, err error) {
 	}
 	delete(w.callbacks, ho.seq)
 	h.giveBackLocked(ho)
-	if _, member := h.all[w]; member && w.connected && !w.held && !errors.Is(err, ipc.ErrClosed) {
+	if h.eligibleLocked(w) && !errors.Is(err, ipc.ErrClosed) {
 		h.free = append(h.free, w) // a NACK: the worker is still there
 	}
 	h.pumpLocked()
@@ -533,7 +543,7 @@ func (h *rrHandle) onAcceptedLocked(w *Worker, ho *handoff, reply *wireMsg) {
 		}
 		h.giveBackLocked(ho)
 	}
-	if _, member := h.all[w]; member && w.connected && !w.held {
+	if h.eligibleLocked(w) {
 		h.free = append(h.free, w)
 	}
 	h.pumpLocked()
@@ -573,7 +583,7 @@ func (h *rrHandle) add(w *Worker, req *wireMsg) {
 		return
 	}
 	h.all[w] = struct{}{}
-	if !w.syncing && !w.held { // an adopted worker joins the free list once its first round trip is done
+	if h.eligibleLocked(w) { // an adopted worker joins the free list once its first round trip is done
 		h.free = append(h.free, w)
 		h.pumpLocked()
 	}
@@ -628,7 +638,7 @@ func (h *rrHandle) close() {
 			q = append(q, c.fd)
 		}
 	}
-	h.sticky = nil
+	h.sticky, h.stickyN = nil, 0
 	// Stop listening now: the socket has two descriptors (ln's and the poll loop's duplicate), and
 	// closing them may lag behind an accept in progress; until the socket stops listening, a worker
 	// asking for the same port would get EADDRINUSE.

@@ -5,6 +5,10 @@ package cluster
 // worker is busy, the connection waits in the worker's own queue (rrHandle.sticky). All of it runs
 // under Primary.mu, like the rest of the handle.
 
+// maxStickyWaiting bounds the connections accepted and waiting for their busy worker: beyond it the
+// listening socket is unwatched, and clients wait in the kernel's backlog.
+const maxStickyWaiting = 8192
+
 // stickyScore is the rendezvous-hash score of a client key for a worker slot (splitmix64 of both).
 func stickyScore(key uint64, slot int) uint64 {
 	z := key ^ (uint64(slot)+1)*0x9e3779b97f4a7c15
@@ -64,6 +68,7 @@ func (h *rrHandle) routeStickyLocked(fd int, key uint64) {
 		h.sticky = make(map[*Worker][]stickyConn)
 	}
 	h.sticky[w] = append(h.sticky[w], stickyConn{fd, key})
+	h.stickyN++
 }
 
 // pumpStickyLocked gives each free worker the first connection waiting for it.
@@ -76,6 +81,7 @@ func (h *rrHandle) pumpStickyLocked() {
 			continue
 		}
 		h.free = append(h.free[:i], h.free[i+1:]...)
+		h.stickyN--
 		if len(q) == 1 {
 			delete(h.sticky, w)
 		} else {
@@ -92,6 +98,7 @@ func (h *rrHandle) rerouteStickyLocked(w *Worker) {
 		return
 	}
 	delete(h.sticky, w)
+	h.stickyN -= len(q)
 	for _, c := range q {
 		w.bal.rerouted.Add(1)
 		h.routeStickyLocked(c.fd, c.key)
@@ -99,10 +106,4 @@ func (h *rrHandle) rerouteStickyLocked(w *Worker) {
 }
 
 // stickyWaitingLocked counts the connections waiting for a particular worker.
-func (h *rrHandle) stickyWaitingLocked() int {
-	n := 0
-	for _, q := range h.sticky {
-		n += len(q)
-	}
-	return n
-}
+func (h *rrHandle) stickyWaitingLocked() int { return h.stickyN }
