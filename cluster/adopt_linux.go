@@ -244,6 +244,15 @@ func (p *Primary) Adopt(spec AdoptSpec) (*Worker, error) {
 		ExternalRead: true,
 		MidStream:    true,
 	})
+	// What ForkWith learns as the worker starts (Bun marks its internal lines) or decides from the
+	// program (handles sent alone), an adopted worker gets from the Primary's program: its first
+	// message from this Primary, the sync round trip, must already be framed for it.
+	if !knownToTakeCoalescedHandles(p.settings.Exec) {
+		w.ch.SetHandleAlone()
+	}
+	if isBun(p.settings.Exec) {
+		w.ch.SetBunFraming()
+	}
 	p.mu.Lock()
 	err = p.adoptLocked(w, loop, spec.Keys)
 	p.mu.Unlock()

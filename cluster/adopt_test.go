@@ -1175,3 +1175,53 @@ func echoBothWays(t *testing.T, b *adoption) {
 		}
 	}
 }
+
+// Bun and Deno workers of a killed primary are adopted and served again: the new primary's first
+// message to each (the sync round trip) must already be framed for the runtime (Bun's marked
+// internal lines; Deno's handles sent alone), or the worker never leaves its syncing state.
+func TestAdoptBunAndDenoWorkers(t *testing.T) {
+	becomeSubreaper(t)
+	for _, rt := range []string{"bun", "deno"} {
+		t.Run(rt, func(t *testing.T) {
+			s := runtimeSettings(t, rt, "testdata/runtime_worker.mjs")
+			netPort := testutil.FreePort(t)
+			env := []string{fmt.Sprintf("HTTP_PORT=%d", testutil.FreePort(t)), fmt.Sprintf("NET_PORT=%d", netPort)}
+			listens := 2 // node:http and node:net both listen through the primary
+			if rt == "bun" {
+				listens = 1 // Bun's node:http binds the port itself
+			}
+			a := startPrimaryA(t, adoptConfig{Exec: s.Exec, Args: s.Args, Env: env, Workers: 2, Listens: listens})
+			a.kill(t)
+			b := adopt(t, a, s, "none", env...)
+			served := map[string]bool{}
+			testutil.WaitFor(t, 30*time.Second, "both adopted workers to answer on the net socket", func() bool {
+				c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", netPort), 2*time.Second)
+				if err != nil {
+					return false
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				reply, _ := io.ReadAll(c)
+				served[string(reply)] = true
+				return len(served) == 2 && !served[""]
+			})
+			for _, w := range b.workers {
+				if !served[fmt.Sprintf("net %d", w.ID)] {
+					t.Errorf("adopted %s worker %d never answered (answers: %v)", rt, w.ID, served)
+				}
+			}
+			if rt == "bun" {
+				// Bun's own node:http servers keep a disconnected worker alive (without the daemon's
+				// preload, docs/protocol.md §9): end them.
+				for _, w := range b.workers {
+					w.Kill(syscall.SIGKILL)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := b.p.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -633,3 +633,6 @@ func knownToTakeCoalescedHandles(exec string) bool {
 	base := filepath.Base(exec)
 	return base == "node" || base == "nodejs"
 }
+
+// isBun reports whether the worker program exec is Bun, whose channel marks internal lines.
+func isBun(exec string) bool { return filepath.Base(exec) == "bun" }
