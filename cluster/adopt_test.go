@@ -1185,7 +1185,7 @@ func TestAdoptBunAndDenoWorkers(t *testing.T) {
 		t.Run(rt, func(t *testing.T) {
 			if rt == "bun" && os.Getenv("CORRAL_TEST_ADOPT_BUN") == "" {
 				// Without the Bun framing an adopted Bun worker never answers (always, checked); with
-				// it, 3 of 8 -race runs of this test still timed out. Cause not found: README "Not yet".
+				// it, 5 of 8 -race runs of this test still timed out. Cause not found: README "Not yet".
 				t.Skip("adopted Bun workers: not reliable yet (CORRAL_TEST_ADOPT_BUN=1 runs it)")
 			}
 			s := runtimeSettings(t, rt, "testdata/runtime_worker.mjs")
