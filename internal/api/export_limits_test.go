@@ -18,5 +18,3 @@ func TrustNoPeerForTest() (restore func()) {
 	return func() { trustedPeer = tp }
 }
 
-// MaxConns is the connection limit Serve applies by default.
-func MaxConns() int { return maxConns() }
