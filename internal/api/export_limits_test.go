@@ -17,4 +17,3 @@ func TrustNoPeerForTest() (restore func()) {
 	trustedPeer = func(int) bool { return false }
 	return func() { trustedPeer = tp }
 }
-
