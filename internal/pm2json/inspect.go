@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/corralhq/corral/internal/api"
 )
@@ -40,7 +41,7 @@ type inspector struct {
 	currentDepth   int
 }
 
-var identRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z_0-9]*$`)
+var identRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z_][a-zA-Z_0-9]*$`) }) // compiled on first use, not at every command's start
 
 func (in *inspector) value(v any, depth int) string {
 	switch x := v.(type) {
@@ -64,12 +65,12 @@ func (in *inspector) value(v any, depth int) string {
 		}
 		in.currentDepth = depth
 		out := make([]string, 0, len(x.keys))
-		for _, k := range x.keys {
+		for ki, k := range x.keys {
 			in.indentationLvl += 2
-			s := in.value(x.vals[k], depth+1)
+			s := in.value(x.vals[ki], depth+1)
 			in.indentationLvl -= 2
 			name := k
-			if !identRE.MatchString(k) {
+			if !identRE().MatchString(k) {
 				name = quote(k)
 			}
 			out = append(out, name+": "+s)

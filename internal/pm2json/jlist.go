@@ -18,37 +18,153 @@ import (
 // pm2_env keys keep PM2's value). jlist is a machine interface guarded by the
 // control socket's permissions; human commands (ls, show) do not print values.
 func JList(procs []api.Proc) ([]byte, error) {
-	entries := make([]*Object, 0, len(procs))
+	// Room for about what the entries take (their environments dominate) saves regrowing.
+	n := 2
 	for _, p := range procs {
-		entries = append(entries, Entry(p))
+		n += 1024
+		for k, v := range p.Env {
+			n += 2*len(k) + 2*len(v) + 12
+		}
 	}
-	return marshal(entries)
+	buf := make([]byte, 0, n)
+	buf = append(buf, '[')
+	var keys []string
+	for i, p := range procs {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		var err error
+		if buf, keys, err = appendEntry(buf, p, keys); err != nil {
+			return nil, err
+		}
+	}
+	return append(buf, ']'), nil
+}
+
+// appendEntry appends the JSON of Entry(p) — the same bytes (TestJListMatchesEntry) — without
+// building the objects of the environment, which is most of an entry: the environment is
+// written straight from p.Env. keys is scratch space, returned for reuse.
+func appendEntry(buf []byte, p api.Proc, keys []string) ([]byte, []string, error) {
+	o := pm2Env(p)
+	if o.find("env") >= 0 { // instance_var "env": Env's o.Set("env", ...) replaces that key's value
+		b, err := marshal(Entry(p))
+		return append(buf, b...), keys, err
+	}
+	mem, cpu := monit(p)
+	buf = append(buf, `{"pid":`...)
+	buf = strconv.AppendInt(buf, int64(p.PID), 10)
+	buf = append(buf, `,"name":`...)
+	var err error
+	if buf, err = appendString(buf, p.Name); err != nil {
+		return nil, keys, err
+	}
+	buf = append(buf, `,"pm_id":`...)
+	buf = strconv.AppendInt(buf, int64(p.PMID), 10)
+	buf = append(buf, `,"monit":{"memory":`...)
+	buf = strconv.AppendUint(buf, mem, 10)
+	buf = append(buf, `,"cpu":`...)
+	if buf, err = appendValue(buf, cpu); err != nil {
+		return nil, keys, err
+	}
+	buf = append(buf, `},"pm2_env":`...)
+	if buf, err = o.appendJSON(buf); err != nil {
+		return nil, keys, err
+	}
+	buf = buf[:len(buf)-1] // reopen pm2_env for the environment
+	keys = sortedKeys(p.Env, keys[:0])
+	for _, k := range keys { // flattened, PM2's keys win (Env's SetDefault)
+		if k == "env" || o.find(k) >= 0 {
+			continue
+		}
+		if buf, err = appendEnvPair(buf, ',', p.App, k, p.Env[k]); err != nil {
+			return nil, keys, err
+		}
+	}
+	buf = append(buf, `,"env":{`...)
+	for i, k := range keys {
+		sep := byte(',')
+		if i == 0 {
+			sep = 0
+		}
+		if buf, err = appendEnvPair(buf, sep, p.App, k, p.Env[k]); err != nil {
+			return nil, keys, err
+		}
+	}
+	return append(buf, "}}}"...), keys, nil
+}
+
+// appendEnvPair appends sep (unless 0), then "k":envValue(a, k, v).
+func appendEnvPair(buf []byte, sep byte, a appspec.App, k, v string) ([]byte, error) {
+	if sep != 0 {
+		buf = append(buf, sep)
+	}
+	buf, err := appendString(buf, k)
+	if err != nil {
+		return nil, err
+	}
+	buf = append(buf, ':')
+	if own, ok := a.Env[k]; !ok || own != v || v == "" { // envValue's string case, without boxing v
+		return appendString(buf, v)
+	}
+	return appendValue(buf, envValue(a, k, v))
+}
+
+func sortedKeys(m map[string]string, keys []string) []string {
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// monit returns the memory and CPU jlist shows for p: 0 unless online or launching, the CPU
+// rounded to one decimal.
+func monit(p api.Proc) (uint64, float64) {
+	if p.Status != "online" && p.Status != "launching" {
+		return 0, 0
+	}
+	return p.Memory, math.Round(p.CPU*10) / 10
 }
 
 // Entry returns the jlist object of one process:
 // {pid, name, pm_id, monit{memory, cpu}, pm2_env{...}}.
 func Entry(p api.Proc) *Object {
 	e := &Object{}
-	pid := p.PID
-	mem, cpu := p.Memory, p.CPU
-	if p.Status != "online" && p.Status != "launching" {
-		mem, cpu = 0, 0
-	}
-	e.Set("pid", pid)
+	mem, cpu := monit(p)
+	e.Set("pid", p.PID)
 	e.Set("name", p.Name)
 	e.Set("pm_id", p.PMID)
-	monit := &Object{}
-	monit.Set("memory", mem)
-	monit.Set("cpu", math.Round(cpu*10)/10)
-	e.Set("monit", monit)
+	m := &Object{}
+	m.Set("memory", mem)
+	m.Set("cpu", cpu)
+	e.Set("monit", m)
 	e.Set("pm2_env", Env(p))
 	return e
 }
 
 // Env returns the pm2_env object of one process.
 func Env(p api.Proc) *Object {
+	o := pm2Env(p)
+	// Flatten the environment (sorted, PM2's keys win), then the env object.
+	keys := sortedKeys(p.Env, make([]string, 0, len(p.Env)))
+	for _, k := range keys {
+		if k == "env" {
+			continue
+		}
+		o.SetDefault(k, envValue(p.App, k, p.Env[k]))
+	}
+	env := newObject(len(keys))
+	for _, k := range keys {
+		env.Set(k, envValue(p.App, k, p.Env[k]))
+	}
+	o.Set("env", env)
+	return o
+}
+
+// pm2Env returns PM2's own keys of the pm2_env object of p: Env without the environment.
+func pm2Env(p api.Proc) *Object {
 	a := p.App
-	o := &Object{}
+	o := newObject(48 + len(p.Env))
 	o.Set("name", p.Name)
 	ns := p.Namespace
 	if ns == "" {
@@ -130,23 +246,6 @@ func Env(p api.Proc) *Object {
 		o.Set("restart_reason", p.RestartReason)
 	}
 
-	// Flatten the environment (sorted, PM2's keys win), then the env object.
-	keys := make([]string, 0, len(p.Env))
-	for k := range p.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if k == "env" {
-			continue
-		}
-		o.SetDefault(k, envValue(a, k, p.Env[k]))
-	}
-	env := &Object{}
-	for _, k := range keys {
-		env.Set(k, envValue(a, k, p.Env[k]))
-	}
-	o.Set("env", env)
 	return o
 }
 
