@@ -55,6 +55,9 @@ type StartOptions struct {
 	// Force allows starting a script that is already running without a new
 	// name; without it such a duplicate start is an error.
 	Force bool
+	// Lean asks for the answer's Procs without their environments (Env, App.Env, App.ShellEnv):
+	// for a caller that only reports what started (with 100 apps, most of the answer's size).
+	Lean bool
 }
 
 // RestartOptions modifies Backend.Restart and Backend.Reload.

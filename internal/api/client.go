@@ -19,6 +19,7 @@ import (
 type Client struct {
 	socket string
 	hc     *http.Client
+	pong   pongCache // the last Ping's answer (fastlist.go)
 }
 
 var _ Backend = (*Client)(nil)
@@ -50,6 +51,15 @@ func (c *Client) Close() error {
 // post sends req to /v1/<method> and returns the response body, which the
 // caller must close. A non-2xx response is turned into a *RemoteError.
 func (c *Client) post(ctx context.Context, method string, req any) (io.ReadCloser, error) {
+	resp, err := c.do(ctx, method, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// do is post returning the whole response (its body to be closed by the caller).
+func (c *Client) do(ctx context.Context, method string, req any) (*http.Response, error) {
 	if req == nil {
 		req = struct{}{}
 	}
@@ -67,7 +77,7 @@ func (c *Client) post(ctx context.Context, method string, req any) (io.ReadClose
 		return nil, fmt.Errorf("talk to daemon at %s: %w", c.socket, err)
 	}
 	if resp.StatusCode/100 == 2 {
-		return resp.Body, nil
+		return resp, nil
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -107,12 +117,15 @@ func (c *Client) procs(ctx context.Context, method string, req any) ([]Proc, err
 func (c *Client) Ping(ctx context.Context) (PingResponse, error) {
 	var resp PingResponse
 	err := c.call(ctx, MethodPing, nil, &resp)
+	if err == nil {
+		c.pong.p.Store(&resp)
+	}
 	return resp, err
 }
 
 // Start implements Backend.
 func (c *Client) Start(ctx context.Context, apps []appspec.App, opts StartOptions) ([]Proc, error) {
-	return c.procs(ctx, MethodStart, StartRequest{Apps: apps, Force: opts.Force})
+	return c.procs(ctx, MethodStart, StartRequest{Apps: apps, Force: opts.Force, Lean: opts.Lean})
 }
 
 // Stop implements Backend.

@@ -113,6 +113,7 @@ func NewHandler(b Backend, version string) http.Handler {
 	route(MethodWeb, h.web)
 	route(MethodSend, h.send)
 	route(MethodUnwatch, h.unwatch)
+	route(MethodJList, h.jlist)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no such method: %s %s", r.Method, r.URL.Path), Code: CodeNotFound})
 	})
@@ -210,9 +211,12 @@ func (h *handler) start(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	procs, err := h.b.Start(r.Context(), req.Apps, StartOptions{Force: req.Force})
+	procs, err := h.b.Start(r.Context(), req.Apps, StartOptions{Force: req.Force, Lean: req.Lean})
 	if err != nil {
 		return err
+	}
+	if req.Lean {
+		leanProcs(procs)
 	}
 	writeProcs(w, procs, nil)
 	return nil
@@ -254,15 +258,6 @@ func (h *handler) scale(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	procs, err := h.b.Scale(r.Context(), req.Name, req.Spec)
-	if err != nil {
-		return err
-	}
-	writeProcs(w, procs, nil)
-	return nil
-}
-
-func (h *handler) list(w http.ResponseWriter, r *http.Request) error {
-	procs, err := h.b.List(r.Context())
 	if err != nil {
 		return err
 	}

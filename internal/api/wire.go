@@ -8,6 +8,7 @@ import "github.com/corralhq/corral/internal/appspec"
 type StartRequest struct {
 	Apps  []appspec.App `json:"apps"`
 	Force bool          `json:"force,omitempty"`
+	Lean  bool          `json:"lean,omitempty"` // StartOptions.Lean (an older daemon ignores it)
 }
 
 // TargetsRequest is the body of stop, delete, reset, flush and logs.

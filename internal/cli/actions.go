@@ -30,7 +30,7 @@ func (a *app) report(ctx context.Context, b api.Backend, procs []api.Proc, notes
 			fmt.Fprintf(a.stdout, "[corral] note: %s\n", n)
 		}
 	}
-	all, err := b.List(ctx)
+	all, err := listRows(ctx, b)
 	if err != nil {
 		return err
 	}

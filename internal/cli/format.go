@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"math"
@@ -150,7 +151,9 @@ func writeList(w io.Writer, procs []api.Proc, now time.Time) {
 		t.add(strconv.Itoa(p.PMID), p.Name, ns, modeName(p), pid, uptime(p, now),
 			strconv.Itoa(p.Restarts), p.Status, cpu, mem)
 	}
-	t.write(w)
+	bw := bufio.NewWriterSize(w, 64<<10) // one write, not one per row
+	t.write(bw)
+	_ = bw.Flush()
 }
 
 // maskValue hides the value of a secret-looking variable (internal/secretenv: the one rule,

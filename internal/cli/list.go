@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -22,7 +23,7 @@ func (a *app) listCommand() *cobra.Command {
 		Short:   "list processes",
 		Args:    cobra.NoArgs,
 		RunE: a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
-			procs, err := b.List(ctx)
+			procs, err := listRows(ctx, b)
 			if err != nil {
 				return err
 			}
@@ -36,6 +37,20 @@ func (a *app) listCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&sortBy, "sort", "", "sort by field[:asc|desc] (id, name, pid, uptime, restarts, status, cpu, memory)")
 	return cmd
+}
+
+// rowLister is a Backend that lists the instances with only the fields `ls` prints (api.Client:
+// a much smaller answer than List's).
+type rowLister interface {
+	ListRows(ctx context.Context) ([]api.Proc, error)
+}
+
+// listRows lists the instances for writeList: only the fields it prints when b can (rowLister).
+func listRows(ctx context.Context, b api.Backend) ([]api.Proc, error) {
+	if rl, ok := b.(rowLister); ok {
+		return rl.ListRows(ctx)
+	}
+	return b.List(ctx)
 }
 
 // sortProcs sorts by PM2's --sort field[:asc|desc].
@@ -81,7 +96,21 @@ func (a *app) jlistCommand() *cobra.Command {
 		Use:   "jlist",
 		Short: "list processes as PM2's JSON (one line)",
 		Args:  cobra.NoArgs,
-		RunE: a.withProcs(func(procs []api.Proc, args []string) error {
+		RunE: a.withBackend(func(ctx context.Context, b api.Backend, args []string) error {
+			if jl, ok := b.(api.JLister); ok { // the daemon renders it (api/fastlist.go)
+				out, err := jl.JList(ctx)
+				if err == nil {
+					_, err = a.stdout.Write(out)
+					return err
+				}
+				if !errors.Is(err, errors.ErrUnsupported) {
+					return err
+				}
+			}
+			procs, err := b.List(ctx)
+			if err != nil {
+				return err
+			}
 			out, err := pm2json.JList(procs)
 			if err != nil {
 				return fmt.Errorf("jlist: %w", err)
@@ -246,7 +275,17 @@ func (a *app) warnOutOfDate(ctx context.Context, b api.Backend) {
 	if !ok {
 		return
 	}
-	pong, err := p.Ping(ctx)
+	var pong api.PingResponse
+	var err error
+	cached := false
+	if lp, ok := b.(interface {
+		LastPong() (api.PingResponse, bool)
+	}); ok {
+		pong, cached = lp.LastPong() // the ping that found the daemon a moment ago (daemonproc.Ensure)
+	}
+	if !cached {
+		pong, err = p.Ping(ctx)
+	}
 	if err != nil || pong.Version == "" || pong.Version == Version {
 		return
 	}

@@ -209,7 +209,7 @@ func (a *app) applyEcosystem(ctx context.Context, b api.Backend, path, only, env
 		if len(missing) == 0 {
 			return nil
 		}
-		ps, err := b.Start(ctx, missing, api.StartOptions{})
+		ps, err := b.Start(ctx, missing, api.StartOptions{Lean: true}) // callers report names and notes
 		out = append(out, ps...)
 		missing = nil
 		return err
@@ -222,7 +222,7 @@ func (a *app) applyEcosystem(ctx context.Context, b api.Backend, path, only, env
 	switch {
 	case len(existing) == 0:
 	case mode == "start":
-		ps, err := b.Start(ctx, existing, api.StartOptions{Force: true})
+		ps, err := b.Start(ctx, existing, api.StartOptions{Force: true, Lean: true})
 		if err != nil {
 			return nil, err
 		}

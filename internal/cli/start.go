@@ -112,7 +112,7 @@ func (a *app) start(ctx context.Context, fs *pflag.FlagSet, f *startFlags, targe
 	if app.Instances > 1 {
 		done = a.progress(ctx, b, func() []string { return []string{app.Name} })
 	}
-	procs, err := b.Start(ctx, []appspec.App{app}, api.StartOptions{Force: f.force})
+	procs, err := b.Start(ctx, []appspec.App{app}, api.StartOptions{Force: f.force, Lean: true}) // reportStart needs no env
 	done()
 	if err != nil {
 		return err
@@ -168,7 +168,7 @@ func (a *app) reportStart(ctx context.Context, b api.Backend, app appspec.App, p
 			fmt.Fprintf(a.stdout, "[corral] note: %s\n", n)
 		}
 	}
-	all, err := b.List(ctx)
+	all, err := listRows(ctx, b)
 	if err != nil {
 		return err
 	}

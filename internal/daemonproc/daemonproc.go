@@ -23,6 +23,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -318,9 +319,17 @@ func Ensure(ctx context.Context, p Paths, self string, env []string) (*api.Clien
 	if err := CheckHome(p); err != nil { // before anything is sent to the socket
 		return nil, err
 	}
-	if _, err := ping(ctx, p.Socket); err == nil {
-		return api.NewClient(p.Socket), nil
-	} else if !api.IsUnreachable(err) {
+	// The client that pinged is the one returned: its connection is kept for the next request,
+	// and its LastPong tells the daemon's version (ls warns when it differs).
+	c := api.NewClient(p.Socket)
+	pctx, cancel := context.WithTimeout(ctx, PingTimeout)
+	_, err := c.Ping(pctx)
+	cancel()
+	if err == nil {
+		return c, nil
+	}
+	c.Close()
+	if !api.IsUnreachable(err) {
 		return nil, noAnswer(ctx, p, PingTimeout, err)
 	}
 	if err := EnsureHome(p.Home); err != nil {
@@ -621,7 +630,7 @@ next:
 	return out
 }
 
-var keeperLine = regexp.MustCompile(` keeper=[0-9]+( |$)`)
+var keeperLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(` keeper=[0-9]+( |$)`) }) // compiled on first use, not at every command's start
 
 // logTail returns the daemon log written since offset (at most the last
 // few lines), for error messages.
@@ -634,7 +643,7 @@ func logTail(path string, offset int64) string {
 	// The keeper's own lines (keeper=<pid>) say that the daemon failed; the daemon's say why.
 	var own []string
 	for _, l := range lines {
-		if !keeperLine.MatchString(l) {
+		if !keeperLine().MatchString(l) {
 			own = append(own, l)
 		}
 	}
