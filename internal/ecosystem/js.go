@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -71,7 +72,7 @@ func evalGoja(ctx context.Context, path, src string, expr bool) (v *value, missi
 		}
 	}()
 	ext := strings.ToLower(filepath.Ext(path))
-	esm := !expr && (ext == ".mjs" || ext == ".js" && esmSyntax.MatchString(src))
+	esm := !expr && (ext == ".mjs" || ext == ".js" && esmRE().esmSyntax.MatchString(src))
 	if esm {
 		src = rewriteESM(src, path)
 	}
@@ -184,21 +185,30 @@ func parseJSONResult(js []byte) (*value, error) {
 
 // ES module syntax, rewritten line by line to CommonJS so that goja (which has no modules) can run
 // it. Line numbers are kept so that errors point at the right line.
-var (
-	esmSyntax     = regexp.MustCompile(`(?m)^[ \t]*(?:export\s+(?:default\b|const\b|let\b|var\b|\{)|import\s*(?:[\w$*{]|['"]))`)
-	importFrom    = regexp.MustCompile(`(?m)^[ \t]*import\s+([\w$*{][^;'"]*?)\s*from\s*(['"][^'"\n]+['"])[ \t]*;?`)
-	importBare    = regexp.MustCompile(`(?m)^[ \t]*import\s*(['"][^'"\n]+['"])[ \t]*;?`)
-	exportDefault = regexp.MustCompile(`(?m)^([ \t]*)export\s+default\s+`)
-	exportVar     = regexp.MustCompile(`(?m)^([ \t]*)export\s+(const|let|var)\s+([\w$]+)\s*=`)
-	exportList    = regexp.MustCompile(`(?m)^[ \t]*export\s*\{([^}]*)\}[ \t]*;?`)
-	importMeta    = regexp.MustCompile(`\bimport\.meta\b`)
-	asRename      = regexp.MustCompile(`\s+as\s+`)
-)
+// They are compiled on first use: a package-level regexp is compiled at the start of every corral
+// command, and only ecosystem files written as ES modules need these.
+type esmRegexps struct {
+	esmSyntax, importFrom, importBare, exportDefault, exportVar, exportList, importMeta, asRename *regexp.Regexp
+}
+
+var esmRE = sync.OnceValue(func() *esmRegexps {
+	return &esmRegexps{
+		esmSyntax:     regexp.MustCompile(`(?m)^[ \t]*(?:export\s+(?:default\b|const\b|let\b|var\b|\{)|import\s*(?:[\w$*{]|['"]))`),
+		importFrom:    regexp.MustCompile(`(?m)^[ \t]*import\s+([\w$*{][^;'"]*?)\s*from\s*(['"][^'"\n]+['"])[ \t]*;?`),
+		importBare:    regexp.MustCompile(`(?m)^[ \t]*import\s*(['"][^'"\n]+['"])[ \t]*;?`),
+		exportDefault: regexp.MustCompile(`(?m)^([ \t]*)export\s+default\s+`),
+		exportVar:     regexp.MustCompile(`(?m)^([ \t]*)export\s+(const|let|var)\s+([\w$]+)\s*=`),
+		exportList:    regexp.MustCompile(`(?m)^[ \t]*export\s*\{([^}]*)\}[ \t]*;?`),
+		importMeta:    regexp.MustCompile(`\bimport\.meta\b`),
+		asRename:      regexp.MustCompile(`\s+as\s+`),
+	}
+})
 
 func rewriteESM(src, path string) string {
+	re := esmRE()
 	keepLines := func(match, repl string) string { return repl + strings.Repeat("\n", strings.Count(match, "\n")) }
-	src = importFrom.ReplaceAllStringFunc(src, func(m string) string {
-		sub := importFrom.FindStringSubmatch(m)
+	src = re.importFrom.ReplaceAllStringFunc(src, func(m string) string {
+		sub := re.importFrom.FindStringSubmatch(m)
 		clause, mod := strings.TrimSpace(sub[1]), sub[2]
 		var decls []string
 		for clause != "" {
@@ -208,11 +218,11 @@ func rewriteESM(src, path string) string {
 				if end < 0 {
 					return m // leave it for the parser to report
 				}
-				names := asRename.ReplaceAllString(clause[1:end], ": ")
+				names := re.asRename.ReplaceAllString(clause[1:end], ": ")
 				decls = append(decls, "{"+names+"} = require("+mod+")")
 				clause = clause[end+1:]
 			case strings.HasPrefix(clause, "*"):
-				name := strings.TrimSpace(asRename.ReplaceAllString(clause[1:], ""))
+				name := strings.TrimSpace(re.asRename.ReplaceAllString(clause[1:], ""))
 				decls = append(decls, name+" = require("+mod+")")
 				clause = ""
 			default:
@@ -224,18 +234,18 @@ func rewriteESM(src, path string) string {
 		}
 		return keepLines(m, "const "+strings.Join(decls, ", ")+";")
 	})
-	src = importBare.ReplaceAllStringFunc(src, func(m string) string {
-		return keepLines(m, "require("+importBare.FindStringSubmatch(m)[1]+");")
+	src = re.importBare.ReplaceAllStringFunc(src, func(m string) string {
+		return keepLines(m, "require("+re.importBare.FindStringSubmatch(m)[1]+");")
 	})
-	src = exportDefault.ReplaceAllString(src, "${1}module.exports = ")
-	src = exportVar.ReplaceAllString(src, "${1}${2} ${3} = exports.${3} =")
-	src = exportList.ReplaceAllStringFunc(src, func(m string) string {
+	src = re.exportDefault.ReplaceAllString(src, "${1}module.exports = ")
+	src = re.exportVar.ReplaceAllString(src, "${1}${2} ${3} = exports.${3} =")
+	src = re.exportList.ReplaceAllStringFunc(src, func(m string) string {
 		var stmts []string
-		for item := range strings.SplitSeq(exportList.FindStringSubmatch(m)[1], ",") {
+		for item := range strings.SplitSeq(re.exportList.FindStringSubmatch(m)[1], ",") {
 			if item = strings.TrimSpace(item); item == "" {
 				continue
 			}
-			local, exported, ok := strings.Cut(asRename.ReplaceAllString(item, " "), " ")
+			local, exported, ok := strings.Cut(re.asRename.ReplaceAllString(item, " "), " ")
 			if !ok {
 				exported = local
 			}
@@ -252,7 +262,7 @@ func rewriteESM(src, path string) string {
 		"filename": path,
 		"dirname":  filepath.Dir(path),
 	})
-	return importMeta.ReplaceAllString(src, "("+string(meta)+")")
+	return re.importMeta.ReplaceAllString(src, "("+string(meta)+")")
 }
 
 // shim returns the stand-in for a core module a config may require, or nil.

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -180,14 +181,14 @@ func (p *jsonParser) value() (*value, error) {
 	return v, nil
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+)`)
+var yamlLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`line (\d+)`) }) // compiled on first use, not at every command's start
 
 // parseYAML parses the first YAML document, recording the line of every value.
 func parseYAML(src []byte) (*value, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		e := &Error{Msg: "invalid YAML", Err: err}
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		if m := yamlLine().FindStringSubmatch(err.Error()); m != nil {
 			e.Line, _ = strconv.Atoi(m[1])
 			e.Line = yamlErrorLine(src, e.Line)
 			e.Err = errors.New(strings.TrimPrefix(strings.Replace(err.Error(), m[0]+": ", "", 1), "yaml: "))

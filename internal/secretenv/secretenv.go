@@ -2,16 +2,21 @@
 // environment (`corral show`, the web dashboard): the values of secret-looking names.
 package secretenv
 
-import "regexp"
+import (
+	"regexp"
+	"sync"
+)
 
 // secretKey matches environment variable names whose values are hidden.
-var secretKey = regexp.MustCompile(`(?i)SECRET|TOKEN|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH`)
+var secretKey = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?i)SECRET|TOKEN|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH`)
+}) // compiled on first use, not at every command's start
 
 // Masked is what a hidden value is shown as.
 const Masked = "********"
 
 // Secret reports whether key looks like the name of a secret (SECRET, TOKEN, PASSWORD, KEY, ...).
-func Secret(key string) bool { return secretKey.MatchString(key) }
+func Secret(key string) bool { return secretKey().MatchString(key) }
 
 // Mask returns value, or Masked when key looks secret and value is not empty.
 func Mask(key, value string) string {
