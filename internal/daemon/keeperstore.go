@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -39,9 +40,10 @@ import (
 // Stores and removals never run under m.mu: they are queued (with a duplicate of the fd, so that
 // the resource may close meanwhile) and one goroutine (run) sends them to the keeper in order,
 // then the state when it changed. The state is marked dirty on every state change (setStatus,
-// adopt, remove, Reset) and compared every stateSweep as a catch-all; it is marshalled under m.mu
-// and stored when it differs from the last one stored. The state is always stored after the fds
-// it names, since both go through the one queue.
+// adopt, remove, Reset) and compared every stateSweep as a catch-all, at most once per stateGap;
+// it is copied under m.mu, marshalled outside it (marshalState), and stored when it differs from
+// the last one stored. The state is always stored after the fds it names, since both go through
+// the one queue.
 //
 // A daemon on trial after an update may not change the store until it has told the keeper it is
 // ready (KeeperReady; keeper.ErrReadOnly), so that a rollback finds it exactly as the previous
@@ -50,6 +52,11 @@ import (
 
 // stateSweep is how often the state is marshalled and compared even without a change reported.
 const stateSweep = 2 * time.Second
+
+// stateGap is the least time between two snapshots of the state outside a hand-over: a burst of
+// changes (a start of 100 apps) is stored every stateGap, not after every change (each snapshot
+// marshals the whole table under m.mu, which the starts wait for).
+const stateGap = 25 * time.Millisecond
 
 // keeperCallTimeout bounds one request to the keeper.
 const keeperCallTimeout = 10 * time.Second
@@ -84,6 +91,8 @@ type keeperLink struct {
 	done      chan struct{}
 	flushMu   sync.Mutex // one flush at a time (the goroutine, or the hand-over's last one)
 	lastState []byte
+	lastSnap  time.Time // when the state was last marshalled (under flushMu)
+	snapTimer bool      // a kick is due at lastSnap+stateGap (under flushMu)
 
 	quiesce atomic.Bool    // hand-over: pumps and readers stop at their next boundary
 	pumpWG  sync.WaitGroup // the pumps of kept pipes
@@ -243,6 +252,22 @@ func (k *keeperLink) flush(final []byte) {
 	k.mu.Unlock()
 	state := final
 	if state == nil && dirty && k.snap != nil && recovered {
+		if wait := stateGap - time.Since(k.lastSnap); wait > 0 {
+			k.mu.Lock()
+			k.dirty = true // taken at lastSnap+stateGap
+			k.mu.Unlock()
+			if !k.snapTimer {
+				k.snapTimer = true
+				time.AfterFunc(wait, func() {
+					k.flushMu.Lock()
+					k.snapTimer = false
+					k.flushMu.Unlock()
+					k.kick()
+				})
+			}
+			return
+		}
+		k.lastSnap = time.Now()
 		state = k.snap()
 	}
 	if state == nil && dirty && !recovered {
@@ -458,15 +483,24 @@ func saveRun(r *run) *savedRun {
 	return s
 }
 
-// marshalState serialises the process table. It takes m.mu.
+// marshalState serialises the process table. It takes m.mu only to copy the table: the JSON
+// encoding (milliseconds with 100 apps, several times in a start of many) runs outside it.
 func (m *Manager) marshalState() []byte {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.marshalStateLocked()
+	st := m.saveStateLocked(true)
+	m.mu.Unlock()
+	return m.encodeState(st)
 }
 
 // marshalStateLocked is marshalState for a caller holding m.mu.
 func (m *Manager) marshalStateLocked() []byte {
+	return m.encodeState(m.saveStateLocked(false))
+}
+
+// saveStateLocked returns the state to store. With detach, what the table may change in place
+// afterwards is copied (the environment maps and the slices, as proc copies them for List), so
+// that the result may be encoded once m.mu is released. The caller holds m.mu.
+func (m *Manager) saveStateLocked(detach bool) savedState {
 	st := savedState{Version: stateVersion, PID: os.Getpid(), NextID: m.nextID}
 	listed := map[*run]bool{}
 	for _, name := range m.appOrder {
@@ -475,6 +509,13 @@ func (m *Manager) marshalStateLocked() []byte {
 			continue
 		}
 		sa := savedApp{Spec: a.spec, EnvSets: a.spec.EnvSets, Res: saveRes(a.res), Notes: a.notes, Listeners: a.listenerNames}
+		if detach {
+			sa.Spec.Env, sa.Spec.ShellEnv = maps.Clone(a.spec.Env), maps.Clone(a.spec.ShellEnv)
+			sa.EnvSets = cloneEnvSets(a.spec.EnvSets)
+			sa.Spec.EnvSets = sa.EnvSets
+			sa.Notes, sa.Listeners = slices.Clone(a.notes), slices.Clone(a.listenerNames)
+			sa.Res.Notes = slices.Clone(sa.Res.Notes)
+		}
 		if p := a.primary; p != nil {
 			// NextSeq and NextWorkerID are atomics: they do not take the primary's lock.
 			sa.Primary = &savedPrimary{Listeners: maps.Clone(a.lnNames), NextSeq: p.NextSeq(), NextWorkerID: p.NextWorkerID()}
@@ -484,6 +525,11 @@ func (m *Manager) marshalStateLocked() []byte {
 				continue
 			}
 			si := savedInstance{State: in.st, UserStopped: in.userStopped, Run: saveRun(in.run), Next: saveRun(in.next)}
+			if detach {
+				si.State.Env, si.State.Notes = maps.Clone(in.st.Env), slices.Clone(in.st.Notes)
+				detachRun(si.Run)
+				detachRun(si.Next)
+			}
 			listed[in.run], listed[in.next] = true, true
 			sa.Instances = append(sa.Instances, si)
 		}
@@ -495,6 +541,7 @@ func (m *Manager) marshalStateLocked() []byte {
 			continue
 		}
 		if sr := saveRun(r); sr != nil {
+			detachRun(sr)
 			st.Strays = append(st.Strays, savedStray{PMID: r.in.st.PMID, Run: *sr})
 		}
 	}
@@ -504,12 +551,33 @@ func (m *Manager) marshalStateLocked() []byte {
 		st.FDSeq = m.kp.seq
 		m.kp.mu.Unlock()
 	}
+	return st
+}
+
+func (m *Manager) encodeState(st savedState) []byte {
 	b, err := json.Marshal(st)
 	if err != nil {
 		m.log.Error("keeper: marshal the state", "err", err)
 		return nil
 	}
 	return b
+}
+
+func detachRun(r *savedRun) {
+	if r != nil {
+		r.Keys = slices.Clone(r.Keys)
+	}
+}
+
+func cloneEnvSets(sets map[string]map[string]string) map[string]map[string]string {
+	if sets == nil {
+		return nil
+	}
+	out := make(map[string]map[string]string, len(sets))
+	for k, v := range sets {
+		out[k] = maps.Clone(v)
+	}
+	return out
 }
 
 // dirty reports a change of the process table to the keeper link (if any). The caller may hold m.mu.
