@@ -16,7 +16,8 @@
 #   loaded     the same figures as idle, SETTLE s after the start;
 #   ls, jlist  wall time of `ls` and `jlist` with the PROCS apps (warm daemon): hyperfine -N, 3 warm-ups and
 #              LS_RUNS (30) runs per round (a timing loop without hyperfine); the median is over every run of
-#              every round.
+#              every round. Also, per round, the CPU time per run of the daemon (/proc/PID/stat) and of
+#              the CLI process (hyperfine's user+system), which load distorts less than wall time;
 #
 # Then COLD_RUNS (5) cold starts: from no daemon, `start` of one sleep app (the CLI starts the daemon) until
 # it is online, timed as `start` above. Every figure is printed as median [min-max] over its runs, with the
@@ -142,15 +143,21 @@ sample() {
 		sort -rn | head -n 6 >"$OUT/$tool-$phase-top.txt"
 }
 
-# latency TOOL CMD records the wall time of LS_RUNS runs of `TOOL CMD`, in ms, one result per run.
+# latency TOOL CMD records the wall time of LS_RUNS runs of `TOOL CMD`, in ms, one result per run, and
+# two figures a loaded machine distorts less, per run of the round (warm-ups included): the daemon's CPU
+# time (CMD_daemon_cpu, utime+stime from /proc/PID/stat over the round) and, with hyperfine, the CLI
+# process's own (CMD_cli_cpu, hyperfine's mean user+system).
 latency() {
-	local tool=$1 cmd=$2 bin i t0 t1 json
+	local tool=$1 cmd=$2 bin i t0 t1 json dpid c0 c1
 	json=$OUT/$tool-$cmd-$r.json
 	bin=$([ "$tool" = pm2 ] && echo "$PM2_BIN" || echo "$CORRAL_BIN")
+	dpid=$(daemon_pid "$tool") || dpid=
+	c0=$(cpu_ticks "$dpid" 2>/dev/null) || c0=
 	if command -v hyperfine >/dev/null 2>&1 &&
 		hyperfine -N --style none --warmup 3 --runs "$LS_RUNS" --export-json "$json" "$bin $cmd" >/dev/null 2>>"$OUT/$tool-cli.log"; then
 		"$NODE" -e 'for (const t of require(process.argv[1]).results[0].times) console.log((t * 1000).toFixed(2))' "$json" |
 			while read -r t; do echo "$tool $cmd $t" >>"$OUT/results"; done
+		result "$tool" "${cmd}_cli_cpu" "$("$NODE" -p 'const r = require(process.argv[1]).results[0]; ((r.user + r.system) * 1000).toFixed(2)' "$json")"
 	else
 		for i in $(seq $((LS_RUNS + 3))); do
 			t0=$(now_ns)
@@ -159,6 +166,9 @@ latency() {
 			[ "$i" -gt 3 ] && echo "$tool $cmd $(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.2f", d / 1e6 }')" >>"$OUT/results"
 		done
 	fi
+	c1=$(cpu_ticks "$dpid" 2>/dev/null) || c1=
+	[ -n "$c0" ] && [ -n "$c1" ] &&
+		result "$tool" "${cmd}_daemon_cpu" "$(awk -v d=$((c1 - c0)) -v n=$((LS_RUNS + 3)) -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", d * 1000 / hz / n }')"
 	log "$tool $cmd: median $(stats "$tool" "$cmd" | cut -d' ' -f1) ms so far"
 }
 
@@ -246,6 +256,10 @@ row() {
 	row "PSS, daemon + keeper, $PROCS procs, KiB" loaded_pss ""
 	row "\`ls\`, $PROCS procs, ms" ls "<=4"
 	row "\`jlist\`, $PROCS procs, ms" jlist "<=4"
+	row "  \`ls\` CPU: CLI process, ms per run" ls_cli_cpu ""
+	row "  \`ls\` CPU: daemon, ms per run" ls_daemon_cpu ""
+	row "  \`jlist\` CPU: CLI process, ms per run" jlist_cli_cpu ""
+	row "  \`jlist\` CPU: daemon, ms per run" jlist_daemon_cpu ""
 	row "start $PROCS until online, ms" start "x<=0.15"
 	row "cold start, daemon + first app, ms" cold "<=100"
 	echo
