@@ -85,6 +85,12 @@ func leanProcs(procs []Proc) {
 	}
 }
 
+// RowLister is a Backend that lists the rows of `ls` itself, without building whole Procs (the
+// daemon: internal/daemon/jlist.go). Its rows must be RowOf of what List returns.
+type RowLister interface {
+	ListRows(ctx context.Context) ([]Row, error)
+}
+
 // JLister is a Backend that renders `jlist` itself (the daemon: internal/daemon/jlist.go).
 type JLister interface {
 	JList(ctx context.Context) ([]byte, error)
@@ -98,6 +104,17 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) error {
 		if err := decode(r, &req); err != nil {
 			return err
 		}
+	}
+	if rl, ok := h.b.(RowLister); ok && req.View == ViewRows {
+		rows, err := rl.ListRows(r.Context())
+		if err != nil {
+			return err
+		}
+		if rows == nil {
+			rows = []Row{}
+		}
+		writeJSON(w, http.StatusOK, RowsResponse{Rows: rows})
+		return nil
 	}
 	procs, err := h.b.List(r.Context())
 	if err != nil {

@@ -2,8 +2,10 @@ package pm2json
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/corralhq/corral/internal/api"
@@ -28,27 +30,36 @@ func JList(procs []api.Proc) ([]byte, error) {
 	}
 	buf := make([]byte, 0, n)
 	buf = append(buf, '[')
-	var keys []string
+	var sc scratch
 	for i, p := range procs {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
 		var err error
-		if buf, keys, err = appendEntry(buf, p, keys); err != nil {
+		if buf, err = appendEntry(buf, p, &sc); err != nil {
 			return nil, err
 		}
 	}
 	return append(buf, ']'), nil
 }
 
+// scratch is appendEntry's reusable working space.
+type scratch struct {
+	kvs   []envKV
+	pairs []byte // the encoded "key":value pairs, back to back
+	offs  []int  // where each pair starts in pairs, and where the last ends
+}
+
+type envKV struct{ k, v string }
+
 // appendEntry appends the JSON of Entry(p) — the same bytes (TestJListMatchesEntry) — without
-// building the objects of the environment, which is most of an entry: the environment is
-// written straight from p.Env. keys is scratch space, returned for reuse.
-func appendEntry(buf []byte, p api.Proc, keys []string) ([]byte, []string, error) {
-	o := pm2Env(p)
+// building the objects of the environment, which is most of an entry: each variable is encoded
+// once, straight from p.Env, and copied into both places it appears.
+func appendEntry(buf []byte, p api.Proc, sc *scratch) ([]byte, error) {
+	o := pm2Env(p, 0)
 	if o.find("env") >= 0 { // instance_var "env": Env's o.Set("env", ...) replaces that key's value
 		b, err := marshal(Entry(p))
-		return append(buf, b...), keys, err
+		return append(buf, b...), err
 	}
 	mem, cpu := monit(p)
 	buf = append(buf, `{"pid":`...)
@@ -56,7 +67,7 @@ func appendEntry(buf []byte, p api.Proc, keys []string) ([]byte, []string, error
 	buf = append(buf, `,"name":`...)
 	var err error
 	if buf, err = appendString(buf, p.Name); err != nil {
-		return nil, keys, err
+		return nil, err
 	}
 	buf = append(buf, `,"pm_id":`...)
 	buf = strconv.AppendInt(buf, int64(p.PMID), 10)
@@ -64,33 +75,42 @@ func appendEntry(buf []byte, p api.Proc, keys []string) ([]byte, []string, error
 	buf = strconv.AppendUint(buf, mem, 10)
 	buf = append(buf, `,"cpu":`...)
 	if buf, err = appendValue(buf, cpu); err != nil {
-		return nil, keys, err
+		return nil, err
 	}
 	buf = append(buf, `},"pm2_env":`...)
 	if buf, err = o.appendJSON(buf); err != nil {
-		return nil, keys, err
+		return nil, err
 	}
 	buf = buf[:len(buf)-1] // reopen pm2_env for the environment
-	keys = sortedKeys(p.Env, keys[:0])
-	for _, k := range keys { // flattened, PM2's keys win (Env's SetDefault)
-		if k == "env" || o.find(k) >= 0 {
+
+	sc.kvs = sc.kvs[:0]
+	for k, v := range p.Env {
+		sc.kvs = append(sc.kvs, envKV{k, v})
+	}
+	slices.SortFunc(sc.kvs, func(x, y envKV) int { return strings.Compare(x.k, y.k) })
+	sc.pairs, sc.offs = sc.pairs[:0], sc.offs[:0]
+	for _, kv := range sc.kvs {
+		sc.offs = append(sc.offs, len(sc.pairs))
+		if sc.pairs, err = appendEnvPair(sc.pairs, 0, p.App, kv.k, kv.v); err != nil {
+			return nil, err
+		}
+	}
+	sc.offs = append(sc.offs, len(sc.pairs))
+	for i, kv := range sc.kvs { // flattened, PM2's keys win (Env's SetDefault)
+		if kv.k == "env" || o.find(kv.k) >= 0 {
 			continue
 		}
-		if buf, err = appendEnvPair(buf, ',', p.App, k, p.Env[k]); err != nil {
-			return nil, keys, err
-		}
+		buf = append(buf, ',')
+		buf = append(buf, sc.pairs[sc.offs[i]:sc.offs[i+1]]...)
 	}
 	buf = append(buf, `,"env":{`...)
-	for i, k := range keys {
-		sep := byte(',')
-		if i == 0 {
-			sep = 0
+	for i := range sc.kvs {
+		if i > 0 {
+			buf = append(buf, ',')
 		}
-		if buf, err = appendEnvPair(buf, sep, p.App, k, p.Env[k]); err != nil {
-			return nil, keys, err
-		}
+		buf = append(buf, sc.pairs[sc.offs[i]:sc.offs[i+1]]...)
 	}
-	return append(buf, "}}}"...), keys, nil
+	return append(buf, "}}}"...), nil
 }
 
 // appendEnvPair appends sep (unless 0), then "k":envValue(a, k, v).
@@ -144,7 +164,7 @@ func Entry(p api.Proc) *Object {
 
 // Env returns the pm2_env object of one process.
 func Env(p api.Proc) *Object {
-	o := pm2Env(p)
+	o := pm2Env(p, len(p.Env))
 	// Flatten the environment (sorted, PM2's keys win), then the env object.
 	keys := sortedKeys(p.Env, make([]string, 0, len(p.Env)))
 	for _, k := range keys {
@@ -161,10 +181,11 @@ func Env(p api.Proc) *Object {
 	return o
 }
 
-// pm2Env returns PM2's own keys of the pm2_env object of p: Env without the environment.
-func pm2Env(p api.Proc) *Object {
+// pm2Env returns PM2's own keys of the pm2_env object of p: Env without the environment, with
+// room for extra more keys.
+func pm2Env(p api.Proc, extra int) *Object {
 	a := p.App
-	o := newObject(48 + len(p.Env))
+	o := newObject(48 + extra)
 	o.Set("name", p.Name)
 	ns := p.Namespace
 	if ns == "" {

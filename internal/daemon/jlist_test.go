@@ -1,0 +1,78 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/corralhq/corral/internal/api"
+	"github.com/corralhq/corral/internal/pm2json"
+)
+
+// TestListRowsMatchList: the rows ls gets are RowOf of List's Procs, for online and stopped
+// instances; JList is pm2json's rendering of List.
+func TestListRowsMatchList(t *testing.T) {
+	m := newTestManager(t, Config{})
+	a, b := goApp(t, "a", "sleep", nil), goApp(t, "b", "sleep", nil)
+	b.Instances = 2
+	startSleepers(t, m, a, b)
+	ctx := context.Background()
+	if _, err := m.Stop(ctx, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	// A CPU sample may land between List and ListRows: a few tries.
+	var rows []api.Row
+	var want []api.Row
+	for range 5 {
+		procs, err := m.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows, err = m.ListRows(ctx); err != nil {
+			t.Fatal(err)
+		}
+		want = make([]api.Row, len(procs))
+		for i, p := range procs {
+			want[i] = api.RowOf(p)
+		}
+		if reflect.DeepEqual(rows, want) {
+			break
+		}
+	}
+	if !reflect.DeepEqual(rows, want) {
+		t.Fatalf("ListRows = %+v\nwant %+v", rows, want)
+	}
+	if len(rows) != 3 || rows[0].Status != "stopped" || rows[1].Status != "online" || rows[1].PID == 0 || rows[1].StartedAt == 0 {
+		t.Errorf("rows %+v", rows)
+	}
+
+	// JList: pm2json's rendering of List (CPU and memory figures may change between two calls).
+	var entries []struct {
+		Name string `json:"name"`
+		PID  int    `json:"pid"`
+	}
+	for range 5 {
+		procs, err := m.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := m.JList(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantJ, err := pm2json.JList(procs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) == string(wantJ) {
+			if err := json.Unmarshal(got, &entries); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if len(entries) != 3 || entries[0].Name != "a" || entries[1].PID != rows[1].PID {
+		t.Errorf("JList never matched pm2json.JList(List) (or is wrong): %+v", entries)
+	}
+}
