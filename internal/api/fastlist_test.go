@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,5 +172,65 @@ func TestStartLean(t *testing.T) {
 	}
 	if len(procs) != 1 || procs[0].App.Env["PORT"] != "3000" || procs[0].App.ShellEnv["HOME"] != "/h" {
 		t.Errorf("start answered %+v", procs)
+	}
+}
+
+// benchClient serves a Fake holding 100 apps with 40 environment variables each (the shape of
+// bench/lighter.sh's) and returns a client for it.
+func benchClient(b *testing.B) *api.Client {
+	b.Helper()
+	dir, err := os.MkdirTemp("", "corral-api-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "s.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := &apitest.Fake{}
+	env := map[string]string{}
+	for i := range 40 {
+		env[fmt.Sprintf("VAR_%02d", i)] = strings.Repeat("v", 30)
+	}
+	var apps []appspec.App
+	for i := range 100 {
+		apps = append(apps, appspec.App{Name: fmt.Sprintf("s%03d", i), Script: "/bin/sleep", Args: []string{"100000"}, ShellEnv: env, Env: map[string]string{"PORT": "3000"}})
+	}
+	if _, err := f.Start(context.Background(), apps, api.StartOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- api.Serve(ctx, ln, f, "test") }()
+	c := api.NewClient(sock)
+	b.Cleanup(func() {
+		c.Close()
+		cancel()
+		<-done
+	})
+	return c
+}
+
+// BenchmarkList100 and BenchmarkListRows100: what ls cost before and costs now on the wire
+// (the daemon's encoding and the CLI's decoding, one process here).
+func BenchmarkList100(b *testing.B) {
+	c := benchClient(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.List(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkListRows100(b *testing.B) {
+	c := benchClient(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.ListRows(context.Background()); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
