@@ -73,11 +73,14 @@ func Run(ctx context.Context, args []string, o Options) int {
 		return 1
 	}
 	defer a.close()
-	root := a.rootCommand()
 	if len(args) > 0 {
 		args = args[1:]
 	}
-	root.SetArgs(preprocess(args))
+	root := a.fastCommand(args) // fastpath.go: ls or jlist alone, without the whole tree
+	if root == nil {
+		root = a.rootCommand()
+		root.SetArgs(preprocess(args))
+	}
 	if err := root.ExecuteContext(ctx); err != nil {
 		var ec exitCode
 		if errors.As(err, &ec) {
