@@ -70,4 +70,6 @@ func TestFastPathPrintsWhatTheTreePrints(t *testing.T) {
 
 type failingList struct{ *apitest.Fake }
 
-func (failingList) List(context.Context) ([]api.Proc, error) { return nil, errors.New("daemon on fire") }
+func (failingList) List(context.Context) ([]api.Proc, error) {
+	return nil, errors.New("daemon on fire")
+}
