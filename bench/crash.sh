@@ -7,7 +7,8 @@
 # answered by the replacement instance itself, seen by a client. bench/cmd/crashprobe sends the kill
 # (the time is taken just before kill(2)), then opens one new TCP connection every PROBE_EVERY (1ms)
 # and reads the X-Worker-Pid header of each answer until a pid that was not among the instances
-# before answers: the replacement is then serving, so every instance is again. Its resolution is
+# before answers: the replacement is then serving, so every instance is again (at most PROBES (8)
+# probes are under way at once, so that a stalled server is not flooded). Its resolution is
 # about PROBE_EVERY times the number of instances (in listen and fork mode the kernel, not the tool,
 # picks the process that accepts). Each case makes ROUNDS (30) kills, the next victim the next instance
 # in turn, GAP (400ms) after the previous recovery (so that no instance lives less than PM2's default
@@ -36,7 +37,7 @@
 # Node apps are reported apart: Node's own start-up dominates. The script measures it on this
 # machine (`node_start_ms`, tool node: wall time of `node -e` that listens on a port and exits,
 # NODE_RUNS (10) runs) and, for listen mode, the cost of corral's activation shim (`shim_ms`: wall
-# time of `corral __activate /bin/true` minus that of /bin/true, SHIM_RUNS (20) each, medians).
+# time of `corral __activate /bin/true` minus the median of SHIM_RUNS (20) runs of /bin/true).
 #
 # For corral, each recovery is split into phases from the daemon's own event feed (`corral events
 # --json`, bench/crash-phases.js): <case>_detect_ms (kill -> exit event: the exit seen and handled),
@@ -49,7 +50,7 @@
 # events and phases.
 #
 # Env: TOOLS ("corral pm2 node"), CASES ("go-listen go-cluster go-fork node-cluster node-listen"),
-# INSTANCES (4), ROUNDS (30), GAP (400ms), RATE (200), PROBE_EVERY (1ms), TIMEOUT (per request, 2s),
+# INSTANCES (4), ROUNDS (30), GAP (400ms), RATE (200), PROBE_EVERY (1ms), PROBES (8), TIMEOUT (per request, 2s),
 # NODE_RUNS (10), SHIM_RUNS (20), PM2_VERSION (7), PORT_BASE (19300), NODE, OUT (default
 # bench/results/crash-<time>), KEEP_TMP=1. About 3-4 minutes with the defaults (plus the pm2 install).
 set -euo pipefail
@@ -63,6 +64,7 @@ ROUNDS=${ROUNDS:-30}
 GAP=${GAP:-400ms}
 RATE=${RATE:-200}
 PROBE_EVERY=${PROBE_EVERY:-1ms}
+PROBES=${PROBES:-8}
 TIMEOUT=${TIMEOUT:-2s}
 NODE_RUNS=${NODE_RUNS:-10}
 SHIM_RUNS=${SHIM_RUNS:-20}
@@ -159,7 +161,7 @@ run_case() {
 	sleep 1 # let the start settle (PM2 reports online before its workers listen)
 	log "$tool $c: $ROUNDS kills"
 	timeout -k 5 600 "$PROBE" -url "http://127.0.0.1:$port/" -instances "$INSTANCES" -rounds "$ROUNDS" -gap "$GAP" \
-		-rate "$RATE" -probe-every "$PROBE_EVERY" -timeout "$TIMEOUT" -ppid "${dpid:-0}" >"$probe" 2>"$OUT/$tool-$c-probe.err" &
+		-rate "$RATE" -probe-every "$PROBE_EVERY" -probes "$PROBES" -timeout "$TIMEOUT" -ppid "${dpid:-0}" >"$probe" 2>"$OUT/$tool-$c-probe.err" &
 	PROBE_PID=$!
 	wait "$PROBE_PID" || log "$tool $c: crashprobe failed (see $probe, $OUT/$tool-$c-probe.err)"
 	PROBE_PID=
@@ -208,10 +210,10 @@ for i in $(seq "$NODE_RUNS"); do
 		while read -r v; do result node node_start_ms "$v"; done
 done
 if [[ " $TOOLS " == *" corral "* ]]; then
+	base=$(RUNS=$SHIM_RUNS median_ms /bin/true)
 	for i in $(seq "$SHIM_RUNS"); do
 		a=$(RUNS=1 LISTEN_FDS=0 median_ms "$CORRAL_BIN" __activate /bin/true)
-		b=$(RUNS=1 median_ms /bin/true)
-		result corral shim_ms "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", a - b }')"
+		result corral shim_ms "$(awk -v a="$a" -v b="$base" 'BEGIN { printf "%.3f", a - b }')"
 	done
 fi
 

@@ -12,7 +12,9 @@
 //  2. Rounds: the victim is the next of those pids in turn; crashprobe sends it SIGKILL itself and
 //     takes the time just before the kill(2) call (kill_ns). It then opens one new connection every
 //     -probe-every (open loop: a probe does not wait for the previous one) until a 200 comes from a
-//     pid that is not among the known instances: the replacement. recovery_ms = the time that answer's
+//     pid that is not among the known instances: the replacement (at most -probes probes are under way
+//     at once: a tick with that many outstanding sends none, so that a server that stalls is not
+//     flooded). recovery_ms = the time that answer's
 //     headers arrived - kill_ns: "back to full capacity" (every instance serving again, the new one
 //     included). The replacement takes the victim's place in the known set, and the next round starts
 //     -gap after the recovery (keep -gap x -instances above the tool's min_uptime, PM2's default 1 s,
@@ -50,6 +52,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -71,6 +74,7 @@ type config struct {
 	timeout    time.Duration
 	deadline   time.Duration
 	ppid       int
+	probes     int
 }
 
 // result is the end of one request.
@@ -104,9 +108,10 @@ func run() error {
 	flag.DurationVar(&c.timeout, "timeout", 2*time.Second, "per-request timeout")
 	flag.DurationVar(&c.deadline, "deadline", 10*time.Second, "give up on a round after this long")
 	flag.IntVar(&c.ppid, "ppid", 0, "a victim must be a child of this pid (0: no check)")
+	flag.IntVar(&c.probes, "probes", 8, "most probes under way at once")
 	flag.Parse()
-	if c.url == "" || c.instances < 1 || c.rounds < 0 || c.rate < 0 || c.probeEvery <= 0 {
-		return errors.New("want -url, -instances >= 1, -rounds >= 0, -rate >= 0, -probe-every > 0")
+	if c.url == "" || c.instances < 1 || c.rounds < 0 || c.rate < 0 || c.probeEvery <= 0 || c.probes < 1 {
+		return errors.New("want -url, -instances >= 1, -rounds >= 0, -rate >= 0, -probe-every > 0, -probes >= 1")
 	}
 	p := &prober{c: c, client: &http.Client{
 		Timeout: c.timeout,
@@ -188,11 +193,18 @@ func parentOf(pid int) int {
 	return n
 }
 
-// send makes one request on its own goroutine and records it.
-func (p *prober) send() {
+// send makes one request on its own goroutine and records it; a non-nil busy counts it while it
+// is under way.
+func (p *prober) send(busy *atomic.Int32) {
 	p.wg.Add(1)
+	if busy != nil {
+		busy.Add(1)
+	}
 	go func() {
 		defer p.wg.Done()
+		if busy != nil {
+			defer busy.Add(-1)
+		}
 		r := result{sent: time.Now()}
 		resp, err := p.client.Get(p.c.url)
 		if err == nil {
@@ -231,7 +243,7 @@ func (p *prober) background(ctx context.Context) {
 		} else if ctx.Err() != nil {
 			return
 		}
-		p.send()
+		p.send(nil)
 	}
 }
 
@@ -247,6 +259,7 @@ func (p *prober) discover(ctx context.Context) ([]int, error) {
 		p.mu.Unlock()
 	}()
 	var pids []int
+	var busy atomic.Int32
 	end := time.After(p.c.deadline)
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
@@ -257,7 +270,9 @@ func (p *prober) discover(ctx context.Context) ([]int, error) {
 				pids = append(pids, r.pid)
 			}
 		case <-tick.C:
-			p.send()
+			if busy.Load() < int32(p.c.probes) {
+				p.send(&busy)
+			}
 		case <-end:
 			return nil, fmt.Errorf("discovery: %d of %d instances answered within %s (pids %v)", len(pids), p.c.instances, p.c.deadline, pids)
 		case <-ctx.Done():
@@ -285,7 +300,8 @@ func (p *prober) round(ctx context.Context, victim int, known []int) (rec time.D
 	tick := time.NewTicker(p.c.probeEvery)
 	defer tick.Stop()
 	end := time.After(p.c.deadline)
-	p.send()
+	var busy atomic.Int32
+	p.send(&busy)
 	probes = 1
 	for {
 		select {
@@ -294,7 +310,10 @@ func (p *prober) round(ctx context.Context, victim int, known []int) (rec time.D
 				return r.done.Sub(killAt), r.pid, probes, killAt, nil
 			}
 		case <-tick.C:
-			p.send()
+			if busy.Load() >= int32(p.c.probes) {
+				continue
+			}
+			p.send(&busy)
 			probes++
 		case <-end:
 			return 0, 0, probes, killAt, fmt.Errorf("no answer from a replacement within %s", p.c.deadline)
