@@ -261,6 +261,14 @@ sum() { awk -v t="$1" -v k="$2" '$1 == t && $2 == k { s += $3; n++ } END { if (n
 	[ -n "$a" ] && [ -n "$b" ] && echo "  corral go-listen / pm2 go-fork: $(ratio "$a" "$b")"
 	echo
 	echo "start-up costs: node -e listen+exit $(stats node node_start_ms); corral activation shim (listen mode) $(stats corral shim_ms)"
+	a=$(med node node_start_ms)
+	for c in node-cluster node-listen; do
+		b=$(med corral "${c//-/_}_ms")
+		[ -n "$a" ] && [ -n "$b" ] && echo "  node's start-up / corral $c recovery: $(ratio "$a" "$b")"
+	done
+	a=$(med corral shim_ms)
+	b=$(med corral go_listen_ms)
+	[ -n "$a" ] && [ -n "$b" ] && echo "  activation shim / corral go-listen recovery: $(ratio "$a" "$b")"
 	if grep -q '^corral .*_detect_ms' "$OUT/results"; then
 		echo "corral phases (medians, ms): case detect restart spawn serve"
 		for c in $CASES; do
