@@ -39,6 +39,11 @@
 # NODE_RUNS (10) runs) and, for listen mode, the cost of corral's activation shim (`shim_ms`: wall
 # time of `corral __activate /bin/true` minus the median of SHIM_RUNS (20) runs of /bin/true).
 #
+# Load does not distort the supervisor's own cost: `restart_cpu_us` (corral, pm2; RESTART_CPU_RUNS (3)
+# samples) is the daemon's CPU time (utime+stime from /proc) per crash-restart while 4 fork apps of
+# /bin/false (exit 1 at once; --restart-delay 0 --max-restarts 1000000, corral also --min-uptime 0:
+# PM2's CLI has none) crash-loop for RESTART_CPU_SECS (5) s, counted with restart_time from jlist.
+#
 # For corral, each recovery is split into phases from the daemon's own event feed (`corral events
 # --json`, bench/crash-phases.js): <case>_detect_ms (kill -> exit event: the exit seen and handled),
 # _restart_ms (-> status launching: the restart policy), _spawn_ms (-> online) and _serve_ms (online
@@ -51,7 +56,7 @@
 #
 # Env: TOOLS ("corral pm2 node"), CASES ("go-listen go-cluster go-fork node-cluster node-listen"),
 # INSTANCES (4), ROUNDS (30), GAP (400ms), RATE (200), PROBE_EVERY (1ms), PROBES (8), TIMEOUT (per request, 2s),
-# NODE_RUNS (10), SHIM_RUNS (20), PM2_VERSION (7), PORT_BASE (19300), NODE, OUT (default
+# NODE_RUNS (10), SHIM_RUNS (20), RESTART_CPU_RUNS (3; 0 to skip), RESTART_CPU_SECS (5), PM2_VERSION (7), PORT_BASE (19300), NODE, OUT (default
 # bench/results/crash-<time>), KEEP_TMP=1. About 3-4 minutes with the defaults (plus the pm2 install).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -68,6 +73,8 @@ PROBES=${PROBES:-8}
 TIMEOUT=${TIMEOUT:-2s}
 NODE_RUNS=${NODE_RUNS:-10}
 SHIM_RUNS=${SHIM_RUNS:-20}
+RESTART_CPU_RUNS=${RESTART_CPU_RUNS:-3}
+RESTART_CPU_SECS=${RESTART_CPU_SECS:-5}
 PM2_VERSION=${PM2_VERSION:-7}
 PORT_BASE=${PORT_BASE:-19300}
 NODE=${NODE:-$(command -v node || true)}
@@ -184,6 +191,38 @@ run_case() {
 	stop_tool "$tool"
 }
 
+# restart_sum TOOL prints the sum of restart_time over the tool's processes (jlist), or nothing.
+restart_sum() {
+	CLI_TIMEOUT=10 cli "$1" jlist | "$NODE" -e '
+		let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+			try {
+				let n = 0;
+				for (const p of JSON.parse(s.slice(s.indexOf("[")))) n += p.pm2_env.restart_time;
+				console.log(n);
+			} catch {}
+		});'
+}
+
+# restart_cpu TOOL records the daemon's CPU per crash-restart of 4 crash-looping /bin/false apps.
+restart_cpu() {
+	local tool=$1 i extra=() dpid c0 c1 r0 r1
+	[ "$tool" = corral ] && extra=(--min-uptime 0)
+	for i in 1 2 3 4; do
+		cli "$tool" start /bin/false --name "crash-$i" --interpreter none --restart-delay 0 --max-restarts 1000000 \
+			"${extra[@]}" >>"$OUT/$tool-restart-cpu.log" 2>&1 || { log "$tool: crash app did not start"; stop_tool "$tool"; return 0; }
+	done
+	sleep 1
+	dpid=$(daemon_pid "$tool") || dpid=
+	if [ -n "$dpid" ] && c0=$(cpu_ticks "$dpid") && r0=$(restart_sum "$tool") && [ -n "$r0" ]; then
+		sleep "$RESTART_CPU_SECS"
+		if c1=$(cpu_ticks "$dpid") && r1=$(restart_sum "$tool") && [ -n "$r1" ] && [ "$r1" -gt "$r0" ]; then
+			result "$tool" restart_cpu_us "$(awk -v c=$((c1 - c0)) -v r=$((r1 - r0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", c * 1e6 / hz / r }')"
+			result "$tool" restarts_per_s "$(awk -v r=$((r1 - r0)) -v s="$RESTART_CPU_SECS" 'BEGIN { printf "%.0f", r / s }')"
+		fi
+	fi
+	stop_tool "$tool"
+}
+
 # median_ms CMD... runs CMD N times (N=$RUNS) and prints the median wall time in ms.
 median_ms() {
 	local i t0 t1
@@ -216,6 +255,14 @@ if [[ " $TOOLS " == *" corral "* ]]; then
 		result corral shim_ms "$(awk -v a="$a" -v b="$base" 'BEGIN { printf "%.3f", a - b }')"
 	done
 fi
+
+for tool in $TOOLS; do
+	[ "$tool" = node ] && continue
+	for i in $(seq "$RESTART_CPU_RUNS"); do
+		log "$tool: daemon CPU per crash-restart, run $i"
+		restart_cpu "$tool"
+	done
+done
 
 i=0
 for c in $CASES; do
@@ -278,6 +325,9 @@ sum() { awk -v t="$1" -v k="$2" '$1 == t && $2 == k { s += $3; n++ } END { if (n
 				"$(med corral "${key}_spawn_ms")" "$(med corral "${key}_serve_ms")"
 		done
 	fi
+	echo
+	echo "daemon CPU per crash-restart (us; restarts/s): corral $(stats corral restart_cpu_us) ($(med corral restarts_per_s)/s);" \
+		"pm2 $(stats pm2 restart_cpu_us) ($(med pm2 restarts_per_s)/s); corral/pm2 $(ratio "$(med corral restart_cpu_us)" "$(med pm2 restart_cpu_us)")"
 	echo
 	echo "target (issue 13): a --listen or Go cluster app back to full capacity <= 35 ms after kill -9 (median), 0 failed:"
 	for c in go-listen go-cluster; do
