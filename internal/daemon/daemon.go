@@ -96,7 +96,8 @@
 //     probes: it calls Worker.Release and Worker.Dial without mu, and hands a liveness failure to
 //     a goroutine that takes the operation token, then mu) and readNotify (the notify socket).
 //   - Timers (restartDue, cron and watch firings) run on their own goroutines, take mu and check a
-//     generation or stopped flag first, since they may fire after being cancelled.
+//     generation or stopped flag first, since they may fire after being cancelled. A crash restart
+//     without delay has no timer: supervise's exited (under mu) starts the new process itself.
 //   - The sampler reads /proc without mu; the orphan reaper takes only children.mu.
 //   - The event feed (Manager.ev, an events.Bus) has its own leaf lock; Publish is called with or
 //     without mu and never blocks (a subscriber that falls behind is dropped). Events and Watch

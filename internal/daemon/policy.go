@@ -151,6 +151,13 @@ func (m *Manager) restartPolicy(in *instance, r *run) {
 	m.setStatus(in, StatusWaitingRestart)
 	m.ev.Publish(events.Event{Type: events.Restart, App: in.st.Name, PMID: events.ID(in.st.PMID), Reason: "crash",
 		Message: fmt.Sprintf("restart in %s", delay)})
+	if delay <= 0 {
+		// No delay (PM2's default: restart at once): the new process is started here, on the
+		// goroutine that handled the exit, rather than by a timer's goroutine that would first have
+		// to be scheduled and take m.mu again (bench/crash.sh: crash -> serving).
+		m.relaunch(in)
+		return
+	}
 	in.timerGen++
 	gen := in.timerGen
 	in.timer = time.AfterFunc(delay, func() { m.restartDue(in, gen) })
@@ -165,6 +172,12 @@ func (m *Manager) restartDue(in *instance, gen int) {
 		return
 	}
 	in.timer = nil
+	m.relaunch(in)
+}
+
+// relaunch starts an instance in waiting restart again, as a restart (restart_time+1). The caller
+// holds m.mu.
+func (m *Manager) relaunch(in *instance) {
 	in.st.Restarts++
 	if err := m.launch(in); err != nil {
 		m.log.Warn("restart failed", "pm_id", in.st.PMID, "name", in.st.Name, "err", err)

@@ -6,9 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -336,22 +334,37 @@ func (m *Manager) reapOrphans() int {
 }
 
 // childPIDs lists the children of process self (this process): from
-// /proc/self/task/*/children, or by scanning /proc when the kernel lacks that file.
+// /proc/self/task/*/children, or by scanning /proc when the kernel lacks that file. It runs for
+// every crash (clearTree) and every SIGCHLD (reapOrphans): the task directory is listed once and
+// each thread's children file read by name (a glob would list every task's own directory too,
+// most of the cost: bench/crash.sh, BenchmarkChildPIDs).
 func childPIDs(self int) ([]int, error) {
-	tasks, err := filepath.Glob("/proc/self/task/*/children")
-	if err != nil {
-		return nil, fmt.Errorf("list tasks: %w", err)
-	}
 	var pids []int
 	read := 0
-	for _, f := range tasks {
-		b, err := os.ReadFile(f)
+	if d, err := os.Open("/proc/self/task"); err == nil {
+		tids, err := d.Readdirnames(-1)
+		d.Close()
 		if err != nil {
-			continue // the thread ended meanwhile
+			return nil, fmt.Errorf("list tasks: %w", err)
 		}
-		read++
-		for _, field := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(field); err == nil {
+		buf := make([]byte, 0, 512)
+		for _, tid := range tids {
+			var ok bool
+			if buf, ok = readProcFile("/proc/self/task/"+tid+"/children", buf[:0]); !ok {
+				continue // the thread ended meanwhile
+			}
+			read++
+			pid := -1
+			for _, c := range buf {
+				switch {
+				case c >= '0' && c <= '9':
+					pid = max(pid, 0)*10 + int(c-'0')
+				case pid >= 0:
+					pids = append(pids, pid)
+					pid = -1
+				}
+			}
+			if pid >= 0 {
 				pids = append(pids, pid)
 			}
 		}
@@ -374,4 +387,30 @@ func childPIDs(self int) ([]int, error) {
 		}
 	}
 	return pids, nil
+}
+
+// readProcFile reads the whole of a small /proc file into buf (which it may grow) and reports
+// whether it could.
+func readProcFile(path string, buf []byte) ([]byte, bool) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return buf, false
+	}
+	defer unix.Close(fd)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return buf, false
+		}
+		if n == 0 {
+			return buf, true
+		}
+		buf = buf[:len(buf)+n]
+	}
 }

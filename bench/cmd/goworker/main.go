@@ -7,15 +7,19 @@
 //	PORT=8080 goworker
 //
 // It listens on :$PORT (default 8080) and exits 0 after a graceful stop (the "shutdown" message, SIGINT
-// or SIGTERM). Positional arguments are ignored (a Node primary passes its script name).
+// or SIGTERM). Positional arguments are ignored (a Node primary passes its script name). Outside a
+// cluster, with LISTEN_FDS set (socket activation, `corral start --listen`) it serves on fd 3 instead,
+// and with REUSEPORT=1 it binds :$PORT with SO_REUSEPORT (several instances in fork mode, as under PM2).
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
+	"syscall"
 
 	"github.com/corralhq/corral/cluster"
 )
@@ -33,8 +37,37 @@ func main() {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("hello world"))
 	})}
+	if !cluster.IsWorker() && (os.Getenv("LISTEN_FDS") != "" || os.Getenv("REUSEPORT") == "1") {
+		serveAlone(srv, port)
+		return
+	}
 	if err := cluster.ServeHTTP(srv, "tcp", net.JoinHostPort("", port)); err != nil {
 		fmt.Fprintf(os.Stderr, "goworker: serve on port %s: %v\n", port, err)
 		os.Exit(1)
 	}
+}
+
+// serveAlone serves srv on the activation socket (fd 3) or on :port with SO_REUSEPORT, until it fails.
+func serveAlone(srv *http.Server, port string) {
+	var l net.Listener
+	var err error
+	if os.Getenv("LISTEN_FDS") != "" {
+		l, err = net.FileListener(os.NewFile(3, "listen"))
+	} else {
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
+		l, err = lc.Listen(context.Background(), "tcp", net.JoinHostPort("", port))
+	}
+	if err == nil {
+		err = srv.Serve(l)
+	}
+	fmt.Fprintf(os.Stderr, "goworker: serve: %v\n", err)
+	os.Exit(1)
 }
