@@ -3,6 +3,7 @@ package logs
 import (
 	"bytes"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -22,6 +23,13 @@ func TestAppendJSONLineMatchesEncodingJSON(t *testing.T) {
 			b[i] = alphabet[rng.IntN(len(alphabet))]
 		}
 		cases = append(cases, string(b))
+	}
+	// A special byte at every offset of a long plain run (the 8-byte fast path's edges).
+	for _, special := range []string{"\"", "\\", "\x00", "\x1f", "\n", "\x7f", "\xff", "é", "\u2028"} {
+		for off := 0; off <= 24; off++ {
+			plain := strings.Repeat("abcdefgh", 4)
+			cases = append(cases, plain[:off]+special+plain[off:])
+		}
 	}
 	for _, msg := range cases {
 		for _, ts := range []string{"", "2026-11-30T14:00:00.123Z", "30 \"Nov\""} {

@@ -88,6 +88,9 @@ type LineWriter struct {
 	// line of one Write shares the Write's time, so the date is formatted once per Write.
 	stampAt time.Time
 	stamp   []byte
+	// jsonRest is a JSON line after its message (timestamp and the fixed fields), for jsonRestAt.
+	jsonRestAt time.Time
+	jsonRest   []byte
 	// midLine is set when the destinations end with a flushed partial line: the rest of that
 	// line follows without a prefix.
 	midLine bool
@@ -341,7 +344,13 @@ func WriteJSON(w io.Writer, l Line, timestamp string) error {
 
 func (w *LineWriter) format(line []byte, now time.Time) {
 	if w.o.JSON {
-		w.out.Write(appendJSONLine(w.out.AvailableBuffer(), line, w.timestamp(now), w.o.Stream, w.o.ID, w.o.App))
+		// The timestamp and the fields after it are the same for every line of a Write.
+		ts := w.timestamp(now)
+		if w.jsonRest == nil || !w.jsonRestAt.Equal(now) {
+			w.jsonRest = appendJSONTail(appendJSONStamp(w.jsonRest[:0], ts), w.o.Stream, w.o.ID, w.o.App)
+			w.jsonRestAt = now
+		}
+		w.out.Write(append(appendJSONHead(w.out.AvailableBuffer(), line), w.jsonRest...))
 		return
 	}
 	w.formatPrefix(now)

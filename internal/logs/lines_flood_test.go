@@ -119,3 +119,43 @@ func TestLineWriterPartialDelayPerLine(t *testing.T) {
 		t.Fatalf("lines %q", got)
 	}
 }
+
+// Subscribers come and go while a writer floods (the subscriber count is read without the
+// broadcaster's lock): every line a subscription receives is whole, and the file gets every line.
+func TestLineWriterSubscribersComeAndGoDuringFlood(t *testing.T) {
+	var dst writeLog
+	w := NewLineWriter(LineOptions{App: "a"}, &dst)
+	chunk := []byte(strings.Repeat(strings.Repeat("x", 99)+"\n", 100))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 500 {
+			w.Write(chunk)
+		}
+	}()
+	for stop := false; !stop; {
+		select {
+		case <-done:
+			stop = true
+		default:
+		}
+		ch, cancel := w.Subscribe()
+		select {
+		case l := <-ch:
+			if len(l.Text) != 99 {
+				t.Fatalf("a subscriber got a %d-byte line", len(l.Text))
+			}
+		case <-done:
+			stop = true
+		}
+		cancel()
+	}
+	w.Close()
+	n := 0
+	for _, s := range dst.get() {
+		n += strings.Count(s, "\n")
+	}
+	if n != 500*100 {
+		t.Fatalf("%d lines written, want %d", n, 500*100)
+	}
+}
