@@ -28,7 +28,7 @@
 # flood), rotate (--log-max-size 50M: the rotated files and the current one checked; corral only: PM2
 # needs its pm2-logrotate module).
 #
-# Soak (SOAK_SECS, 20; 0 = none): the go writer floods without end (corral rotating at 50 MB, 3 files kept;
+# Soak (SOAK_SECS, 15; 0 = none): the go writer floods without end (corral rotating at 50 MB, 3 files kept;
 # PM2 without rotation) for SOAK_SECS; the daemon's RSS is read every second: soak_rss_start_kib (after 2 s),
 # soak_rss_end_kib, soak_rss_growth_kib (end - start) and soak_lps (the last sequence number in the log
 # at the end, plus one, over SOAK_SECS).
@@ -37,10 +37,11 @@
 # idle_kib_per_proc is (daemon RSS with them - RSS before) / IDLE_PROCS, SETTLE (3) s after each.
 #
 # Env: TOOLS ("corral pm2"), BASE_REF (none), WRITERS ("go node-batch node-log"), MODES ("fork cluster"),
-# LINES (3000000), NODE_LOG_LINES (200000), RUNS (3), OPTIONS ("default time json combined follow
-# rotate"), OPT_RUNS (2), OPT_LINES (1000000), SOAK_SECS (20), IDLE_PROCS (50), SETTLE (3), FLOOD_TIMEOUT
+# LINES (2000000), NODE_LOG_LINES (100000), RUNS (3), OPTIONS ("default time json combined follow
+# rotate"), OPT_RUNS (2), OPT_LINES (500000), SOAK_SECS (15), IDLE_PROCS (50), SETTLE (3), FLOOD_TIMEOUT
 # (60 s per flood; a line not there by then counts as lost),
-# PM2_VERSION (7), NODE (node on PATH), OUT (bench/results/logs-<time>), KEEP_TMP=1. About 5 minutes.
+# PM2_VERSION (7), NODE (node on PATH), OUT (bench/results/logs-<time>), KEEP_TMP=1. About 6 minutes on
+# a loaded 2-core machine (PM2 is most of it), 8 with BASE_REF.
 # Disk: a flood leaves LINES x 100 bytes until it is checked, then its files are removed.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -50,13 +51,13 @@ TOOLS=${TOOLS:-"corral pm2"}
 BASE_REF=${BASE_REF:-}
 WRITERS=${WRITERS:-"go node-batch node-log"}
 MODES=${MODES:-"fork cluster"}
-LINES=${LINES:-3000000}
-NODE_LOG_LINES=${NODE_LOG_LINES:-200000}
+LINES=${LINES:-2000000}
+NODE_LOG_LINES=${NODE_LOG_LINES:-100000}
 RUNS=${RUNS:-3}
 OPTIONS=${OPTIONS:-"default time json combined follow rotate"}
 OPT_RUNS=${OPT_RUNS:-2}
-OPT_LINES=${OPT_LINES:-1000000}
-SOAK_SECS=${SOAK_SECS:-20}
+OPT_LINES=${OPT_LINES:-500000}
+SOAK_SECS=${SOAK_SECS:-15}
 IDLE_PROCS=${IDLE_PROCS:-50}
 SETTLE=${SETTLE:-3}
 FLOOD_TIMEOUT=${FLOOD_TIMEOUT:-60}
