@@ -27,7 +27,21 @@ type errTail struct {
 func (t *errTail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, l := range bytes.Split(bytes.TrimRight(p, "\n"), []byte("\n")) {
+	body := bytes.TrimRight(p, "\n")
+	// Only the last errTailLines lines can be kept: skip the others without splitting them (a
+	// flood on stderr writes hundreds of lines per call).
+	for i, n := len(body), 0; i > 0; n++ {
+		j := bytes.LastIndexByte(body[:i], '\n')
+		if j < 0 {
+			break
+		}
+		if n == errTailLines-1 {
+			body = body[j+1:]
+			break
+		}
+		i = j
+	}
+	for _, l := range bytes.Split(body, []byte("\n")) {
 		s := strings.TrimRight(string(l), "\r")
 		if len(s) > errTailMax {
 			s = s[:errTailMax] + "…"

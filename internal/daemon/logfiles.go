@@ -131,6 +131,7 @@ func (m *Manager) lineWriters(in *instance) (out, errw *logs.LineWriter) {
 			App: in.st.Name, ID: in.st.PMID, Stream: stream,
 			DateFormat: dateFormat, JSON: spec.LogType == "json",
 			Broadcaster: m.bc, PartialDelay: logs.DefaultPartialDelay,
+			WatchBlocks: true, // isAddrInUse searches one line's text: a block of lines will do
 			Watch: func(line []byte) {
 				if isAddrInUse(line) {
 					in.addrInUse.Store(true)

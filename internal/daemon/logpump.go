@@ -3,7 +3,9 @@ package daemon
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/corralhq/corral/internal/logs"
@@ -23,6 +25,10 @@ import (
 
 // teeChunk bounds one peek: the capacity of the private pipes.
 const teeChunk = 64 << 10
+
+// teeBufs pools the teeChunk buffers of the pumps: a pump holds one only while its pipe has data
+// (within teeOnce), so idle pipes pin no memory however many processes there are.
+var teeBufs = sync.Pool{New: func() any { b := make([]byte, teeChunk); return &b }}
 
 // teePipes is a pool of private pipes for the peeks; each is empty when in the pool.
 var teePipes = make(chan [2]int, 8)
@@ -84,7 +90,6 @@ func (m *Manager) pumpKept(src *os.File, w *logs.LineWriter) bool {
 		m.log.Warn("log pipe", "err", err)
 		return true
 	}
-	buf := make([]byte, teeChunk)
 	// partialSince is when the pipe was first seen holding a partial line; after
 	// logs.DefaultPartialDelay it is written out and consumed (flush), as PM2 writes output as it
 	// comes. Only then is a read deadline set, to wake the wait for the pipe.
@@ -112,7 +117,7 @@ func (m *Manager) pumpKept(src *os.File, w *logs.LineWriter) bool {
 				perr = errQuiesce
 				return true
 			}
-			done, end, part, err := teeOnce(int(fd), buf, w, flush)
+			done, end, part, err := teeOnce(int(fd), w, flush)
 			flush = false
 			eof, partial, perr = end, part, err
 			if part && partialSince.IsZero() {
@@ -150,14 +155,14 @@ func (m *Manager) pumpKept(src *os.File, w *logs.LineWriter) bool {
 // reports done=false when the caller should wait for the pipe to become readable again (empty, or
 // only a partial line so far: partial), eof at the end of the stream. With flush a partial line is
 // written out (logs.LineWriter.FlushPartial) and consumed too.
-func teeOnce(fd int, buf []byte, w *logs.LineWriter, flush bool) (done, eof, partial bool, err error) {
+func teeOnce(fd int, w *logs.LineWriter, flush bool) (done, eof, partial bool, err error) {
 	p, err := getTeePipe()
 	if err != nil {
 		return true, false, false, err
 	}
 	var n64 int64
 	for {
-		n64, err = unix.Tee(fd, p[1], len(buf), unix.SPLICE_F_NONBLOCK)
+		n64, err = unix.Tee(fd, p[1], teeChunk, unix.SPLICE_F_NONBLOCK)
 		if err != unix.EINTR {
 			break
 		}
@@ -174,6 +179,9 @@ func teeOnce(fd int, buf []byte, w *logs.LineWriter, flush bool) (done, eof, par
 		return true, true, false, nil
 	}
 	n := int(n64)
+	bp := teeBufs.Get().(*[]byte)
+	defer teeBufs.Put(bp)
+	buf := *bp
 	if err := readFull(p[0], buf[:n]); err != nil {
 		putTeePipe(p, false)
 		return true, false, false, err
@@ -249,5 +257,40 @@ func (m *Manager) quiescePumps(timeout time.Duration) bool {
 		return true
 	case <-time.After(timeout):
 		return false
+	}
+}
+
+// copyLines is the pump of a pipe without a keeper: it copies src into w until every writer has
+// closed the pipe. Like the kept pump it holds a teeBufs buffer only while the pipe has data
+// (io.Copy would pin 32 KiB per pipe for the process's life).
+func copyLines(src *os.File, w io.Writer) {
+	rc, err := src.SyscallConn()
+	if err != nil {
+		_, _ = io.Copy(w, src)
+		return
+	}
+	for {
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			bp := teeBufs.Get().(*[]byte)
+			defer teeBufs.Put(bp)
+			for {
+				n, rerr = unix.Read(int(fd), *bp)
+				if rerr == unix.EINTR {
+					continue
+				}
+				if rerr == unix.EAGAIN {
+					return false // wait for the pipe without a buffer
+				}
+				if n > 0 {
+					_, _ = w.Write((*bp)[:n])
+				}
+				return true
+			}
+		})
+		if err != nil || rerr != nil || n == 0 {
+			return
+		}
 	}
 }

@@ -2,10 +2,13 @@ package daemon
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/corralhq/corral/internal/logs"
 	"golang.org/x/sys/unix"
@@ -49,14 +52,13 @@ func TestTeeOnceConsumesOnlyWrittenLines(t *testing.T) {
 	defer r.Close()
 	var dst syncBuf
 	lw := logs.NewLineWriter(logs.LineOptions{App: "t"}, &dst)
-	buf := make([]byte, teeChunk)
 	fd := int(r.Fd())
 
-	if done, eof, _, err := teeOnce(fd, buf, lw, false); done || eof || err != nil {
+	if done, eof, _, err := teeOnce(fd, lw, false); done || eof || err != nil {
 		t.Fatalf("empty pipe: done %v eof %v err %v, want a wait", done, eof, err)
 	}
 	w.WriteString("one\ntwo\npar")
-	if done, eof, _, err := teeOnce(fd, buf, lw, false); !done || eof || err != nil {
+	if done, eof, _, err := teeOnce(fd, lw, false); !done || eof || err != nil {
 		t.Fatalf("two lines and a part: done %v eof %v err %v", done, eof, err)
 	}
 	if got := dst.String(); got != "one\ntwo\n" {
@@ -65,19 +67,19 @@ func TestTeeOnceConsumesOnlyWrittenLines(t *testing.T) {
 	if n := pipeLen(t, r); n != len("par") {
 		t.Fatalf("the pipe holds %d bytes, want the 3 of the partial line", n)
 	}
-	if done, _, partial, _ := teeOnce(fd, buf, lw, false); done || !partial {
+	if done, _, partial, _ := teeOnce(fd, lw, false); done || !partial {
 		t.Fatal("a partial line alone was consumed; it must wait for its newline")
 	}
 	w.WriteString("tial\nlast")
-	teeOnce(fd, buf, lw, false)
+	teeOnce(fd, lw, false)
 	if got := dst.String(); got != "one\ntwo\npartial\n" {
 		t.Fatalf("written %q", got)
 	}
 	w.Close() // the last writer leaves: the tail is the stream's last line
-	if done, eof, _, err := teeOnce(fd, buf, lw, false); !done || eof || err != nil {
+	if done, eof, _, err := teeOnce(fd, lw, false); !done || eof || err != nil {
 		t.Fatalf("tail after hang-up: done %v eof %v err %v", done, eof, err)
 	}
-	if done, eof, _, err := teeOnce(fd, buf, lw, false); !done || !eof || err != nil {
+	if done, eof, _, err := teeOnce(fd, lw, false); !done || !eof || err != nil {
 		t.Fatalf("end of stream: done %v eof %v err %v", done, eof, err)
 	}
 	lw.Close()
@@ -97,13 +99,12 @@ func TestTeeOnceFlushesPartialLine(t *testing.T) {
 	defer w.Close()
 	var dst syncBuf
 	lw := logs.NewLineWriter(logs.LineOptions{App: "t"}, &dst)
-	buf := make([]byte, teeChunk)
 	fd := int(r.Fd())
 	w.WriteString("Password: ")
-	if done, _, partial, _ := teeOnce(fd, buf, lw, false); done || !partial {
+	if done, _, partial, _ := teeOnce(fd, lw, false); done || !partial {
 		t.Fatalf("partial line: done %v partial %v", done, partial)
 	}
-	if done, _, partial, err := teeOnce(fd, buf, lw, true); !done || partial || err != nil {
+	if done, _, partial, err := teeOnce(fd, lw, true); !done || partial || err != nil {
 		t.Fatalf("flush: done %v partial %v err %v", done, partial, err)
 	}
 	if got := dst.String(); got != "Password: " {
@@ -113,7 +114,7 @@ func TestTeeOnceFlushesPartialLine(t *testing.T) {
 		t.Fatalf("the pipe holds %d bytes after the flush", n)
 	}
 	w.WriteString("ok\n")
-	teeOnce(fd, buf, lw, false)
+	teeOnce(fd, lw, false)
 	if got := dst.String(); got != "Password: ok\n" {
 		t.Fatalf("written %q", got)
 	}
@@ -135,14 +136,81 @@ func TestTeeOnceLongLine(t *testing.T) {
 	lw := logs.NewLineWriter(logs.LineOptions{App: "t"}, &dst)
 	long := strings.Repeat("x", logs.DefaultMaxLine+100)
 	go w.WriteString(long)
-	buf := make([]byte, teeChunk)
 	for n := 0; pipeLen(t, r) < teeChunk && n < 1000; n++ {
 		unix.Poll([]unix.PollFd{{Fd: int32(r.Fd()), Events: unix.POLLIN}}, 10)
 	}
-	if done, _, _, err := teeOnce(int(r.Fd()), buf, lw, false); !done || err != nil {
+	if done, _, _, err := teeOnce(int(r.Fd()), lw, false); !done || err != nil {
 		t.Fatalf("a MaxLine run without newline: done %v err %v", done, err)
 	}
 	if got := dst.String(); got != strings.Repeat("x", logs.DefaultMaxLine)+"\n" {
 		t.Fatalf("written %d bytes, want one MaxLine piece", len(got))
+	}
+}
+
+// idlePumpBytes starts n pumps (kept when kept is set, else the plain ones), each on a pipe that
+// has carried a 64 KiB burst of lines and is now idle, and returns the heap and stack bytes per
+// pump once every burst is in its log.
+func idlePumpBytes(t *testing.T, n int, kept bool) float64 {
+	m := &Manager{log: slog.New(slog.DiscardHandler), kp: newKeeperLink(nil, "", slog.New(slog.DiscardHandler))}
+	burst := []byte(strings.Repeat(strings.Repeat("x", 99)+"\n", 655))
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	var ends []*os.File
+	var dsts []*syncBuf
+	var wg sync.WaitGroup
+	for range n {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := &syncBuf{}
+		lw := logs.NewLineWriter(logs.LineOptions{App: "t", PartialDelay: logs.DefaultPartialDelay}, dst)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if kept {
+				m.pumpKept(r, lw)
+			} else {
+				copyLines(r, lw)
+			}
+			lw.Close()
+			r.Close()
+		}()
+		w.Write(burst)
+		ends, dsts = append(ends, w), append(dsts, dst)
+	}
+	for _, d := range dsts {
+		for deadline := time.Now().Add(20 * time.Second); len(d.String()) < len(burst); {
+			if time.Now().After(deadline) {
+				t.Fatalf("a pump wrote %d of %d bytes", len(d.String()), len(burst))
+			}
+			time.Sleep(time.Millisecond)
+		}
+		d.mu.Lock()
+		d.b = bytes.Buffer{} // the destination's copy is not the pump's
+		d.mu.Unlock()
+	}
+	runtime.GC()
+	runtime.GC() // a sync.Pool empties over two collections
+	runtime.ReadMemStats(&ms1)
+	for _, w := range ends {
+		w.Close()
+	}
+	wg.Wait()
+	used := int64(ms1.HeapInuse+ms1.StackInuse) - int64(ms0.HeapInuse+ms0.StackInuse)
+	return float64(used) / float64(n)
+}
+
+// An idle pipe's pump holds no chunk buffer: with 100 processes' pipes idle after a burst, the
+// pumps (their goroutine, line writer and state) stay well under the 64 KiB chunk each, which a
+// per-pump buffer pinned before.
+func TestIdlePumpsHoldNoBuffer(t *testing.T) {
+	for _, kept := range []bool{true, false} {
+		per := idlePumpBytes(t, 100, kept)
+		t.Logf("kept %v: %.0f bytes per idle pump", kept, per)
+		if per > 24<<10 {
+			t.Errorf("kept %v: %.0f bytes per idle pump, want <= %d", kept, per, 24<<10)
+		}
 	}
 }

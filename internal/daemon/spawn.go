@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"net"
@@ -253,7 +252,7 @@ func (m *Manager) forkWorker(r *run, f fork) {
 // pump copies a process's output into its line writer until every holder of the pipe's write
 // end has closed it.
 func pump(src *os.File, w *logs.LineWriter) {
-	_, _ = io.Copy(w, src) // LineWriter.Write fails only after Close
+	copyLines(src, w) // logpump.go; LineWriter.Write fails only after Close
 	src.Close()
 	w.Close()
 }

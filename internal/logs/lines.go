@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,6 +52,10 @@ type LineOptions struct {
 	// Watch, if set, sees every complete line (without its newline) before it is written, on the
 	// writer's goroutine. It must not keep line, and must be quick.
 	Watch func(line []byte)
+	// WatchBlocks lets Watch see several complete lines at once, separated by newlines (without
+	// the last one's): one call per Write instead of one per line, for a Watch that searches for
+	// a text without a newline in it.
+	WatchBlocks bool
 	// OnError, if set, receives errors from writing to the destinations.
 	OnError func(error)
 	// PartialDelay, when positive, bounds how long a partial line (output without its newline
@@ -77,13 +82,23 @@ type LineWriter struct {
 
 	mu      sync.Mutex
 	partial []byte
-	out     bytes.Buffer
+	out     bytes.Buffer // formatted lines waiting for flushOut; large buffers go back to outPool
 	closed  bool
+	// stampAt is the time the cached prefix (text) or timestamp (JSON) was formatted for: every
+	// line of one Write shares the Write's time, so the date is formatted once per Write.
+	stampAt time.Time
+	stamp   []byte
+	// jsonRest is a JSON line after its message (timestamp and the fixed fields), for jsonRestAt.
+	jsonRestAt time.Time
+	jsonRest   []byte
 	// midLine is set when the destinations end with a flushed partial line: the rest of that
 	// line follows without a prefix.
 	midLine bool
-	timer   *time.Timer       // the PartialDelay timer, armed while a partial line waits
-	tap     func(line string) // SetTap
+	timer   *time.Timer // the PartialDelay timer, armed while a partial line waits
+	// partialAt is when the current partial line began: the timer flushes it only once it is
+	// PartialDelay old (a line completed by the next Write is never cut).
+	partialAt time.Time
+	tap       func(line string) // SetTap
 }
 
 // SetTap makes w call tap with each line's text (without its newline), on the writer's goroutine
@@ -119,6 +134,10 @@ func NewLineWriter(o LineOptions, dsts ...io.Writer) *LineWriter {
 
 // Write consumes p. Complete lines are written and published at once; a trailing partial line
 // waits for the rest of it (or for Close). It returns len(p), or os.ErrClosed after Close.
+//
+// The lines of one Write reach each destination in a single write of whole lines. Text lines
+// without a prefix are written as they are in p, without a copy, and with no per-line work
+// unless someone needs each line (a subscriber, a tap, a per-line Watch).
 func (w *LineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -127,31 +146,129 @@ func (w *LineWriter) Write(p []byte) (int, error) {
 	}
 	now := w.o.Clock()
 	data := p
-	for len(data) > 0 {
+	if len(w.partial) > 0 {
+		// The first newline completes the line waiting for it.
 		i := bytes.IndexByte(data, '\n')
 		if i < 0 {
-			w.partial = append(w.partial, data...)
-			// Emit over-long partial lines in MaxLine pieces.
-			for len(w.partial) >= w.o.MaxLine {
-				w.emit(w.partial[:w.o.MaxLine], now)
-				w.partial = append(w.partial[:0], w.partial[w.o.MaxLine:]...)
-			}
-			break
+			w.holdPartial(data, now)
+			w.flushOut()
+			w.armPartialTimer()
+			return len(p), nil
 		}
-		if len(w.partial) > 0 {
-			w.partial = append(w.partial, data[:i]...)
-			w.emit(w.partial, now)
-			w.partial = w.partial[:0]
-		} else {
-			w.emit(data[:i], now)
-		}
+		w.partial = append(w.partial, data[:i]...)
+		w.emit(w.partial, now)
+		w.dropPartial()
 		data = data[i+1:]
 	}
-	w.flushOut()
-	if len(w.partial) > 0 && w.o.PartialDelay > 0 && w.timer == nil {
-		w.timer = time.AfterFunc(w.o.PartialDelay, func() { w.FlushPartial() })
+	if cut := bytes.LastIndexByte(data, '\n') + 1; cut > 0 {
+		w.block(data[:cut], now)
+		data = data[cut:]
 	}
+	if len(data) > 0 {
+		w.holdPartial(data, now)
+	}
+	w.flushOut()
+	w.armPartialTimer()
 	return len(p), nil
+}
+
+// block handles a run of complete lines (block ends with a newline).
+func (w *LineWriter) block(block []byte, now time.Time) {
+	watch := w.o.Watch
+	if watch != nil && w.o.WatchBlocks {
+		watch(block[:len(block)-1])
+		watch = nil
+	}
+	text := !w.o.JSON && len(w.dsts) > 0
+	direct := text && w.date == nil // the lines are written as they are
+	if !direct || watch != nil || w.tap != nil || w.bc.listening() {
+		if !direct && len(w.dsts) > 0 {
+			w.reserve(len(block) + len(block)/4)
+		}
+		for rest := block; len(rest) > 0; {
+			i := bytes.IndexByte(rest, '\n')
+			line := rest[:i]
+			rest = rest[i+1:]
+			if watch != nil {
+				watch(line)
+			}
+			if !direct && len(w.dsts) > 0 {
+				w.format(line, now)
+			}
+			w.bc.publish(w.o, line, now)
+			if w.tap != nil {
+				w.tap(string(line))
+			}
+		}
+	}
+	if direct {
+		// Unless a completed partial line is already waiting in w.out, write the caller's bytes.
+		if w.out.Len() > 0 {
+			w.reserve(len(block))
+			w.out.Write(block)
+		} else {
+			w.writeDsts(block)
+		}
+		w.midLine = false
+	}
+}
+
+// holdPartial keeps data (no newline in it) as the start of a line; a line reaching MaxLine is
+// emitted in MaxLine pieces.
+func (w *LineWriter) holdPartial(data []byte, now time.Time) {
+	w.partial = append(w.partial, data...)
+	if len(w.partial) < w.o.MaxLine {
+		return
+	}
+	rest := w.partial
+	for len(rest) >= w.o.MaxLine {
+		w.emit(rest[:w.o.MaxLine], now)
+		rest = rest[w.o.MaxLine:]
+	}
+	w.partial = append(w.partial[:0], rest...)
+}
+
+// dropPartial empties the partial line, letting a large buffer go.
+func (w *LineWriter) dropPartial() {
+	w.partialAt = time.Time{} // the next partial line waits its own delay
+	if cap(w.partial) > smallOut {
+		w.partial = nil
+		return
+	}
+	w.partial = w.partial[:0]
+}
+
+// armPartialTimer arms the PartialDelay timer for a new partial line. The caller holds w.mu.
+func (w *LineWriter) armPartialTimer() {
+	if len(w.partial) == 0 || w.o.PartialDelay <= 0 {
+		w.partialAt = time.Time{}
+		return
+	}
+	if w.partialAt.IsZero() {
+		w.partialAt = time.Now()
+	}
+	if w.timer == nil {
+		w.timer = time.AfterFunc(w.o.PartialDelay, w.partialDue)
+	}
+}
+
+// partialDue runs on the PartialDelay timer: it flushes the partial line if it has waited
+// PartialDelay, else waits for the rest of the current one's delay.
+func (w *LineWriter) partialDue() {
+	w.mu.Lock()
+	if w.timer == nil || w.closed {
+		w.mu.Unlock()
+		return
+	}
+	if !w.partialAt.IsZero() {
+		if left := w.o.PartialDelay - time.Since(w.partialAt); left > 0 {
+			w.timer.Reset(left)
+			w.mu.Unlock()
+			return
+		}
+	}
+	w.mu.Unlock()
+	w.FlushPartial()
 }
 
 // FlushPartial writes out the partial line waiting for its newline, if any, as it is: in a text
@@ -164,6 +281,7 @@ func (w *LineWriter) FlushPartial() {
 		w.timer.Stop()
 		w.timer = nil
 	}
+	w.partialAt = time.Time{}
 	if w.closed || len(w.partial) == 0 {
 		return
 	}
@@ -176,7 +294,7 @@ func (w *LineWriter) FlushPartial() {
 		w.midLine = true
 		w.bc.publish(w.o, w.partial, now)
 	}
-	w.partial = w.partial[:0]
+	w.dropPartial()
 	w.flushOut()
 }
 
@@ -226,12 +344,13 @@ func WriteJSON(w io.Writer, l Line, timestamp string) error {
 
 func (w *LineWriter) format(line []byte, now time.Time) {
 	if w.o.JSON {
-		ts := ""
-		if w.date != nil {
-			ts = string(w.date.appendTo(nil, now))
+		// The timestamp and the fields after it are the same for every line of a Write.
+		ts := w.timestamp(now)
+		if w.jsonRest == nil || !w.jsonRestAt.Equal(now) {
+			w.jsonRest = appendJSONTail(appendJSONStamp(w.jsonRest[:0], ts), w.o.Stream, w.o.ID, w.o.App)
+			w.jsonRestAt = now
 		}
-		// Writing to a bytes.Buffer cannot fail.
-		_ = WriteJSON(&w.out, Line{App: w.o.App, ID: w.o.ID, Stream: w.o.Stream, Text: string(line), Time: now}, ts)
+		w.out.Write(append(appendJSONHead(w.out.AvailableBuffer(), line), w.jsonRest...))
 		return
 	}
 	w.formatPrefix(now)
@@ -240,12 +359,52 @@ func (w *LineWriter) format(line []byte, now time.Time) {
 	w.midLine = false
 }
 
+// timestamp returns the JSON timestamp of a line written at now (cached for one time).
+func (w *LineWriter) timestamp(now time.Time) []byte {
+	if w.stampAt.Equal(now) && w.stamp != nil {
+		return w.stamp
+	}
+	if w.date != nil {
+		w.stamp = w.date.appendTo(w.stamp[:0], now)
+	} else {
+		w.stamp = now.UTC().AppendFormat(w.stamp[:0], JSONTimestamp)
+	}
+	w.stampAt = now
+	return w.stamp
+}
+
 // formatPrefix writes a text line's date prefix, unless the line continues a flushed partial one.
 func (w *LineWriter) formatPrefix(now time.Time) {
 	if w.date != nil && !w.midLine {
-		w.out.Write(w.date.appendTo(w.out.AvailableBuffer(), now))
-		w.out.WriteString(": ")
+		if !w.stampAt.Equal(now) || w.stamp == nil {
+			w.stamp = append(w.date.appendTo(w.stamp[:0], now), ": "...)
+			w.stampAt = now
+		}
+		w.out.Write(w.stamp)
 	}
+}
+
+// smallOut is the largest buffer (formatted lines, a partial line) a writer keeps between
+// writes; larger ones are pooled (outPool) or dropped, so that a process that flooded once and
+// then sits idle does not pin them.
+const smallOut = 4 << 10
+
+// outPool holds the large formatting buffers of writers under a flood.
+var outPool = sync.Pool{New: func() any { b := make([]byte, 0, 128<<10); return &b }}
+
+// reserve makes room for n more bytes in w.out, with a buffer from outPool when that is large.
+func (w *LineWriter) reserve(n int) {
+	if w.out.Available() >= n || w.out.Len()+n <= smallOut {
+		return
+	}
+	bp := outPool.Get().(*[]byte)
+	b := append((*bp)[:0], w.out.Bytes()...)
+	if c := w.out.Cap(); c > smallOut && c <= 1<<20 {
+		old := w.out.Bytes()[:0]
+		*bp = old
+		outPool.Put(bp)
+	}
+	w.out = *bytes.NewBuffer(b)
 }
 
 // flushOut writes the formatted lines to every destination in one write each.
@@ -253,12 +412,25 @@ func (w *LineWriter) flushOut() {
 	if w.out.Len() == 0 {
 		return
 	}
+	w.writeDsts(w.out.Bytes())
+	if c := w.out.Cap(); c > smallOut {
+		if c <= 1<<20 {
+			b := w.out.Bytes()[:0]
+			outPool.Put(&b)
+		}
+		w.out = bytes.Buffer{}
+		return
+	}
+	w.out.Reset()
+}
+
+// writeDsts writes b to every destination.
+func (w *LineWriter) writeDsts(b []byte) {
 	for _, d := range w.dsts {
-		if _, err := d.Write(w.out.Bytes()); err != nil && w.o.OnError != nil {
+		if _, err := d.Write(b); err != nil && w.o.OnError != nil {
 			w.o.OnError(fmt.Errorf("write %s log of %s: %w", w.o.Stream, w.o.App, err))
 		}
 	}
-	w.out.Reset()
 }
 
 // Subscribe returns a channel receiving the lines written from now on, and a function that
@@ -298,7 +470,11 @@ type Broadcaster struct {
 	mu     sync.RWMutex
 	subs   map[chan Line]struct{}
 	closed bool
+	n      atomic.Int32 // len(subs), read without mu by listening
 }
+
+// listening reports whether there is a subscriber (a hint: one may come or go at any time).
+func (b *Broadcaster) listening() bool { return b.n.Load() > 0 }
 
 // NewBroadcaster returns a Broadcaster whose subscriber channels hold buf lines
 // (DefaultSubscriberBuffer if buf <= 0).
@@ -322,6 +498,7 @@ func (b *Broadcaster) Subscribe() (<-chan Line, func()) {
 		return ch, func() {}
 	}
 	b.subs[ch] = struct{}{}
+	b.n.Store(int32(len(b.subs)))
 	var once sync.Once
 	return ch, func() {
 		once.Do(func() {
@@ -329,6 +506,7 @@ func (b *Broadcaster) Subscribe() (<-chan Line, func()) {
 			defer b.mu.Unlock()
 			if _, ok := b.subs[ch]; ok {
 				delete(b.subs, ch)
+				b.n.Store(int32(len(b.subs)))
 				close(ch)
 			}
 		})
@@ -349,10 +527,7 @@ func (b *Broadcaster) Publish(l Line) {
 
 // publish is Publish for a raw line, converting it only when someone is listening.
 func (b *Broadcaster) publish(o LineOptions, text []byte, now time.Time) {
-	b.mu.RLock()
-	n := len(b.subs)
-	b.mu.RUnlock()
-	if n == 0 {
+	if !b.listening() {
 		return
 	}
 	b.Publish(Line{App: o.App, ID: o.ID, Stream: o.Stream, Text: string(text), Time: now})
@@ -370,4 +545,5 @@ func (b *Broadcaster) Close() {
 		close(ch)
 		delete(b.subs, ch)
 	}
+	b.n.Store(0)
 }
