@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,7 +73,7 @@ type keeperLink struct {
 	c      *keeper.Client
 	socket string
 	log    *slog.Logger
-	snap   func() []byte // marshals the state, taking m.mu
+	snap   func(*bytes.Buffer) bool // marshals the state into the buffer, taking m.mu; false on failure
 
 	// mu is a leaf lock (taken after m.mu, never before it).
 	mu     sync.Mutex
@@ -87,11 +88,14 @@ type keeperLink struct {
 	seq       uint64
 	pumps     map[*os.File]struct{} // pipes being pumped, woken at the hand-over
 
-	wake      chan struct{}
-	stop      chan struct{}
-	done      chan struct{}
-	flushMu   sync.Mutex // one flush at a time (the goroutine, or the hand-over's last one)
-	lastState []byte
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	flushMu sync.Mutex // one flush at a time (the goroutine, or the hand-over's last one)
+	// Under flushMu: the buffer the state is marshalled into (reused: with 100 apps the state is
+	// ~430 KB), and the SHA-256 of the last state stored, against which a new one is compared.
+	stateBuf  bytes.Buffer
+	lastState [sha256.Size]byte
 
 	quiesce atomic.Bool    // hand-over: pumps and readers stop at their next boundary
 	pumpWG  sync.WaitGroup // the pumps of kept pipes
@@ -105,7 +109,7 @@ func newKeeperLink(c *keeper.Client, socket string, lg *slog.Logger) *keeperLink
 }
 
 // start runs the queue goroutine.
-func (k *keeperLink) start(snap func() []byte) {
+func (k *keeperLink) start(snap func(*bytes.Buffer) bool) {
 	k.snap = snap
 	go k.run()
 }
@@ -272,14 +276,21 @@ func (k *keeperLink) flush(final []byte) (stored bool) {
 	k.mu.Unlock()
 	state := final
 	if state == nil && dirty && k.snap != nil && recovered {
-		state = k.snap()
+		k.stateBuf.Reset()
+		if k.snap(&k.stateBuf) {
+			state = k.stateBuf.Bytes() // valid until the next flush (flushMu); copied into the memfd
+		}
 	}
 	if state == nil && dirty && !recovered {
 		k.mu.Lock()
 		k.dirty = true // stored once Recover is done
 		k.mu.Unlock()
 	}
-	if state == nil || bytes.Equal(state, k.lastState) {
+	if state == nil {
+		return false
+	}
+	sum := sha256.Sum256(state)
+	if sum == k.lastState {
 		return false
 	}
 	f, err := keeper.NewStateFile("corral-state", state)
@@ -300,7 +311,7 @@ func (k *keeperLink) flush(final []byte) (stored bool) {
 		k.mu.Unlock()
 		return false
 	}
-	k.lastState = state
+	k.lastState = sum
 	return true
 }
 
@@ -488,16 +499,32 @@ func saveRun(r *run) *savedRun {
 	return s
 }
 
-// marshalState serialises the process table. It takes m.mu.
-func (m *Manager) marshalState() []byte {
+// marshalStateInto serialises the process table into buf (the keeper link's, reused). It takes
+// m.mu; the encoding runs under it too (the table's maps are read). It reports success.
+func (m *Manager) marshalStateInto(buf *bytes.Buffer) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.marshalStateLocked()
+	if err := json.NewEncoder(buf).Encode(m.stateLocked()); err != nil {
+		m.log.Error("keeper: marshal the state", "err", err)
+		return false
+	}
+	return true
 }
 
-// marshalStateLocked is marshalState for a caller holding m.mu.
+// marshalStateLocked serialises the process table for a caller holding m.mu.
 func (m *Manager) marshalStateLocked() []byte {
-	st := savedState{Version: stateVersion, PID: os.Getpid(), NextID: m.nextID}
+	b, err := json.Marshal(m.stateLocked())
+	if err != nil {
+		m.log.Error("keeper: marshal the state", "err", err)
+		return nil
+	}
+	return b
+}
+
+// stateLocked is the process table as it is saved. The caller holds m.mu (and keeps holding it
+// while the result is encoded: it shares the instances' maps).
+func (m *Manager) stateLocked() *savedState {
+	st := &savedState{Version: stateVersion, PID: os.Getpid(), NextID: m.nextID}
 	listed := map[*run]bool{}
 	for _, name := range m.appOrder {
 		a := m.apps[name]
@@ -534,12 +561,7 @@ func (m *Manager) marshalStateLocked() []byte {
 		st.FDSeq = m.kp.seq
 		m.kp.mu.Unlock()
 	}
-	b, err := json.Marshal(st)
-	if err != nil {
-		m.log.Error("keeper: marshal the state", "err", err)
-		return nil
-	}
-	return b
+	return st
 }
 
 // dirty reports a change of the process table to the keeper link (if any). The caller may hold m.mu.
