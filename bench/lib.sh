@@ -176,7 +176,8 @@ wait_serving() {
 }
 
 # prepare_tools "CORRAL_TOOLS" ["PLAIN_TOOLS"] readies every tool of TOOLS: pm2 is installed from npm
-# (PM2_VERSION) into the scratch directory, the tools in CORRAL_TOOLS get ./cmd/corral built once (with
+# (PM2_VERSION) into the scratch directory, the tools in CORRAL_TOOLS get ./cmd/corral built once, static
+# (CGO_ENABLED=0) as the README builds it (with
 # BUILD_NOTE=1, logged), those in PLAIN_TOOLS need nothing. TOOLS becomes the tools that are ready; a
 # tool that failed is left out with a note, an unknown one is an error, and so is none left.
 prepare_tools() {
@@ -192,7 +193,7 @@ prepare_tools() {
 			fi
 		elif [[ $corral_tools == *" $tool "* ]]; then
 			[ "${BUILD_NOTE:-0}" = 1 ] && log "building ./cmd/corral"
-			if [ -x "$CORRAL_BIN" ] || (cd "$REPO" && go build -o "$CORRAL_BIN" ./cmd/corral) >"$OUT/corral-build.log" 2>&1; then
+			if [ -x "$CORRAL_BIN" ] || (cd "$REPO" && CGO_ENABLED=0 go build -o "$CORRAL_BIN" ./cmd/corral) >"$OUT/corral-build.log" 2>&1; then
 				tools+=("$tool")
 			else
 				# With one corral tool, the note needs no name.

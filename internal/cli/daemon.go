@@ -134,6 +134,7 @@ func (a *app) runDaemon(ctx context.Context, foreground, resurrect bool) error {
 	throttle := daemonlog.NewThrottle(h, nil)
 	defer throttle.Flush(context.Background())
 	log := slog.New(throttle)
+	tuneDaemonGC(log)
 
 	// Signals first, so that a SIGTERM (or a hand-over request) during start-up is not lost.
 	ctx, cancel := context.WithCancel(ctx)
@@ -273,6 +274,7 @@ func (a *app) runDaemon(ctx context.Context, foreground, resurrect bool) error {
 			log.Error("keeper: ready", "err", err)
 		}
 	}
+	trimStartupPages(log)
 	if foreground {
 		// Under a keeper the keeper is the service's main process (the unit's NotifyAccess=all
 		// lets the daemon report readiness); without one the daemon is.

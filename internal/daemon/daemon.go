@@ -336,7 +336,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.Keeper != nil {
 		m.kp = newKeeperLink(cfg.Keeper, cfg.KeeperSocket, lg)
-		m.kp.start(m.marshalState)
+		m.kp.start(m.marshalStateInto)
 	}
 	if cfg.Subreaper {
 		m.stopReaper = make(chan struct{})

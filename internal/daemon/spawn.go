@@ -22,6 +22,7 @@ import (
 	"github.com/corralhq/corral/internal/ipc"
 	"github.com/corralhq/corral/internal/logs"
 	"github.com/corralhq/corral/internal/owner"
+	"github.com/corralhq/corral/internal/pidwait"
 	"golang.org/x/sys/unix"
 )
 
@@ -151,16 +152,20 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 			m.keepIPC(r, parent)
 			r.ch = ipc.New(parent, m.forkChannelOptions(r, false))
 		}
+		name := in.st.Name // read under m.mu, for the log line below
 		m.bg.Go(func() {
-			_ = cmd.Wait() // the status below says everything; Wait's error is the same
+			// Parked in the runtime's poller on a pidfd, not in waitid on a thread of its own
+			// (pidwait). The orphan reaper leaves r.pid alone while it is registered (m.kids).
+			ws, werr := pidwait.Wait(cmd.Process)
+			cmd.Process.Release() // closes the os package's pidfd; nothing else reads cmd.Process
 			m.kids.forget(r)
-			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-				switch {
-				case ws.Signaled():
-					r.exitSig = ws.Signal()
-				case ws.Exited():
-					r.exitCode = ws.ExitStatus()
-				}
+			switch {
+			case werr != nil:
+				m.log.Error("wait for process", "name", name, "pid", r.pid, "err", werr)
+			case ws.Signaled():
+				r.exitSig = ws.Signal()
+			case ws.Exited():
+				r.exitCode = ws.ExitStatus()
 			}
 			m.dropIPC(r)
 			r.closeStdin()

@@ -75,7 +75,8 @@ const subscriberBuffer = 1024
 // Bus keeps the last events and fans new ones out to subscribers.
 type Bus struct {
 	mu   sync.Mutex
-	ring []Event // history, oldest at head once full
+	ring []Event // history, oldest at head once full; grows up to max as events come
+	max  int
 	head int
 	seq  uint64
 	subs map[*Subscription]struct{}
@@ -87,7 +88,8 @@ func NewBus(history int) *Bus {
 	if history <= 0 {
 		history = DefaultHistory
 	}
-	return &Bus{ring: make([]Event, 0, history), subs: map[*Subscription]struct{}{}, now: time.Now}
+	// The ring grows as events come (an idle daemon does not hold history's worth of empty events).
+	return &Bus{max: history, subs: map[*Subscription]struct{}{}, now: time.Now}
 }
 
 // Publish stamps e with the next sequence number and the current time (unless e.Time is set),
@@ -103,7 +105,7 @@ func (b *Bus) Publish(e Event) {
 	if e.Time.IsZero() {
 		e.Time = b.now()
 	}
-	if len(b.ring) < cap(b.ring) {
+	if len(b.ring) < b.max {
 		b.ring = append(b.ring, e)
 	} else {
 		b.ring[b.head] = e

@@ -24,6 +24,7 @@ import (
 	"unsafe"
 
 	"github.com/corralhq/corral/internal/fdhygiene"
+	"github.com/corralhq/corral/internal/pagetrim"
 	"golang.org/x/sys/unix"
 )
 
@@ -906,6 +907,13 @@ func (k *keeper) readyFrom(ci int) {
 		return
 	}
 	if !k.ready {
+		if !k.everReady {
+			// The keeper's start-up is over: its binary's pages that only start-up touched leave
+			// its RSS (internal/pagetrim); the loop's code faults back in.
+			if _, err := pagetrim.Trim(); err != nil {
+				k.log.Warn("trim start-up pages", "err", err)
+			}
+		}
 		k.ready, k.readyAt, k.readyBy, k.everReady = true, time.Now(), time.Time{}, true
 		k.log.Info("daemon ready", "pid", k.pid, "gen", k.gen)
 	}
