@@ -577,10 +577,10 @@ func (h *rrHandle) onHandleReply(w *Worker, ho *handoff, err error) {
 }
 
 // onAcceptedLocked handles the worker's {ack, accepted} reply to a newconn, on the poll loop with
-// p.mu held (the caller took ho out of w.handoffs). The worker is free again: if nothing is queued,
-// the connections waiting in the backlog are accepted for it at once (acceptFreeLocked), without
-// waiting for the poll loop to report the listening socket, nor (under load, when no other worker
-// is free) arming and disarming it.
+// p.mu held (the caller took ho out of w.handoffs). The worker is free again: if nothing is queued
+// and the socket is unwatched (no worker was free), the connections waiting in the backlog are
+// accepted for it at once (acceptFreeLocked), without waiting for the poll loop to report the
+// listening socket, nor (under load) arming and disarming it.
 func (h *rrHandle) onAcceptedLocked(w *Worker, ho *handoff, accepted bool) {
 	if h.busy[w] != ho {
 		return
@@ -598,9 +598,11 @@ func (h *rrHandle) onAcceptedLocked(w *Worker, ho *handoff, accepted bool) {
 	if h.eligibleLocked(w) {
 		h.free = append(h.free, w)
 	}
-	if len(h.queue) == 0 && !h.p.settings.Sticky {
-		// An error other than EAGAIN is met again by the poll loop, which deals with it
-		// (acceptFailed): pumpLocked arms the socket while a worker is free.
+	if len(h.queue) == 0 && !h.armed && !h.p.settings.Sticky {
+		// Unwatched, the socket had no free worker: connections may wait in its backlog. (Watched,
+		// epoll reports them: accepting here would mostly cost an EAGAIN.) An error other than
+		// EAGAIN is met again by the poll loop, which deals with it (acceptFailed): pumpLocked arms
+		// the socket while a worker is free.
 		_ = h.acceptFreeLocked()
 	}
 	h.pumpLocked()
