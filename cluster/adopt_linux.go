@@ -231,7 +231,7 @@ func (p *Primary) Adopt(spec AdoptSpec) (*Worker, error) {
 		return fail(err)
 	}
 	w := &Worker{ID: id, Process: proc, p: p, done: make(chan struct{}), exited: make(chan struct{}),
-		listening: make(chan struct{}), callbacks: make(map[int64]func(*wireMsg)), state: stateOnline,
+		listening: make(chan struct{}), callbacks: make(map[int64]func(*wireMsg)), handoffs: make(map[int64]*handoff), state: stateOnline,
 		pid: spec.Pid, pidfd: pidfd, gone: make(chan struct{}), status: spec.Status, syncing: true}
 	if spec.Listening {
 		w.state = stateListening
@@ -243,6 +243,7 @@ func (p *Primary) Adopt(spec AdoptSpec) (*Worker, error) {
 		Logger:       p.logger().With("worker", id),
 		ExternalRead: true,
 		MidStream:    true,
+		PeekCluster:  w.peekCluster,
 	})
 	// What ForkWith learns as the worker starts (Bun marks its internal lines) or decides from the
 	// program (handles sent alone), an adopted worker gets from the Primary's program: its first
@@ -284,7 +285,7 @@ func (p *Primary) adoptLocked(w *Worker, loop *pollLoop, keys []string) error {
 		}
 		hs = append(hs, h)
 	}
-	entry, err := loop.add(w.ch.FD(), func() { w.ch.ReadOnce() })
+	entry, err := loop.add(w.ch.FD(), w.readChannel)
 	if err != nil {
 		return err
 	}

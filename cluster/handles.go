@@ -227,15 +227,18 @@ func (h *sharedHandle) close() {
 
 // rrHandle is a listening socket owned by the primary, whose connections go to workers in turn.
 type rrHandle struct {
-	p        *Primary
-	key      string
-	ln       net.Listener
-	file     *os.File // a duplicate of ln's socket, to accept4 on directly (net's listeners would wrap)
-	fd       int      // file's descriptor
+	p   *Primary
+	key string
+	// fd is the listening socket, outside Go's network poller (a socket in the runtime's poller
+	// wakes one of its threads on every connection, for nobody: the poll loop accepts on fd).
+	fd int
+	// unlink: the path of a Unix socket this handle bound, removed when it closes.
+	unlink   string
 	entry    *pollEntry
 	sockname *sockname
 	data     json.RawMessage
-	keyJSON  []byte // key as JSON, for newconnLine
+	// lineHead and lineTail enclose the seq in every newconn's NODE_HANDLE line (newconnLine).
+	lineHead, lineTail []byte
 
 	adopted bool // AdoptListener: the socket comes from an earlier primary and outlives its workers
 
@@ -255,33 +258,58 @@ type rrHandle struct {
 	closed bool
 }
 
-// handoff is the one connection in flight to a worker.
+// handoff is the one connection in flight to a worker. It is also what the channel tells of the
+// NODE_HANDLE's fate (HandleReply) and what the worker's {accepted} reply finds (Worker.handoffs):
+// one allocation per connection.
 type handoff struct {
+	h     *rrHandle
+	w     *Worker
 	fd    int
 	seq   int64
 	acked bool // NODE_HANDLE_ACK arrived: the worker has the fd
 	probe bool // Worker.Dial's connection: never given to another worker (giveBackLocked)
 }
 
+// HandleReply is ipc.HandleReplier: see rrHandle.onHandleReply.
+func (ho *handoff) HandleReply(err error) { ho.h.onHandleReply(ho.w, ho, err) }
+
 func newRRHandle(p *Primary, key, network, address string) (*rrHandle, error) {
 	ln, err := net.Listen(network, address)
 	if err != nil {
 		return nil, err
 	}
-	return rrHandleOn(p, key, ln)
+	unlink := ""
+	if ul, ok := ln.(*net.UnixListener); ok {
+		unlink = ul.Addr().String()
+	}
+	h, err := rrHandleOn(p, key, ln)
+	if err == nil {
+		h.unlink = unlink
+	}
+	return h, err
 }
 
-// rrHandleOn makes a round-robin handle of ln, which it owns from now on (it is closed on failure).
+// rrHandleOn makes a round-robin handle of ln, which it owns from now on: it keeps a duplicate of
+// its socket and closes ln (which takes it out of Go's network poller; a Unix socket's file stays).
 // Called with p.mu held, once the poll loop exists.
 func rrHandleOn(p *Primary, key string, ln net.Listener) (*rrHandle, error) {
+	if ul, ok := ln.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
 	fd, err := dupFD(ln.(syscall.Conn))
+	if err == nil && !isNonblock(fd) {
+		err = unix.SetNonblock(fd, true)
+	}
+	addr := ln.Addr()
+	ln.Close()
 	if err != nil {
-		ln.Close()
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 		return nil, err
 	}
-	h := &rrHandle{p: p, key: key, ln: ln, file: os.NewFile(uintptr(fd), "listener"), fd: fd,
-		all: make(map[*Worker]struct{}), busy: make(map[*Worker]*handoff)}
-	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+	h := &rrHandle{p: p, key: key, fd: fd, all: make(map[*Worker]struct{}), busy: make(map[*Worker]*handoff)}
+	if ta, ok := addr.(*net.TCPAddr); ok {
 		fam := "IPv4"
 		if ta.IP.To4() == nil {
 			fam = "IPv6"
@@ -292,8 +320,7 @@ func rrHandleOn(p *Primary, key string, ln net.Listener) (*rrHandle, error) {
 	// The poll loop exists: a worker asked for this socket, or AdoptListener started the loop. The
 	// socket is watched once a worker is free (armLocked).
 	if h.entry, err = p.loop.addIdle(fd, h.acceptOne); err != nil {
-		h.file.Close()
-		ln.Close()
+		unix.Close(fd)
 		return nil, err
 	}
 	return h, nil
@@ -347,19 +374,39 @@ func (h *rrHandle) acceptOne() {
 		p.mu.Unlock()
 		return
 	}
-	seq := p.nextSeq() // lost if nothing is accepted: seqs need only be unique
-	line := h.newconnLine(seq)
-	nfd, aerr := accept4(h.fd) // non-blocking: h.fd stays open while p.mu is held and !h.closed
-	if aerr == nil {
-		w := h.free[0]
-		h.free = h.free[1:]
-		h.sendLineLocked(w, nfd, seq, line)
-		h.pumpLocked() // the send may have failed (the worker is leaving) and queued nfd
-		p.mu.Unlock()
-		return
-	}
+	aerr := h.acceptFreeLocked()
+	h.pumpLocked() // a send may have failed (the worker is leaving) and queued its connection
 	p.mu.Unlock()
-	h.acceptFailed(aerr)
+	if aerr != nil {
+		h.acceptFailed(aerr)
+	}
+}
+
+// acceptFreeLocked accepts connections and hands them over while a worker is free (then nothing is
+// queued), until the backlog is empty (EAGAIN) or no worker is free: one wake-up of the poll loop
+// serves as many connections as there are free workers. It returns the error that stopped it, nil
+// if the workers ran out first. With p.mu held, on the poll loop; the caller ends with pumpLocked.
+func (h *rrHandle) acceptFreeLocked() error {
+	p := h.p
+	for len(h.free) > 0 && !p.quiesced && !h.closed {
+		seq := p.nextSeq() // lost if nothing is accepted: seqs need only be unique
+		line := h.newconnLine(seq)
+		nfd, aerr := accept4(h.fd) // non-blocking: h.fd stays open while p.mu is held and !h.closed
+		if aerr != nil {
+			return aerr
+		}
+		h.sendLineLocked(h.popFreeLocked(), nfd, seq, line)
+	}
+	return nil
+}
+
+// popFreeLocked takes the first free worker; the list keeps its array (no allocation per turn).
+func (h *rrHandle) popFreeLocked() *Worker {
+	w := h.free[0]
+	n := copy(h.free, h.free[1:])
+	h.free[n] = nil
+	h.free = h.free[:n]
+	return w
 }
 
 // acceptFailed deals with an accept error, without p.mu.
@@ -432,8 +479,7 @@ func (h *rrHandle) pumpLocked() {
 		h.pumpStickyLocked()
 	}
 	for len(h.queue) > 0 && len(h.free) > 0 {
-		w := h.free[0]
-		h.free = h.free[1:]
+		w := h.popFreeLocked()
 		fd := h.queue[0]
 		h.queue = h.queue[1:]
 		h.sendLocked(w, fd)
@@ -466,28 +512,31 @@ func (h *rrHandle) sendLocked(w *Worker, fd int) {
 // makes it before accept4, so that as little as possible happens between accept4 and sendmsg, the
 // instants in which a connection dies with the primary.
 func (h *rrHandle) newconnLine(seq int64) []byte {
-	if h.keyJSON == nil {
-		h.keyJSON, _ = json.Marshal(h.key)
+	if h.lineHead == nil {
+		// The line is HandleLine's, with the seq in the middle: encode it once with a marker seq.
+		keyJSON, _ := json.Marshal(h.key)
+		inner := append([]byte(`{"cmd":"NODE_CLUSTER","act":"newconn","key":`), keyJSON...)
+		inner = append(inner, `,"seq":0}`...)
+		full := ipc.HandleLine(inner, "net.Native")
+		cut := len(full) - len(`0}}`)
+		h.lineHead, h.lineTail = full[:cut:cut], full[cut+1:]
 	}
-	inner := make([]byte, 0, 64+len(h.keyJSON))
-	inner = append(inner, `{"cmd":"NODE_CLUSTER","act":"newconn","key":`...)
-	inner = append(inner, h.keyJSON...)
-	inner = append(inner, `,"seq":`...)
-	inner = strconv.AppendInt(inner, seq, 10)
-	inner = append(inner, '}')
-	return ipc.HandleLine(inner, "net.Native")
+	line := make([]byte, 0, len(h.lineHead)+20+len(h.lineTail))
+	line = append(line, h.lineHead...)
+	line = strconv.AppendInt(line, seq, 10)
+	return append(line, h.lineTail...)
 }
 
 // sendLineLocked hands fd to w with line, the newconn with seq.
 func (h *rrHandle) sendLineLocked(w *Worker, fd int, seq int64, line []byte) {
-	h.sendHandoffLocked(w, &handoff{fd: fd, seq: seq}, line)
+	h.sendHandoffLocked(w, &handoff{h: h, w: w, fd: fd, seq: seq}, line)
 }
 
 // sendHandoffLocked sends ho to w with line.
 func (h *rrHandle) sendHandoffLocked(w *Worker, ho *handoff, line []byte) {
 	// The write comes first; the bookkeeping after it cannot race the answer, which is handled under
 	// p.mu, held here.
-	err := w.ch.SendHandleLine(line, ho.fd, func(err error) { h.onHandleReply(w, ho, err) })
+	err := w.ch.SendHandleTo(line, ho.fd, ho) // ho.HandleReply: onHandleReply
 	if err != nil {
 		// The channel is closed: the worker is leaving. Its connection goes to someone else.
 		h.giveBackLocked(ho)
@@ -496,7 +545,7 @@ func (h *rrHandle) sendHandoffLocked(w *Worker, ho *handoff, line []byte) {
 	h.busy[w] = ho
 	w.bal.handedOff.Add(1)
 	w.bal.inFlight.Add(1)
-	w.callbacks[ho.seq] = func(reply *wireMsg) { h.onAcceptedLocked(w, ho, reply) }
+	w.handoffs[ho.seq] = ho // onAcceptedLocked, from Worker.peekCluster or Primary.onInternal
 }
 
 // onHandleReply runs when the worker answered NODE_HANDLE_ACK/NACK (on the poll loop) or the channel
@@ -519,7 +568,7 @@ func (h *rrHandle) onHandleReply(w *Worker, ho *handoff, err error) {
 	if !ho.probe {
 		w.bal.rerouted.Add(1)
 	}
-	delete(w.callbacks, ho.seq)
+	delete(w.handoffs, ho.seq)
 	h.giveBackLocked(ho)
 	if h.eligibleLocked(w) && !errors.Is(err, ipc.ErrClosed) {
 		h.free = append(h.free, w) // a NACK: the worker is still there
@@ -527,16 +576,19 @@ func (h *rrHandle) onHandleReply(w *Worker, ho *handoff, err error) {
 	h.pumpLocked()
 }
 
-// onAcceptedLocked handles the worker's {ack, accepted} reply to a newconn: a reply callback, called
-// on the poll loop with p.mu held.
-func (h *rrHandle) onAcceptedLocked(w *Worker, ho *handoff, reply *wireMsg) {
+// onAcceptedLocked handles the worker's {ack, accepted} reply to a newconn, on the poll loop with
+// p.mu held (the caller took ho out of w.handoffs). The worker is free again: if nothing is queued
+// and the socket is unwatched (no worker was free), the connections waiting in the backlog are
+// accepted for it at once (acceptFreeLocked), without waiting for the poll loop to report the
+// listening socket, nor (under load) arming and disarming it.
+func (h *rrHandle) onAcceptedLocked(w *Worker, ho *handoff, accepted bool) {
 	if h.busy[w] != ho {
 		return
 	}
 	delete(h.busy, w)
 	w.bal.inFlight.Add(-1)
-	if reply.Accepted != nil && *reply.Accepted {
-		unix.Close(ho.fd) // the worker holds the connection now
+	if accepted {
+		closeFD(ho.fd) // the worker holds the connection now
 	} else {
 		if !ho.probe {
 			w.bal.refused.Add(1) // Node's maxConnections: another worker gets it
@@ -545,6 +597,13 @@ func (h *rrHandle) onAcceptedLocked(w *Worker, ho *handoff, reply *wireMsg) {
 	}
 	if h.eligibleLocked(w) {
 		h.free = append(h.free, w)
+	}
+	if len(h.queue) == 0 && !h.armed && !h.p.settings.Sticky {
+		// Unwatched, the socket had no free worker: connections may wait in its backlog. (Watched,
+		// epoll reports them: accepting here would mostly cost an EAGAIN.) An error other than
+		// EAGAIN is met again by the poll loop, which deals with it (acceptFailed): pumpLocked arms
+		// the socket while a worker is free.
+		_ = h.acceptFreeLocked()
 	}
 	h.pumpLocked()
 }
@@ -615,7 +674,7 @@ func (h *rrHandle) settleClosedLocked(w *Worker) {
 	if ho := h.busy[w]; ho != nil && !w.connected {
 		delete(h.busy, w)
 		w.bal.inFlight.Add(-1)
-		delete(w.callbacks, ho.seq)
+		delete(w.handoffs, ho.seq)
 		if ho.acked {
 			unix.Close(ho.fd) // the worker got it; whatever it did with it, our copy goes
 		} else {
@@ -639,17 +698,14 @@ func (h *rrHandle) close() {
 		}
 	}
 	h.sticky, h.stickyN = nil, 0
-	// Stop listening now: the socket has two descriptors (ln's and the poll loop's duplicate), and
-	// closing them may lag behind an accept in progress; until the socket stops listening, a worker
-	// asking for the same port would get EADDRINUSE.
-	if sc, ok := h.ln.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
-		}
-	}
+	// Stop listening now: until the socket stops listening (duplicates of it may live elsewhere,
+	// ListenerFiles), a worker asking for the same port would get EADDRINUSE.
+	unix.Shutdown(h.fd, unix.SHUT_RDWR)
 	h.p.loop.remove(h.fd, h.entry)
-	h.file.Close()
-	h.ln.Close()
+	unix.Close(h.fd)
+	if h.unlink != "" {
+		os.Remove(h.unlink)
+	}
 	for _, fd := range q {
 		unix.Close(fd)
 	}

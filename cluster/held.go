@@ -104,7 +104,7 @@ func (w *Worker) Dial(ctx context.Context, key string) (net.Conn, error) {
 		}
 	}
 	seq := p.nextSeq()
-	h.sendHandoffLocked(w, &handoff{fd: fds[1], seq: seq, probe: true}, h.newconnLine(seq))
+	h.sendHandoffLocked(w, &handoff{h: h, w: w, fd: fds[1], seq: seq, probe: true}, h.newconnLine(seq))
 	h.pumpLocked()
 	return c, nil
 }

@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"errors"
+	"runtime"
 	"sync"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,6 +27,10 @@ type pollLoop struct {
 }
 
 type pollEntry struct{ fn func() }
+
+// yieldEvery is how often the loop goroutine passes through the scheduler (see run): well within the
+// runtime's 10 ms preemption period.
+const yieldEvery = 5 * time.Millisecond
 
 func newPollLoop() (*pollLoop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -80,9 +87,9 @@ func (l *pollLoop) watch(fd int, e *pollEntry, on bool) error {
 		return nil
 	}
 	if on {
-		return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
+		return epollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
 	}
-	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	return epollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, &unix.EpollEvent{})
 }
 
 // remove stops watching fd if it is still registered as e (the number may have been reused). Call it
@@ -126,7 +133,19 @@ func (l *pollLoop) signal() {
 func (l *pollLoop) run() {
 	defer close(l.done)
 	events := make([]unix.EpollEvent, 128)
+	yielded := time.Now()
 	for {
+		// A goroutine that only ever leaves the CPU in system calls never passes through the
+		// scheduler, and after 10 ms the runtime's monitor (sysmon) takes it for a runaway: it takes
+		// its processor away in the middle of epoll_wait, and then polls every 20 µs for a
+		// millisecond or more. Yielding now and then keeps it quiet.
+		if time.Since(yielded) > yieldEvery {
+			runtime.Gosched()
+			yielded = time.Now()
+		}
+		// Blocked in epoll_wait. (Parking in Go's network poller on the epoll descriptor instead,
+		// with zero-timeout epoll_waits, was measured: it costs more CPU per connection, the
+		// scheduler's search for work on every wake-up.)
 		n, err := unix.EpollWait(l.epfd, events, -1)
 		if err != nil {
 			if err == unix.EINTR {
@@ -146,8 +165,7 @@ func (l *pollLoop) run() {
 				}
 				l.mu.Unlock()
 				if done {
-					unix.Close(l.epfd)
-					unix.Close(l.wake)
+					l.closeFDs()
 					return
 				}
 				continue
@@ -165,6 +183,12 @@ func (l *pollLoop) run() {
 	l.mu.Unlock()
 }
 
+// closeFDs releases the loop's descriptors, on the loop goroutine as it ends.
+func (l *pollLoop) closeFDs() {
+	unix.Close(l.epfd)
+	unix.Close(l.wake)
+}
+
 // accept4 accepts a connection, non-blocking and close-on-exec, without asking for the peer's address
 // (unix.Accept4 decodes it, which costs a getsockopt per connection). The socket is non-blocking, so
 // the raw system call never blocks the thread.
@@ -179,4 +203,28 @@ func accept4(lfd int) (int, error) {
 // socketpair returns a connected pair of close-on-exec Unix stream sockets.
 func socketpair() ([2]int, error) {
 	return unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+}
+
+// isNonblock reports whether fd is in non-blocking mode.
+func isNonblock(fd int) bool {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	return err == nil && fl&unix.O_NONBLOCK != 0
+}
+
+// The system calls of the hand-off path that cannot block (on non-blocking descriptors) are made raw:
+// without the scheduler's system-call bookkeeping, which costs more than some of the calls and wakes
+// its monitor thread (sysmon) when it sleeps. Only epoll_wait, which blocks, goes through it.
+
+// epollCtl is unix.EpollCtl, raw.
+func epollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
+	_, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// closeFD closes a connection's descriptor, raw: without SO_LINGER, close never blocks.
+func closeFD(fd int) {
+	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
 }

@@ -43,3 +43,7 @@ func socketpair() ([2]int, error) {
 	unix.CloseOnExec(fds[1])
 	return fds, nil
 }
+
+func isNonblock(fd int) bool { return false }
+
+func closeFD(fd int) { unix.Close(fd) }

@@ -188,7 +188,8 @@ func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 	cmd.ExtraFiles = append([]*os.File{child}, o.ExtraFiles...)
 
 	w := &Worker{ID: id, slot: o.Slot, p: p, done: make(chan struct{}), exited: make(chan struct{}),
-		listening: make(chan struct{}), callbacks: make(map[int64]func(*wireMsg)), state: stateNone, held: o.Held}
+		listening: make(chan struct{}), callbacks: make(map[int64]func(*wireMsg)), handoffs: make(map[int64]*handoff),
+		state: stateNone, held: o.Held}
 	// Silent output goes through plain pipes, not cmd.StdoutPipe: the package waits for the process
 	// itself (Primary.wait), and exec.Cmd.Wait would close a StdoutPipe's read end under the user's
 	// reader. The parent keeps only the read end, so the reader drains everything, then sees io.EOF.
@@ -242,6 +243,7 @@ func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 		OnClose:      func(error) { p.onChannelClosed(w) },
 		Logger:       p.logger().With("worker", id),
 		ExternalRead: true,
+		PeekCluster:  w.peekCluster,
 	})
 	if !knownToTakeCoalescedHandles(s.Exec) {
 		w.ch.SetHandleAlone()
@@ -254,7 +256,7 @@ func (p *Primary) ForkWith(o ForkOptions) (*Worker, error) {
 	err = ErrPrimaryClosed
 	var entry *pollEntry
 	if !p.closed {
-		entry, err = loop.add(w.ch.FD(), func() { w.ch.ReadOnce() })
+		entry, err = loop.add(w.ch.FD(), w.readChannel)
 	}
 	if err != nil {
 		p.mu.Unlock()
@@ -570,8 +572,13 @@ func (p *Primary) onInternal(w *Worker, m *wireMsg, fd int) {
 		if cb != nil {
 			cb(m) // with p.mu held
 		}
+		ho := w.handoffs[*m.Ack]
+		if ho != nil {
+			delete(w.handoffs, *m.Ack)
+			ho.h.onAcceptedLocked(w, ho, m.Accepted != nil && *m.Accepted)
+		}
 		p.mu.Unlock()
-		if cb != nil {
+		if cb != nil || ho != nil {
 			return
 		}
 	}

@@ -68,6 +68,9 @@ type Worker struct {
 	// callbacks wait for replies (the ack of a message the primary sent); the poll loop calls and
 	// removes one when its reply arrives, with p.mu held.
 	callbacks map[int64]func(*wireMsg)
+	// handoffs are the round-robin connections in flight to the worker by seq, waiting for its
+	// {accepted} reply like callbacks (a map of their own: no closure per connection).
+	handoffs map[int64]*handoff
 
 	exited     chan struct{} // closed by Primary.wait once the exit is recorded (Shutdown waits on it)
 	done       chan struct{} // closed on the event goroutine, just before the exit handlers
@@ -176,6 +179,38 @@ func (w *Worker) ExitSignal() os.Signal {
 // Listening is closed when the worker first reports that it is listening.
 func (w *Worker) Listening() <-chan struct{} { return w.listening }
 
+// readChannel is the poll loop's handler of the worker's channel. Once the channel has closed, its
+// socket stays open until the channel's close callbacks have run (onChannelClosed removes it from
+// the loop): meanwhile it is unwatched, or its end of file would wake the loop again and again.
+func (w *Worker) readChannel() {
+	if w.ch.ReadOnce() {
+		return
+	}
+	w.p.mu.Lock()
+	e, loop := w.pollEntry, w.p.loop
+	w.p.mu.Unlock()
+	loop.watch(w.ch.FD(), e, false)
+}
+
+// peekCluster is the channel's PeekCluster: it takes the worker's {accepted} reply to a round-robin
+// hand-off (one per connection) straight from the read buffer, with no copy and no decoding beyond
+// parseAcceptedReply. Anything else goes on to onMessage. On the poll loop, no lock held.
+func (w *Worker) peekCluster(line []byte) bool {
+	ack, accepted, _, ok := parseAcceptedReply(line)
+	if !ok {
+		return false
+	}
+	p := w.p
+	p.mu.Lock()
+	ho := w.handoffs[ack]
+	if ho != nil {
+		delete(w.handoffs, ack)
+		ho.h.onAcceptedLocked(w, ho, accepted)
+	}
+	p.mu.Unlock()
+	return ho != nil
+}
+
 // onMessage is the channel's OnMessage: on the poll loop, no lock of the package held.
 func (w *Worker) onMessage(m ipc.Message) {
 	p := w.p
@@ -187,7 +222,7 @@ func (w *Worker) onMessage(m ipc.Message) {
 			return
 		}
 		var cm wireMsg
-		if ack, accepted, seq, ok := parseAcceptedReply(m.Raw); ok { // every hand-off: skip reflection
+		if ack, accepted, seq, ok := parseAcceptedReply(m.Raw); ok { // (peekCluster takes most)
 			cm = wireMsg{Cmd: "NODE_CLUSTER", Ack: &ack, Accepted: &accepted, Seq: seq}
 		} else if err := json.Unmarshal(m.Raw, &cm); err != nil {
 			p.logger().Warn("cluster: malformed NODE_CLUSTER message from worker; ignored", "worker", w.ID, "err", err)

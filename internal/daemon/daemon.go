@@ -196,6 +196,7 @@ type Manager struct {
 
 	stopSampler chan struct{}
 	samplerDone chan struct{}
+	prof        *debugProfile // CORRAL_DEBUG_CPUPROFILE, CORRAL_DEBUG_TRACE (debugprofile.go)
 
 	kp         *keeperLink   // nil without Config.Keeper; own lock, after mu
 	kids       children      // processes started by the Manager, for the orphan reaper; own lock, after mu
@@ -325,6 +326,7 @@ func New(cfg Config) (*Manager, error) {
 		files: make(map[string]*sharedFile),
 	}
 	m.changed = sync.NewCond(&m.mu)
+	m.prof = startDebugProfile(lg)
 	if cfg.SampleInterval >= 0 {
 		interval := cfg.SampleInterval
 		if interval == 0 {
@@ -357,6 +359,7 @@ func (m *Manager) Close() {
 	}
 	m.closed = true
 	m.mu.Unlock()
+	m.prof.stop()
 	m.web.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

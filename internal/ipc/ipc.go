@@ -58,6 +58,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -117,25 +118,55 @@ type Options struct {
 	// odd number of quotes); anything else, such as a number or a string that may be the end of a
 	// longer one, is dropped with a warning. Later lines are handled as usual.
 	MidStream bool
+	// PeekCluster, if set, sees every NODE_CLUSTER line (one that begins {"cmd":"NODE_CLUSTER",)
+	// before it is copied and checked, on the reader, where OnMessage would be called. line aliases
+	// the read buffer and is valid only during the call. Returning true consumes the line: OnMessage
+	// is not called for it. It lets the owner handle the lines it recognises exactly (a round-robin
+	// primary's {accepted} replies, one per connection) without a copy or a JSON decoder.
+	PeekCluster func(line []byte) bool
 }
+
+// HandleReplier is told what became of a handle sent with SendHandleTo, as SendHandle's onReply is.
+// A pointer type implementing it costs no allocation per handle, unlike a closure.
+type HandleReplier interface{ HandleReply(err error) }
 
 type outMsg struct {
 	line    []byte // JSON without the trailing newline
 	fd      int    // -1: none
 	onReply func(error)
-	written chan error // SendWait: told once the message is on the wire
+	replier HandleReplier // instead of onReply (SendHandleTo)
+	written chan error    // SendWait: told once the message is on the wire
 	// rawBytes: line is the unsent tail of a message, newline included, whose fd (if any) is gone.
 	rawBytes bool
+}
+
+func (m *outMsg) hasReply() bool { return m.onReply != nil || m.replier != nil }
+
+// reply tells the sender of a handle what became of it.
+func (m *outMsg) reply(err error) {
+	switch {
+	case m.replier != nil:
+		m.replier.HandleReply(err)
+	case m.onReply != nil:
+		m.onReply(err)
+	}
 }
 
 // Channel is one end of a Node IPC channel. Its methods are safe for concurrent use. See the package
 // documentation for the goroutines its callbacks run on.
 type Channel struct {
-	conn *net.UnixConn
+	conn *net.UnixConn // nil with Options.ExternalRead: see rawFD
 	opts Options
 	log  *slog.Logger
 	raw  syscall.RawConn
 	fd   int
+	// rawFD: the channel owns fd itself, outside Go's network poller (Options.ExternalRead). A socket
+	// in the runtime's poller wakes one of its threads on every readiness change (the peer's write,
+	// and its read freeing buffer space), for nobody: the owner polls fd itself. fd is closed by
+	// finish, after OnClose, and never before (fdClosed, guarded by mu), so that no read or write
+	// can reach a reused number.
+	rawFD    bool
+	fdClosed bool
 
 	// mu guards the send state. It is a leaf lock: under it the channel makes no call that takes
 	// another lock and runs no callback. cond (on mu) is what the writer goroutine waits on.
@@ -144,8 +175,15 @@ type Channel struct {
 	ctrl     [][]byte        // ACK/NACK: bypass the handle gate
 	ctrlDone []chan struct{} // sendCtrlWait: closed once the ctrl lines queued with them are written
 	queue    []outMsg
-	awaiting *outMsg // handle message written, reply not yet received
-	closed   bool    // set once, by fail; the writer then runs the close callbacks (finish)
+	awaiting *outMsg // handle message written, reply not yet received; &awaitSlot when set
+	// awaitSlot holds the handle awaiting its reply, so that no handle costs an allocation. It is
+	// written only while awaiting is nil, under mu; whoever clears awaiting copies what it needs.
+	awaitSlot outMsg
+	// fastLine and fastOOB are the scratch buffers of a sender's fast-path write (enqueue), used only
+	// by the sender that set writing.
+	fastLine []byte
+	fastOOB  [3]uint64 // unix.CmsgSpace(4) bytes, aligned: one SCM_RIGHTS fd
+	closed   bool      // set once, by fail; the writer then runs the close callbacks (finish)
 	closeErr error
 	closing  chan struct{} // closed by fail, with closed set
 	flushing bool          // CloseAfterFlush: close once everything queued is written
@@ -246,7 +284,9 @@ func New(conn *net.UnixConn, opts Options) *Channel {
 	c.cond = sync.NewCond(&c.mu)
 	c.raw, _ = conn.SyscallConn()
 	c.fd = -1
-	if c.raw != nil {
+	if opts.ExternalRead {
+		c.takeFD()
+	} else if c.raw != nil {
 		c.raw.Control(func(fd uintptr) { c.fd = int(fd) })
 	}
 	go c.writeLoop()
@@ -256,6 +296,36 @@ func New(conn *net.UnixConn, opts Options) *Channel {
 		go c.readLoop()
 	}
 	return c
+}
+
+// takeFD moves the socket out of Go's network poller (Options.ExternalRead): a duplicate of conn's
+// descriptor (sharing its non-blocking mode) becomes the channel's, and conn is closed. If that
+// fails the channel keeps conn, which works the same, with the poller's idle wake-ups.
+func (c *Channel) takeFD() {
+	if c.raw == nil {
+		return
+	}
+	nfd := -1
+	var derr error
+	if err := c.raw.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+		if derr == nil && !isNonblock(nfd) {
+			derr = unix.SetNonblock(nfd, true)
+		}
+	}); err != nil || derr != nil {
+		if nfd >= 0 {
+			unix.Close(nfd)
+		}
+		c.raw.Control(func(fd uintptr) { c.fd = int(fd) })
+		return
+	}
+	c.conn.Close()
+	c.conn, c.raw, c.fd, c.rawFD = nil, nil, nfd, true
+}
+
+func isNonblock(fd int) bool {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	return err == nil && fl&unix.O_NONBLOCK != 0
 }
 
 // Done is closed when the channel has closed and its close callbacks (OnClose last) have returned.
@@ -327,6 +397,12 @@ func (c *Channel) SendHandleLine(line []byte, fd int, onReply func(error)) error
 	return c.enqueue(outMsg{line: line, fd: fd, onReply: onReply})
 }
 
+// SendHandleTo is SendHandleLine with r told the outcome (r.HandleReply, on the goroutines and with
+// the arguments SendHandle's onReply would get). r must not be nil.
+func (c *Channel) SendHandleTo(line []byte, fd int, r HandleReplier) error {
+	return c.enqueue(outMsg{line: line, fd: fd, replier: r})
+}
+
 func (c *Channel) enqueue(m outMsg) error {
 	if m.fd >= 0 && c.bunFraming.Load() {
 		m.line = bunHandleLine(m.line)
@@ -338,7 +414,7 @@ func (c *Channel) enqueue(m outMsg) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if c.writing || c.awaiting != nil || len(c.queue) > 0 || len(c.ctrl) > 0 || c.raw == nil || m.written != nil || m.fd >= 0 && c.peerBehind() {
+	if c.writing || c.awaiting != nil || len(c.queue) > 0 || len(c.ctrl) > 0 || c.raw == nil && !c.rawFD || m.written != nil || m.fd >= 0 && c.peerBehind() {
 		c.queue = append(c.queue, m)
 		c.cond.Signal()
 		c.mu.Unlock()
@@ -348,16 +424,17 @@ func (c *Channel) enqueue(m outMsg) error {
 	// saves waking the writer (the round-robin hand-off path). Whatever does not fit goes to the writer.
 	c.writing = true
 	if m.fd >= 0 {
-		c.awaiting = &m
+		c.awaitSlot = m
+		c.awaiting = &c.awaitSlot
 	}
 	c.mu.Unlock()
-	n, err := c.tryWrite(m)
+	n, err := c.tryWrite(&m)
 	c.mu.Lock()
 	c.writing = false
 	switch {
 	case err != nil:
 	case n == 0: // nothing went out (EAGAIN): the writer sends the whole message, fd included
-		if c.awaiting == &m {
+		if m.fd >= 0 && c.awaiting == &c.awaitSlot {
 			c.awaiting = nil
 		}
 		c.queue = append([]outMsg{m}, c.queue...)
@@ -381,20 +458,20 @@ func (c *Channel) enqueue(m outMsg) error {
 
 // tryWrite makes one non-blocking attempt to write m (its fd with the first byte) and reports how
 // many bytes went out; EAGAIN is not an error.
-func (c *Channel) tryWrite(m outMsg) (int, error) {
-	line := make([]byte, 0, len(m.line)+1)
-	line = append(append(line, m.line...), '\n')
+func (c *Channel) tryWrite(m *outMsg) (int, error) {
+	line := append(append(c.fastLine[:0], m.line...), '\n')
+	if cap(line) <= 4<<10 {
+		c.fastLine = line // kept for the next message; a rare long one is not
+	}
 	var oob []byte
 	if m.fd >= 0 {
-		oob = unix.UnixRights(m.fd)
+		oob = rights(unsafe.Slice((*byte)(unsafe.Pointer(&c.fastOOB[0])), len(c.fastOOB)*8), m.fd)
 	}
 	var n int
 	var werr error
-	err := c.raw.Write(func(fd uintptr) bool {
-		n, werr = unix.SendmsgN(int(fd), line, oob, nil, sendFlags)
-		return true
-	})
-	if err != nil {
+	if c.rawFD { // open: the caller set writing, and finish closes fd only once no write is in progress
+		n, werr = sendmsgNB(c.fd, line, oob, sendFlags)
+	} else if err := c.writeRaw(line, oob, &n, &werr); err != nil {
 		return 0, err
 	}
 	if werr == unix.EAGAIN || werr == unix.EINTR {
@@ -404,6 +481,18 @@ func (c *Channel) tryWrite(m outMsg) (int, error) {
 		return 0, werr
 	}
 	return n, nil
+}
+
+// writeRaw is one sendmsg through conn's RawConn (a channel that could not take its fd).
+func (c *Channel) writeRaw(line, oob []byte, n *int, werr *error) error {
+	var wn int
+	var we error
+	err := c.raw.Write(func(fd uintptr) bool {
+		wn, we = unix.SendmsgN(int(fd), line, oob, nil, sendFlags)
+		return true
+	})
+	*n, *werr = wn, we
+	return err
 }
 
 func (c *Channel) sendCtrl(line string) {
@@ -418,13 +507,50 @@ func (c *Channel) sendCtrl(line string) {
 // sendCtrlWait queues an ACK/NACK line like sendCtrl and waits until the writer has put it on the
 // wire; it reports false if the channel closed first (the line may or may not have gone out).
 func (c *Channel) sendCtrlWait(line string) bool {
-	done := make(chan struct{})
+	b := c.mark([]byte(line))
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
 	}
-	c.ctrl = append(c.ctrl, c.mark([]byte(line)))
+	// Fast path: nothing being written, no line begun and no ACK/NACK waiting: write it here, on the
+	// reader, instead of waking the writer and waiting for it (two goroutine switches per handle).
+	if !c.writing && len(c.ctrl) == 0 && !(len(c.queue) > 0 && c.queue[0].rawBytes) && (c.raw != nil || c.rawFD) {
+		c.writing = true
+		c.mu.Unlock()
+		n, err := c.tryWrite(&outMsg{line: b, fd: -1})
+		c.mu.Lock()
+		c.writing = false
+		if c.closed {
+			c.cond.Signal() // the writer may be waiting in finish for this write to end
+		}
+		if err != nil {
+			c.mu.Unlock()
+			c.fail(fmt.Errorf("ipc: write: %w", err))
+			return false
+		}
+		if n == len(b)+1 {
+			c.kickLocked()
+			c.mu.Unlock()
+			return true
+		}
+		// Nothing (EAGAIN) or part of it went out: the writer sends the rest, first of all (its
+		// newline is added as to every ACK/NACK), and we wait for it below.
+		b = b[n:]
+		c.ctrl = append([][]byte{b}, c.ctrl...)
+		done := make(chan struct{})
+		c.ctrlDone = append(c.ctrlDone, done)
+		c.cond.Signal()
+		c.mu.Unlock()
+		select {
+		case <-done:
+			return true
+		case <-c.closing:
+			return false
+		}
+	}
+	done := make(chan struct{})
+	c.ctrl = append(c.ctrl, b)
 	c.ctrlDone = append(c.ctrlDone, done)
 	c.cond.Signal()
 	c.mu.Unlock()
@@ -469,6 +595,18 @@ func (c *Channel) Close() error {
 // the peer is gone (or leaving) but may still hold the channel open, such as a dead process whose
 // child inherited it. It returns at once.
 func (c *Channel) CloseRead() error {
+	if c.rawFD {
+		c.mu.Lock()
+		var serr error
+		if !c.fdClosed {
+			serr = unix.Shutdown(c.fd, unix.SHUT_RD)
+		}
+		c.mu.Unlock()
+		if serr != nil {
+			c.fail(nil)
+		}
+		return nil
+	}
 	if c.raw == nil {
 		return c.Close()
 	}
@@ -496,7 +634,11 @@ func (c *Channel) fail(err error) {
 	close(c.closing)
 	c.cond.Signal()
 	c.mu.Unlock()
-	c.conn.Close()
+	if c.conn != nil {
+		c.conn.Close()
+	}
+	// A raw fd stays open until finish: the writer, waiting for room in poll(2), sees closing within
+	// rawPollWait; the owner stops polling fd in OnClose.
 }
 
 // finish runs on the writer goroutine once the channel is closed: it ends reading (waiting for an
@@ -516,15 +658,20 @@ func (c *Channel) finish() {
 		c.cond.Wait()
 	}
 	err := c.closeErr
-	awaiting, pending := c.awaiting, c.queue
+	var awaiting outMsg
+	hadAwaiting := c.awaiting != nil
+	if hadAwaiting {
+		awaiting = *c.awaiting
+	}
+	pending := c.queue
 	c.queue, c.ctrl, c.ctrlDone, c.awaiting = nil, nil, nil, nil
 	c.mu.Unlock()
-	if awaiting != nil {
-		awaiting.onReply(ErrClosed)
+	if hadAwaiting {
+		awaiting.reply(ErrClosed)
 	}
 	for _, m := range pending {
-		if m.onReply != nil {
-			m.onReply(ErrClosed)
+		if m.hasReply() {
+			m.reply(ErrClosed)
 		}
 		if m.written != nil {
 			m.written <- ErrClosed
@@ -532,6 +679,12 @@ func (c *Channel) finish() {
 	}
 	if c.opts.OnClose != nil {
 		c.opts.OnClose(err)
+	}
+	if c.rawFD {
+		c.mu.Lock()
+		c.fdClosed = true
+		unix.Close(c.fd)
+		c.mu.Unlock()
 	}
 	close(c.done)
 }
@@ -580,7 +733,8 @@ func (c *Channel) writeLoop() {
 				m := c.queue[n]
 				if m.fd >= 0 {
 					if len(buf) == 0 { // a handle goes alone on its sendmsg
-						handle = &m
+						c.awaitSlot = m
+						handle = &c.awaitSlot
 						c.awaiting = handle
 						n++
 					}
@@ -602,7 +756,7 @@ func (c *Channel) writeLoop() {
 			c.waitPeerRead()
 			err = c.writeHandle(handle)
 		} else if len(buf) > 0 {
-			_, err = c.conn.Write(buf)
+			err = c.write(buf, nil)
 		}
 		c.mu.Lock()
 		c.writing = false
@@ -651,14 +805,60 @@ func (c *Channel) waitPeerRead() {
 
 func (c *Channel) writeHandle(m *outMsg) error {
 	line := append(m.line[:len(m.line):len(m.line)], '\n')
-	n, _, err := c.conn.WriteMsgUnix(line, unix.UnixRights(m.fd), nil)
-	if err != nil {
+	return c.write(line, unix.UnixRights(m.fd))
+}
+
+// write writes all of b, on the writer goroutine, with oob (an fd) on its first byte; the rest goes
+// without ancillary data.
+func (c *Channel) write(b, oob []byte) error {
+	if !c.rawFD {
+		if oob == nil {
+			_, err := c.conn.Write(b)
+			return err
+		}
+		n, _, err := c.conn.WriteMsgUnix(b, oob, nil)
+		if err == nil && n < len(b) {
+			_, err = c.conn.Write(b[n:])
+		}
 		return err
 	}
-	if n < len(line) { // the fd went with the first byte; the rest goes without ancillary data
-		_, err = c.conn.Write(line[n:])
+	for len(b) > 0 {
+		n, err := unix.SendmsgN(c.fd, b, oob, nil, sendFlags)
+		switch err {
+		case nil:
+			b, oob = b[n:], nil
+		case unix.EINTR:
+		case unix.EAGAIN:
+			if err := c.waitWritable(); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
 	}
-	return err
+	return nil
+}
+
+// rawPollWait bounds one poll(2) of the writer on a raw fd, so that it sees the channel close.
+const rawPollWait = 50 // ms
+
+// waitWritable waits until the raw fd has room, or the channel closes (net.ErrClosed).
+func (c *Channel) waitWritable() error {
+	for {
+		select {
+		case <-c.closing:
+			return net.ErrClosed
+		default:
+		}
+		pfd := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLOUT}}
+		n, err := unix.Poll(pfd, rawPollWait)
+		if err != nil && err != unix.EINTR {
+			return err
+		}
+		if n > 0 {
+			return nil // writable, or an error the next sendmsg reports
+		}
+	}
 }
 
 // reader is the receive state of a channel: bytes of an unfinished line and fds not yet claimed.
@@ -666,6 +866,10 @@ type reader struct {
 	buf, oob, pending []byte
 	fds               []int
 	midStream         bool // Options.MidStream, until the first line has been seen
+	// The message header and vector of recvmsg (sys_linux.go), kept here so that a read allocates
+	// nothing.
+	msg unix.Msghdr
+	iov unix.Iovec
 }
 
 func newReader(midStream bool) *reader {
@@ -704,7 +908,7 @@ func (c *Channel) readLoop() {
 // goroutine, so the caller must not hold a lock that OnMessage takes. It reports false once the
 // channel is closed. It must not be called concurrently with itself.
 func (c *Channel) ReadOnce() bool {
-	if c.rd == nil || c.raw == nil {
+	if c.rd == nil || c.raw == nil && !c.rawFD {
 		return false
 	}
 	c.readMu.Lock()
@@ -713,11 +917,12 @@ func (c *Channel) ReadOnce() bool {
 		return false
 	}
 	var n, oobn int
-	var rerr error
-	err := c.raw.Read(func(fd uintptr) bool {
-		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), c.rd.buf, c.rd.oob, recvFlags)
-		return true // one attempt: the owner waits for readiness, not us
-	})
+	var rerr, err error
+	if c.rawFD { // open: finish closes fd only after setting readDone under readMu
+		n, oobn, rerr = recvmsg(c.fd, c.rd, recvFlags)
+	} else {
+		n, oobn, rerr, err = c.readRaw()
+	}
 	switch {
 	case err != nil: // closed under us
 		rerr, n, oobn = net.ErrClosed, 0, 0
@@ -733,6 +938,15 @@ func (c *Channel) ReadOnce() bool {
 	return true
 }
 
+// readRaw is one recvmsg through conn's RawConn (a channel that could not take its fd).
+func (c *Channel) readRaw() (n, oobn int, rerr, err error) {
+	err = c.raw.Read(func(fd uintptr) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), c.rd.buf, c.rd.oob, recvFlags)
+		return true // one attempt: the owner waits for readiness, not us
+	})
+	return
+}
+
 // FD returns the socket's descriptor, for an owner that polls it (Options.ExternalRead). It stays
 // valid until the channel closes.
 func (c *Channel) FD() int { return c.fd }
@@ -742,14 +956,23 @@ func (c *Channel) FD() int { return c.fd }
 // description, O_NONBLOCK included): whoever reads from it takes bytes from this channel. It returns
 // ErrClosed once the channel is closed.
 func (c *Channel) File() (*os.File, error) {
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed || c.raw == nil {
-		return nil, ErrClosed
-	}
 	nfd := -1
 	var derr error
+	c.mu.Lock()
+	closed := c.closed
+	if c.rawFD && !closed {
+		nfd, derr = unix.FcntlInt(uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
+	}
+	c.mu.Unlock()
+	if closed || c.raw == nil && !c.rawFD {
+		return nil, ErrClosed
+	}
+	if c.rawFD {
+		if derr != nil {
+			return nil, fmt.Errorf("ipc: duplicate channel socket: %w", derr)
+		}
+		return os.NewFile(uintptr(nfd), "ipc"), nil
+	}
 	if err := c.raw.Control(func(fd uintptr) {
 		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
 	}); err != nil {
@@ -897,10 +1120,21 @@ func (c *Channel) dispatch(line []byte, fds []int) []int {
 		c.log.Warn("ipc: empty message line from peer; ignored")
 		return fds
 	}
+	// The hot paths of every hand-off, without the JSON decoder (nor the envelope, which escapes).
+	switch {
+	case bytes.Equal(line, ackLine):
+		c.handleReply(true)
+		return fds
+	case bytes.HasPrefix(line, clusterPrefix) && c.opts.PeekCluster != nil && c.opts.PeekCluster(line):
+		return fds
+	}
+	return c.dispatchDecoded(line, fds)
+}
+
+// dispatchDecoded is dispatch for a line that needs the JSON decoder.
+func (c *Channel) dispatchDecoded(line []byte, fds []int) []int {
 	var e envelope
 	switch {
-	case bytes.Equal(line, ackLine): // the hot path of every hand-off: skip the JSON decoder
-		e.Cmd = json.RawMessage(`"NODE_HANDLE_ACK"`)
 	case bytes.HasPrefix(line, clusterPrefix) && json.Valid(line):
 		// A NODE_CLUSTER message (cmd is Node's first key): its receiver decodes it in full anyway.
 		c.deliver(Message{Raw: append(json.RawMessage(nil), line...), Internal: true, Cmd: "NODE_CLUSTER", FD: -1})
@@ -921,20 +1155,7 @@ func (c *Channel) dispatch(line []byte, fds []int) []int {
 	}
 	switch {
 	case internal && (cmd == "NODE_HANDLE_ACK" || cmd == "NODE_HANDLE_NACK"):
-		c.mu.Lock()
-		m := c.awaiting
-		c.awaiting = nil
-		c.kickLocked()
-		c.mu.Unlock()
-		if m == nil {
-			c.log.Warn("ipc: unexpected " + cmd + " from peer; ignored")
-			return fds
-		}
-		if cmd == "NODE_HANDLE_ACK" {
-			m.onReply(nil)
-		} else {
-			m.onReply(ErrNACK)
-		}
+		c.handleReply(cmd == "NODE_HANDLE_ACK")
 		return fds
 	case internal && cmd == "NODE_HANDLE":
 		if len(fds) == 0 {
@@ -963,6 +1184,43 @@ func (c *Channel) dispatch(line []byte, fds []int) []int {
 	// Copy: line aliases the read buffer.
 	c.deliver(Message{Raw: append(json.RawMessage(nil), line...), Internal: internal, Cmd: cmd, FD: -1})
 	return fds
+}
+
+// handleReply settles the handle awaiting its ACK (ack) or NACK, on the reader.
+func (c *Channel) handleReply(ack bool) {
+	c.mu.Lock()
+	var m outMsg
+	had := c.awaiting != nil
+	if had {
+		m = *c.awaiting // the slot may be reused as soon as mu is released
+	}
+	c.awaiting = nil
+	c.kickLocked()
+	c.mu.Unlock()
+	switch {
+	case !had && ack:
+		c.log.Warn("ipc: unexpected NODE_HANDLE_ACK from peer; ignored")
+	case !had:
+		c.log.Warn("ipc: unexpected NODE_HANDLE_NACK from peer; ignored")
+	case ack:
+		m.reply(nil)
+	default:
+		m.reply(ErrNACK)
+	}
+}
+
+// rights writes into buf (at least unix.CmsgSpace(4) bytes) an SCM_RIGHTS message carrying fd and
+// returns it: unix.UnixRights without the allocation.
+func rights(buf []byte, fd int) []byte {
+	n := unix.CmsgSpace(4)
+	b := buf[:n]
+	clear(b)
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level = unix.SOL_SOCKET
+	h.Type = unix.SCM_RIGHTS
+	h.SetLen(unix.CmsgLen(4))
+	*(*int32)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = int32(fd)
+	return b
 }
 
 func (c *Channel) deliver(m Message) {

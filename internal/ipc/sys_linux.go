@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,4 +61,49 @@ func unreadByPeer(fd int) int {
 		return 0
 	}
 	return n
+}
+
+// recvmsg reads into r.buf and r.oob: unix.Recvmsg without the peer's address, whose decoding costs
+// an allocation per call, and with the header kept in r.
+func recvmsg(fd int, r *reader, flags int) (n, oobn int, err error) {
+	r.iov.Base = &r.buf[0]
+	r.iov.SetLen(len(r.buf))
+	r.msg = unix.Msghdr{Iov: &r.iov, Control: &r.oob[0]}
+	r.msg.SetIovlen(1)
+	r.msg.SetControllen(len(r.oob))
+	// Raw: the socket is non-blocking (MSG_DONTWAIT), so the call never blocks the thread, and it
+	// skips the scheduler's system-call bookkeeping (which also wakes its monitor thread, sysmon).
+	got, _, errno := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.msg)), uintptr(flags))
+	switch errno {
+	case 0:
+		return int(got), int(r.msg.Controllen), nil
+	case unix.EAGAIN:
+		return 0, 0, unix.EAGAIN
+	}
+	return 0, 0, errno
+}
+
+// sendmsgNB makes one non-blocking sendmsg of b with oob (flags gain MSG_DONTWAIT) and reports how
+// many bytes went out. Raw, as recvmsg.
+func sendmsgNB(fd int, b, oob []byte, flags int) (int, error) {
+	var iov unix.Iovec
+	var msg unix.Msghdr
+	if len(b) > 0 {
+		iov.Base = &b[0]
+		iov.SetLen(len(b))
+		msg.Iov = &iov
+		msg.SetIovlen(1)
+	}
+	if len(oob) > 0 {
+		msg.Control = &oob[0]
+		msg.SetControllen(len(oob))
+	}
+	n, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags|unix.MSG_DONTWAIT))
+	switch errno {
+	case 0:
+		return int(n), nil
+	case unix.EAGAIN:
+		return 0, unix.EAGAIN
+	}
+	return 0, errno
 }

@@ -23,3 +23,12 @@ func Pair() (parent *net.UnixConn, child *os.File, err error) { return nil, nil,
 func FromFD(fd int) (*net.UnixConn, error) { return nil, ErrNotSupported }
 
 func unreadByPeer(fd int) int { return 0 }
+
+func recvmsg(fd int, r *reader, flags int) (n, oobn int, err error) {
+	n, oobn, _, _, err = unix.Recvmsg(fd, r.buf, r.oob, flags)
+	return
+}
+
+func sendmsgNB(fd int, b, oob []byte, flags int) (int, error) {
+	return unix.SendmsgN(fd, b, oob, nil, flags|unix.MSG_DONTWAIT)
+}

@@ -10,6 +10,10 @@
 // or SIGTERM). Positional arguments are ignored (a Node primary passes its script name). Outside a
 // cluster, with LISTEN_FDS set (socket activation, `corral start --listen`) it serves on fd 3 instead,
 // and with REUSEPORT=1 it binds :$PORT with SO_REUSEPORT (several instances in fork mode, as under PM2).
+//
+// With GOWORKER_TINY=1 it is instead a minimal worker for hand-off benchmarks (bench/handoff.sh): on
+// every connection it reads once (the request), writes a fixed "200 ok" response with Connection:
+// close and closes, with no HTTP server, so that a connection costs the worker as little as it can.
 package main
 
 import (
@@ -28,6 +32,10 @@ func main() {
 	port := os.Getenv("PORT")
 	if port == "" {
 		port = "8080"
+	}
+	if os.Getenv("GOWORKER_TINY") == "1" {
+		tiny(port)
+		return
 	}
 	pid := strconv.Itoa(os.Getpid())
 	id := strconv.Itoa(cluster.ID())
@@ -70,4 +78,30 @@ func serveAlone(srv *http.Server, port string) {
 	}
 	fmt.Fprintf(os.Stderr, "goworker: serve: %v\n", err)
 	os.Exit(1)
+}
+
+var tinyResponse = []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+// tiny serves every connection with one read, one write and a close; it exits when the listener
+// closes (the primary's disconnect) or on a signal.
+func tiny(port string) {
+	ln, err := cluster.Listen("tcp", net.JoinHostPort("", port))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "goworker: listen on port %s: %v\n", port, err)
+		os.Exit(1)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 4096)
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+			c.Write(tinyResponse)
+		}()
+	}
 }
