@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/ipc"
+	"github.com/corralhq/corral/internal/pidwait"
 	"golang.org/x/sys/unix"
 )
 
@@ -317,8 +318,15 @@ outer:
 
 // wait reaps the worker and reports its exit once its channel has closed too (or shortly after the
 // exit, if a grandchild holds the channel open). It runs on a goroutine of its own per worker.
+//
+// The goroutine waits in pidwait.Exited until the worker has exited: on Linux it is parked in the
+// runtime's poller on a pidfd rather than holding a thread blocked in waitid for the worker's whole
+// life (exec.Cmd.Wait's blocked thread also saw the exit late under load). cmd.Wait then reaps the
+// worker at once, so the os package closes its own pidfd and Worker.Process stays as Node's
+// worker.process does: its Pid kept, Signal reporting os.ErrProcessDone.
 func (p *Primary) wait(w *Worker) {
 	defer p.waiters.Done()
+	pidwait.Exited(w.cmd.Process)
 	err := w.cmd.Wait()
 	code, sig := 0, os.Signal(nil)
 	if st, ok := w.cmd.ProcessState.Sys().(syscall.WaitStatus); ok {

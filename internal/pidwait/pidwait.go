@@ -14,16 +14,13 @@ package pidwait
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // Wait waits for p, a child of this process, to exit, reaps it and returns its wait status.
-// Where pidfds are not available (an old kernel, no descriptor left) it falls back to p.Wait,
-// which holds a thread. The caller then releases p (p.Release), which closes the pidfd the os
+// Where pidfds are not available (an old kernel, no descriptor left, not Linux) it falls back
+// to p.Wait, which holds a thread. The caller then releases p (p.Release), which closes the pidfd the os
 // package keeps for it; Wait does not, because Release writes p.Pid.
 func Wait(p *os.Process) (syscall.WaitStatus, error) {
 	ws, err := waitPidfd(p.Pid)
@@ -41,44 +38,11 @@ func Wait(p *os.Process) (syscall.WaitStatus, error) {
 // errNoPidfd says that no pollable pidfd could be had for the child; Wait falls back to p.Wait.
 var errNoPidfd = errors.New("pidwait: no pidfd")
 
-// waitPidfd is Wait with a pidfd in the runtime poller.
-func waitPidfd(pid int) (syscall.WaitStatus, error) {
-	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
-	if err != nil {
-		if errors.Is(err, unix.ESRCH) {
-			// No such process: not a live or zombie child of ours any more (reaped elsewhere).
-			return 0, fmt.Errorf("pidwait: pid %d: %w", pid, err)
-		}
-		return 0, errNoPidfd
-	}
-	f := os.NewFile(uintptr(fd), "pidfd")
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return 0, errNoPidfd
-	}
-	var ws unix.WaitStatus
-	var werr error
-	reaped := false
-	err = rc.Read(func(uintptr) bool {
-		for {
-			got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
-			switch {
-			case errors.Is(err, unix.EINTR):
-				continue
-			case err != nil:
-				werr = fmt.Errorf("pidwait: wait4 %d: %w", pid, err)
-				return true
-			case got == 0:
-				return false // running: park until the pidfd is readable (the child exited)
-			default:
-				reaped = true
-				return true
-			}
-		}
-	})
-	if err != nil && !reaped && werr == nil {
-		return 0, errNoPidfd // the pidfd could not be polled: the child is still there to wait for
-	}
-	return syscall.WaitStatus(ws), werr
+// Exited waits, without holding a thread where pidfds are available, until p, a child of this
+// process, has exited, and leaves it unreaped: the caller's exec.Cmd.Wait (or p.Wait) then reaps
+// it at once, so the os package marks p done and closes its own pidfd, and p.Signal reports
+// os.ErrProcessDone from then on. Where no pollable pidfd can be had it returns at once, and the
+// caller's Wait blocks as it always did.
+func Exited(p *os.Process) {
+	exitedPidfd(p.Pid)
 }

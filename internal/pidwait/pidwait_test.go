@@ -119,6 +119,63 @@ func TestNoThreadPerChild(t *testing.T) {
 	}
 }
 
+// TestExitedLeavesTheChildToWait: Exited parks without a thread per child and returns once the
+// child has exited, unreaped, so that exec.Cmd.Wait reaps it with its status, the os package marks
+// the process done (Signal: os.ErrProcessDone) and no descriptor is left behind.
+func TestExitedLeavesTheChildToWait(t *testing.T) {
+	const n = 30
+	fds := func() int {
+		e, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(e)
+	}
+	beforeFDs, beforeThreads := fds(), threads(t)
+	var cmds []*exec.Cmd
+	for range n {
+		cmds = append(cmds, start(t, "exec sleep 1000"))
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, c := range cmds {
+		wg.Go(func() {
+			Exited(c.Process)
+			if s := state(c.Process.Pid); s != "Z" {
+				t.Errorf("child %d: state %q after Exited, want Z (exited, not reaped)", i, s)
+			}
+			errs[i] = c.Wait()
+		})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for parkedIn("pidwait.exitedPidfd") < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d waiters parked in the poller", parkedIn("pidwait.exitedPidfd"), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := threads(t); got > beforeThreads+8 {
+		t.Errorf("%d threads while waiting for %d children (%d before): want no thread per child", got, n, beforeThreads)
+	}
+	for _, c := range cmds {
+		c.Process.Signal(syscall.SIGKILL)
+	}
+	wg.Wait()
+	for i, c := range cmds {
+		ws, _ := c.ProcessState.Sys().(syscall.WaitStatus)
+		if errs[i] == nil || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+			t.Errorf("child %d: Wait %v, status %#x, want killed by SIGKILL", i, errs[i], ws)
+		}
+		if err := c.Process.Signal(syscall.SIGTERM); err != os.ErrProcessDone {
+			t.Errorf("child %d: Signal after Wait: %v, want os.ErrProcessDone", i, err)
+		}
+		assertReaped(t, c.Process.Pid)
+	}
+	if got := fds(); got > beforeFDs {
+		t.Errorf("%d descriptors open after the waits, %d before", got, beforeFDs)
+	}
+}
+
 // TestFallback: without a pidfd (errNoPidfd) Wait still reaps through os.Process.Wait.
 func TestFallback(t *testing.T) {
 	cmd := start(t, "exit 5")
@@ -169,12 +226,15 @@ func threads(t *testing.T) int {
 }
 
 // parked counts goroutines in waitPidfd that wait in the poller.
-func parked() int {
+func parked() int { return parkedIn("pidwait.waitPidfd") }
+
+// parkedIn counts goroutines in fn that wait in the poller.
+func parkedIn(fn string) int {
 	var b strings.Builder
 	pprof.Lookup("goroutine").WriteTo(&b, 2)
 	n := 0
 	for _, g := range strings.Split(b.String(), "\n\n") {
-		if strings.Contains(g, "pidwait.waitPidfd") && strings.Contains(g, "runtime_pollWait") {
+		if strings.Contains(g, fn) && strings.Contains(g, "runtime_pollWait") {
 			n++
 		}
 	}
