@@ -14,6 +14,8 @@ import (
 	"os"
 
 	"github.com/corralhq/corral/internal/activation"
+	// The __activate shim runs from this package's init, before the other packages' (see its doc).
+	_ "github.com/corralhq/corral/internal/activation/early"
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
 	"github.com/corralhq/corral/internal/cli"
