@@ -34,7 +34,7 @@ func main() {
 func newBackend(cfg cli.DaemonConfig) (api.Backend, func(), error) {
 	// Subreaper: the daemon reaps what its apps orphan (process-wide; this is the daemon process).
 	m, err := daemon.New(daemon.Config{Home: cfg.Home, Logger: cfg.Logger, Self: cfg.Self, Subreaper: true,
-		Keeper: cfg.Keeper, KeeperSocket: cfg.KeeperSocket})
+		TrimMemory: true, Keeper: cfg.Keeper, KeeperSocket: cfg.KeeperSocket})
 	if err != nil {
 		return nil, nil, err
 	}
