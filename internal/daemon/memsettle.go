@@ -43,12 +43,14 @@ const (
 	settleTrimGap    = 5 * time.Second
 )
 
-func newMemSettler(now time.Time) *memSettler {
+// newMemSettler starts with no gap to wait: the daemon's first collections (start-up's garbage,
+// pagetrim's at ready) are followed by a trim on the first quiet tick.
+func newMemSettler() *memSettler {
 	s := &memSettler{samples: []metrics.Sample{
 		{Name: "/gc/cycles/total:gc-cycles"},
 		{Name: "/memory/classes/heap/free:bytes"},    // free, resident (not yet released)
 		{Name: "/memory/classes/heap/objects:bytes"}, // live and not yet swept objects
-	}, lastRelease: now, lastTrim: now}
+	}}
 	metrics.Read(s.samples)
 	s.prevGC = value(s.samples[0])
 	s.trimGC = s.prevGC

@@ -15,7 +15,8 @@ var settleSink []byte
 // again before the gaps have passed.
 func TestMemSettlerReleasesFreeHeapAndTrimsAfterACollection(t *testing.T) {
 	t0 := time.Now()
-	s := newMemSettler(t0)
+	s := newMemSettler()
+	s.lastRelease, s.lastTrim = t0, t0 // as if it had just settled
 	if rel, trim, err := s.tick(t0.Add(time.Second)); rel || trim || err != nil {
 		t.Fatalf("tick within the gaps: released %v, trimmed %v, err %v", rel, trim, err)
 	}

@@ -29,7 +29,7 @@ func (m *Manager) sample(interval time.Duration) {
 	known := map[int]bool{}
 	var settle *memSettler
 	if m.cfg.TrimMemory {
-		settle = newMemSettler(time.Now())
+		settle = newMemSettler()
 	}
 	for {
 		select {
