@@ -4,7 +4,8 @@ package main
 
 // A debug-only build (go build -tags corralpprof ./cmd/corral) for profiling the daemon's memory
 // (issue 13): when $CORRAL_PPROF_DIR is set, every corral process of this build serves
-// net/http/pprof (recording every allocation) on the Unix socket $CORRAL_PPROF_DIR/pprof-<pid>.sock, e.g.
+// net/http/pprof (recording every allocation unless $CORRAL_PPROF_RATE sets
+// runtime.MemProfileRate) on the Unix socket $CORRAL_PPROF_DIR/pprof-<pid>.sock, e.g.
 //
 //	curl --unix-socket "$CORRAL_PPROF_DIR/pprof-$(cat ~/.corral/corral.pid).sock" \
 //		-o heap.pb.gz http://x/debug/pprof/heap
@@ -19,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 )
 
 func init() {
@@ -27,6 +29,9 @@ func init() {
 		return
 	}
 	runtime.MemProfileRate = 1 // every allocation: per-process structures are small
+	if r, err := strconv.Atoi(os.Getenv("CORRAL_PPROF_RATE")); err == nil {
+		runtime.MemProfileRate = r // e.g. 524288, Go's default, for figures the profile does not inflate
+	}
 	p := filepath.Join(dir, fmt.Sprintf("pprof-%d.sock", os.Getpid()))
 	ln, err := net.Listen("unix", p)
 	if err != nil {

@@ -1,10 +1,16 @@
 package daemon
 
 import (
+	"context"
+	"log/slog"
 	"runtime"
 	"runtime/metrics"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/corralhq/corral/internal/api"
+	"github.com/corralhq/corral/internal/testutil"
 )
 
 var settleSink []byte
@@ -53,5 +59,57 @@ func TestMemSettlerReleasesFreeHeapAndTrimsAfterACollection(t *testing.T) {
 	s.tick(t0.Add(settleTrimGap + 4*time.Second)) // not quiet
 	if rel, trim, _ := s.tick(t0.Add(settleTrimGap + 5*time.Second)); rel || trim {
 		t.Fatalf("tick right after: released %v, trimmed %v; want neither (rate limits)", rel, trim)
+	}
+}
+
+// settleLog collects the daemon's "memory settled" records.
+type settleLog struct {
+	mu      sync.Mutex
+	trimmed int
+}
+
+func (l *settleLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *settleLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *settleLog) WithGroup(string) slog.Handler            { return l }
+func (l *settleLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "memory settled" {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "trimmed_pages" && a.Value.Bool() {
+			l.mu.Lock()
+			l.trimmed++
+			l.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+func (l *settleLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.trimmed
+}
+
+// TestSamplerSettlesMemoryWhileAProcessRuns: with TrimMemory, the sampler goroutine trims the
+// binary's pages after collections while it samples a real process (run it with -race: the
+// settler runs beside the API and the process's goroutines), and the process stays online and
+// sampled throughout.
+func TestSamplerSettlesMemoryWhileAProcessRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for two trims, settleTrimGap apart")
+	}
+	l := &settleLog{}
+	m := newTestManager(t, Config{SampleInterval: 20 * time.Millisecond, TrimMemory: true, Logger: slog.New(l)})
+	p := startSleepers(t, m, goApp(t, "sleeper", "sleep", nil))[0]
+	testutil.WaitFor(t, 3*settleTrimGap, "two trims", func() bool {
+		runtime.GC() // a collection to trim after
+		_, err := m.History(context.Background(), api.HistoryRequest{})
+		return err == nil && l.count() >= 2
+	})
+	procs, err := m.List(context.Background())
+	if err != nil || len(procs) != 1 || procs[0].PID != p.PID || procs[0].Status != string(StatusOnline) {
+		t.Fatalf("after settling: %+v, %v; want pid %d online", procs, err, p.PID)
 	}
 }
