@@ -24,8 +24,9 @@
 # file-backed parts (Rss - Anonymous of /proc/PID/smaps_rollup), PSS, threads; for corral also the keeper's
 # RSS and the daemon+keeper PSS (they share the binary's page-cache pages, which RSS counts in both). The
 # daemon trims the binary's read-only pages that only its start-up touched (internal/pagetrim) once it is
-# ready: every figure here is taken after that, and those after `loaded` after real work; anon and file
-# are given separately so that the trim is visible as what it is.
+# ready, and again on a quiet tick after collections (internal/daemon/memsettle.go, which also returns
+# free heap then): every figure here is taken after that, and those after `loaded` after real work; anon
+# and file are given separately so that the trim is visible as what it is.
 #
 # Env: TOOLS ("corral pm2"), CRASH_TOOLS ("corral"), PROCS (100), RUNS (2), SETTLE (3), IDLE_LATE (125),
 # CRASHES (2000), KILL_GAP (0.02), PM2_VERSION (7), NODE (node on PATH), OUT (default

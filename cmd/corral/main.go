@@ -6,6 +6,12 @@
 // The process manager (internal/daemon) and the container runtime
 // (internal/container) are wired in here, so that internal/cli never starts
 // them itself and its tests can use fakes.
+//
+// updatemaxprocs=0: GOMAXPROCS still follows the cgroup's CPU limit at start, but the runtime does
+// not re-read the limit every second (Go 1.25+ does, from sysmon, holding two cgroup files open):
+// an idle daemon has no reason to wake for it (issue 13).
+//
+//go:debug updatemaxprocs=0
 package main
 
 import (
@@ -36,7 +42,7 @@ func main() {
 func newBackend(cfg cli.DaemonConfig) (api.Backend, func(), error) {
 	// Subreaper: the daemon reaps what its apps orphan (process-wide; this is the daemon process).
 	m, err := daemon.New(daemon.Config{Home: cfg.Home, Logger: cfg.Logger, Self: cfg.Self, Subreaper: true,
-		Keeper: cfg.Keeper, KeeperSocket: cfg.KeeperSocket})
+		TrimMemory: true, Keeper: cfg.Keeper, KeeperSocket: cfg.KeeperSocket})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -163,6 +163,10 @@ type Config struct {
 	// SampleInterval is how often CPU and memory of online instances are sampled; 0 means one
 	// second, a negative value disables sampling.
 	SampleInterval time.Duration
+	// TrimMemory lets the sampler give memory back after bursts of work: free heap pages at once
+	// rather than by the runtime's slow scavenger, and the pages of the executable that a garbage
+	// collection read (memsettle.go). Process-wide: set it in the daemon, not in a library user.
+	TrimMemory bool
 	// Keeper, when set, is the connection to the keeper that started this daemon
 	// (internal/keeper): every descriptor the apps depend on and the serialised process table are
 	// stored in it (keeperstore.go), Recover takes them back at start and Handover hands them over.

@@ -9,16 +9,16 @@ import (
 )
 
 // historyLen is how many CPU/memory samples an instance keeps: five minutes at the default
-// one-second sampling interval. A sample is 12 bytes, allocated on the instance's first sample,
-// so 100 instances keep about 360 KB.
+// one-second sampling interval. A sample is 12 bytes (sampleRec; it was 16 with an int64 time
+// and its padding), allocated on the instance's first sample, so 100 instances keep about 360 KB.
 const historyLen = 300
 
-// sampleRec is one recorded sample, compact: the time in seconds since the Unix epoch, CPU in
-// tenths of a percent, memory in KiB.
+// sampleRec is one recorded sample, compact: the time in seconds since the Unix epoch (unsigned
+// 32 bits: until 2106), CPU in tenths of a percent, memory in KiB.
 type sampleRec struct {
-	unix  int64
-	cpu   uint16
+	unix  uint32
 	memKB uint32
+	cpu   uint16
 }
 
 // history is an instance's ring of recent samples. Guarded by Manager.mu (it lives in the
@@ -29,7 +29,7 @@ type history struct {
 }
 
 func (h *history) add(t time.Time, cpu float64, mem uint64) {
-	r := sampleRec{unix: t.Unix(), cpu: uint16(min(max(cpu*10, 0), 65535)), memKB: uint32(min(mem>>10, 1<<32-1))}
+	r := sampleRec{unix: uint32(min(max(t.Unix(), 0), 1<<32-1)), cpu: uint16(min(max(cpu*10, 0), 65535)), memKB: uint32(min(mem>>10, 1<<32-1))}
 	if h.recs == nil {
 		h.recs = make([]sampleRec, 0, historyLen)
 	}
@@ -47,8 +47,8 @@ func (h *history) samples(since int64) []api.Sample {
 	out := make([]api.Sample, 0, n)
 	for i := 0; i < n; i++ {
 		r := h.recs[(h.head+i)%n]
-		if r.unix > since {
-			out = append(out, api.Sample{Time: r.unix, CPU: float64(r.cpu) / 10, Memory: uint64(r.memKB) << 10})
+		if int64(r.unix) > since {
+			out = append(out, api.Sample{Time: int64(r.unix), CPU: float64(r.cpu) / 10, Memory: uint64(r.memKB) << 10})
 		}
 	}
 	return out

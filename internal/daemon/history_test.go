@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/testutil"
@@ -45,5 +46,23 @@ func TestHistoryRecordsARealProcess(t *testing.T) {
 	}
 	if _, err := m.History(context.Background(), api.HistoryRequest{Targets: []string{"nosuch"}}); err == nil {
 		t.Fatal("unknown target accepted")
+	}
+}
+
+// TestSampleRecSize keeps the per-instance history at 12 bytes a sample (historyLen of them per
+// instance, issue 13's memory budget).
+func TestSampleRecSize(t *testing.T) {
+	if n := unsafe.Sizeof(sampleRec{}); n != 12 {
+		t.Fatalf("sampleRec is %d bytes, want 12", n)
+	}
+	var h history
+	at := time.Unix(1_800_000_000, 0)
+	h.add(at, 12.34, 5<<20)
+	got := h.samples(0)
+	if len(got) != 1 || got[0].Time != at.Unix() || got[0].CPU != 12.3 || got[0].Memory != 5<<20 {
+		t.Fatalf("samples = %+v", got)
+	}
+	if len(h.samples(at.Unix())) != 0 {
+		t.Fatal("a sample at since is returned")
 	}
 }

@@ -27,6 +27,10 @@ func (m *Manager) sample(interval time.Duration) {
 	}
 	var targets []target
 	known := map[int]bool{}
+	var settle *memSettler
+	if m.cfg.TrimMemory {
+		settle = newMemSettler()
+	}
 	for {
 		select {
 		case <-m.stopSampler:
@@ -83,6 +87,14 @@ func (m *Manager) sample(interval time.Duration) {
 		}
 		m.refreshWaitingLocked()
 		m.mu.Unlock()
+		if settle != nil {
+			released, trimmed, err := settle.tick(time.Now())
+			if err != nil {
+				m.log.Warn("trim pages", "err", err)
+			} else if released || trimmed {
+				m.log.Debug("memory settled", "released_heap", released, "trimmed_pages", trimmed)
+			}
+		}
 	}
 }
 

@@ -143,6 +143,7 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 			return nil, fmt.Errorf("start %s (pm_id %d): %w%s", in.st.Name, in.st.PMID, err, permissionHint(err, a.res))
 		}
 		r.cmd = cmd
+		cmd.Env = nil // started: its copy of the environment (a few KB per process) is not needed
 		r.pid = cmd.Process.Pid
 		m.kids.add(r)
 		close(r.forked)

@@ -16,6 +16,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -37,12 +38,20 @@ func Trim() (Stats, error) {
 	if err := unix.Stat("/proc/self/exe", &st); err != nil {
 		return Stats{}, fmt.Errorf("pagetrim: stat the executable: %w", err)
 	}
-	data, err := os.ReadFile("/proc/self/smaps")
+	// Streamed through a small buffer, not read whole: the daemon's settler (internal/daemon)
+	// trims after collections, and a whole smaps (100+ KB with 100 apps) would be garbage that
+	// grows the heap it has just released.
+	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return Stats{}, fmt.Errorf("pagetrim: %w", err)
 	}
+	maps, err := readSmaps(f)
+	f.Close()
+	if err != nil {
+		return Stats{}, fmt.Errorf("pagetrim: read smaps: %w", err)
+	}
 	var out Stats
-	for _, m := range parseSmaps(data) {
+	for _, m := range maps {
 		if m.ino != st.Ino || m.dev != st.Dev || m.perms[1] == 'w' || m.perms[3] != 'p' || m.anon != 0 || m.rss == 0 {
 			continue
 		}
@@ -67,11 +76,22 @@ type mapping struct {
 // parseSmaps reads the mappings of a /proc/PID/smaps text. A header line is
 // "start-end perms offset major:minor inode [path]"; the fields that follow it are "Name: N kB".
 func parseSmaps(data []byte) []mapping {
+	out, _ := readSmaps(bytes.NewReader(data))
+	return out
+}
+
+// readSmaps is parseSmaps reading from r. Field lines other than Rss and Anonymous (most of the
+// text) are skipped before they are split, so that a read allocates little.
+func readSmaps(r io.Reader) ([]mapping, error) {
 	var out []mapping
-	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
+		b := sc.Bytes()
+		if len(b) > 0 && b[0] >= 'A' && b[0] <= 'Z' && !bytes.HasPrefix(b, []byte("Rss:")) && !bytes.HasPrefix(b, []byte("Anonymous:")) {
+			continue // a field line of no interest ("Size:", "VmFlags:", ...)
+		}
+		line := string(b)
 		f := strings.Fields(line)
 		if len(f) >= 5 && strings.Contains(f[0], "-") && len(f[1]) == 4 {
 			lo, hi, ok := strings.Cut(f[0], "-")
@@ -104,5 +124,5 @@ func parseSmaps(data []byte) []mapping {
 			out[len(out)-1].anon = n << 10
 		}
 	}
-	return out
+	return out, sc.Err()
 }

@@ -1,0 +1,91 @@
+package daemon
+
+import (
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+
+	"github.com/corralhq/corral/internal/pagetrim"
+)
+
+// Memory settling (issue 13), run by the sampler goroutine once per tick when Config.TrimMemory
+// is set (the daemon; not a library user, whose process is not ours to tune). Two things keep the
+// daemon's RSS above what it needs once a burst of work is over:
+//
+//   - Heap pages that the burst used and that are free again: Go's background scavenger returns
+//     them to the system only gradually (it aims at ~10% over the heap goal, at ~1% of one CPU),
+//     so 3 s after `start` of 100 apps about 4 MB of free heap are still resident. When at least
+//     settleFreeMin (and a quarter of the live heap) is free and resident, the settler returns it
+//     at once (debug.FreeOSMemory: a collection, then every free page), at most once per
+//     settleReleaseGap and only on a quiet tick: no collection ran since the previous tick, so a
+//     burst of work (which makes collections) is over and is not slowed by this one.
+//   - Pages of the binary that a collection read: the collector's stack scans read the function
+//     tables (pclntab) of every frame of every goroutine and its heap scan the type data of
+//     objects; with the kernel's 64 KiB fault-around, a collection maps 3-4 MB of the binary's
+//     read-only data that the idle daemon does not otherwise touch (Go forces one every two
+//     minutes). On the first quiet tick after a collection the settler drops them again
+//     (internal/pagetrim: clean page-cache pages, shared, back through a minor fault when
+//     touched), at most once per settleTrimGap. What the daemon keeps running (this loop, the
+//     log pumps, the API) faults its pages back in: what stays resident is its working set.
+//
+// The settler's state is owned by the sampler goroutine.
+type memSettler struct {
+	samples     []metrics.Sample
+	prevGC      uint64 // collections counted at the previous tick
+	trimGC      uint64 // ... at the last trim
+	lastRelease time.Time
+	lastTrim    time.Time
+}
+
+const (
+	settleFreeMin    = 1 << 20
+	settleReleaseGap = 2 * time.Second
+	settleTrimGap    = 5 * time.Second
+)
+
+// newMemSettler starts with no gap to wait: the daemon's first collections (start-up's garbage,
+// pagetrim's at ready) are followed by a trim on the first quiet tick.
+func newMemSettler() *memSettler {
+	s := &memSettler{samples: []metrics.Sample{
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/memory/classes/heap/free:bytes"},    // free, resident (not yet released)
+		{Name: "/memory/classes/heap/objects:bytes"}, // live and not yet swept objects
+	}}
+	metrics.Read(s.samples)
+	s.prevGC = value(s.samples[0])
+	s.trimGC = s.prevGC
+	return s
+}
+
+func value(s metrics.Sample) uint64 {
+	if s.Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s.Value.Uint64()
+}
+
+// tick releases free heap and trims the binary's pages as described above. It reports what it
+// did, for the daemon's debug log.
+func (s *memSettler) tick(now time.Time) (released, trimmed bool, err error) {
+	metrics.Read(s.samples)
+	gc, free, objects := value(s.samples[0]), value(s.samples[1]), value(s.samples[2])
+	quiet := gc == s.prevGC
+	s.prevGC = gc
+	if !quiet {
+		return false, false, nil
+	}
+	if free >= settleFreeMin && free >= objects/4 && now.Sub(s.lastRelease) >= settleReleaseGap {
+		debug.FreeOSMemory()
+		s.lastRelease = now
+		released = true
+		s.prevGC++ // the collection FreeOSMemory ran is ours: the next tick is still quiet
+		gc++
+	}
+	if gc != s.trimGC && now.Sub(s.lastTrim) >= settleTrimGap {
+		s.trimGC = gc
+		s.lastTrim = now
+		_, err = pagetrim.Trim()
+		trimmed = err == nil
+	}
+	return released, trimmed, err
+}
