@@ -206,6 +206,9 @@ type Manager struct {
 	// cron and watch restarts, memory restarts. Add (or Go) happens under mu, or on a goroutine
 	// bg already counts, and never after Close has removed every instance; Close waits for it.
 	bg sync.WaitGroup
+
+	// rotation is module_conf.json's log rotation, read again only when the file changed (pm2env.go).
+	rotation rotationCache
 }
 
 // closeWait bounds how long Close waits for the Manager's goroutines once every instance has
