@@ -64,7 +64,9 @@
 // and held across waits for processes; the order is token, then mu, never mu then token. A
 // goroutine that holds several tokens took them in pm_id order.
 //
-// While holding mu the daemon may: fork/exec a fork- or listen-mode process (cmd.Start), bind the
+// While holding mu the daemon may: fork/exec a fork- or listen-mode process (cmd.Start; but the
+// instances of a new app, launched by create for Start, are exec'd by execFork on goroutines
+// without mu, a few at once, and recorded under mu afterwards like a cluster worker), bind the
 // sockets of a listen app, open, truncate and reopen log files, create pipes and IPC socket pairs,
 // write and remove pid files, send signals (kill(2) does not block), create a cluster.Primary and
 // register its handlers, arm timers, and take the leaf locks below it (children.mu,
@@ -91,7 +93,7 @@
 //     likewise only closes the run's signal channels.
 //   - A worker's exit is read on a goroutine of forkWorker's that waits for Worker.Done and then
 //     asks the worker for its exit status (the primary's lock), without mu.
-//   - supervise, watchOnline, the pumps, askStop and forkWorker are per-process goroutines; each
+//   - supervise, watchOnline, the pumps, askStop, forkWorker and execFork are per-process goroutines; each
 //     takes mu only briefly to apply an event, never while waiting. So are watchHealth (the
 //     probes: it calls Worker.Release and Worker.Dial without mu, and hands a liveness failure to
 //     a goroutine that takes the operation token, then mu) and readNotify (the notify socket).
@@ -211,6 +213,12 @@ type Manager struct {
 	// cron and watch restarts, memory restarts. Add (or Go) happens under mu, or on a goroutine
 	// bg already counts, and never after Close has removed every instance; Close waits for it.
 	bg sync.WaitGroup
+
+	// rotation is module_conf.json's log rotation, read again only when the file changed (pm2env.go).
+	rotation rotationCache
+	// execAsync is set by create while it launches a new app's instances (it holds mu throughout):
+	// spawn then leaves the fork and exec of fork and listen processes to execFork, without mu.
+	execAsync bool
 }
 
 // closeWait bounds how long Close waits for the Manager's goroutines once every instance has

@@ -216,6 +216,8 @@ func (m *Manager) create(spec appspec.App, res resolved) ([]*instance, error) {
 	m.appOrder = append(m.appOrder, spec.Name)
 	var ins []*instance
 	var errs []error
+	m.execAsync = true // Start's waitStarted reports what execFork could not start
+	defer func() { m.execAsync = false }()
 	for i := 0; i < spec.Instances; i++ {
 		in, err := m.newInstance(a, i)
 		if err != nil {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -20,8 +21,43 @@ var killUseMessage = sync.OnceValue(func() bool {
 })
 
 // moduleRotation is the log rotation the pm2-logrotate keys of module_conf.json ask for (see
-// modconf.LogRotate), or none. A store that cannot be read is logged and means none.
+// modconf.LogRotate), or none. A store that cannot be read is logged and means none. The file is
+// parsed again only when its identity (inode, size, mtime) changed since the last call: a start of
+// many instances stats it once per instance instead of reading and parsing it (modconf.Save
+// replaces it by a rename, so every `set` gives it a new inode). The caller holds m.mu.
 func (m *Manager) moduleRotation() appSpecLogs {
+	key := rotationKeyOf(filepath.Join(m.cfg.Home, modconf.FileName))
+	if c := &m.rotation; c.valid && c.key == key {
+		return c.rot
+	}
+	rot := m.loadModuleRotation()
+	m.rotation = rotationCache{valid: true, key: key, rot: rot}
+	return rot
+}
+
+// rotationCache is the last module rotation read and the identity of the file it was read from.
+type rotationCache struct {
+	valid bool
+	key   rotationKey
+	rot   appSpecLogs
+}
+
+// rotationKey identifies one version of a file; the zero key is a file that is not there (or that
+// could not be stat'ed, which loadModuleRotation then reports).
+type rotationKey struct {
+	ino, size, mtime int64
+}
+
+func rotationKeyOf(path string) rotationKey {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return rotationKey{}
+	}
+	return rotationKey{ino: int64(st.Ino), size: st.Size, mtime: st.Mtim.Nano()}
+}
+
+// loadModuleRotation reads module_conf.json for moduleRotation.
+func (m *Manager) loadModuleRotation() appSpecLogs {
 	c, err := modconf.Load(m.cfg.Home)
 	if err != nil {
 		m.log.Warn("module configuration", "err", err)

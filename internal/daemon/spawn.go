@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -124,54 +125,22 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 		if perr == nil {
 			cmd.Stdin = stdinR
 		}
-		err = cmd.Start()
-		if child != nil {
-			child.Close()
+		x := execJob{cmd: cmd, child: child, stdinR: stdinR, stdinW: stdinW, parent: parent,
+			name: in.st.Name, pmid: in.st.PMID, res: a.res}
+		if m.execAsync {
+			// Forked and exec'd by execFork on a goroutine, without m.mu, like a cluster worker:
+			// the caller goes on to the next instance while this one execs.
+			x.outW, x.errW = outW, errW
+			outW, errW = nil, nil // execFork closes them
+			m.kids.forking++      // the reaper holds off until execFork has registered the process
+			m.bg.Go(func() { m.execFork(r, x) })
+			break
 		}
-		if stdinR != nil {
-			stdinR.Close()
-			if err != nil {
-				stdinW.Close()
-			} else {
-				r.stdin = stdinW
-			}
+		var stdin *os.File
+		if stdin, err = x.start(); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			if parent != nil {
-				parent.Close()
-			}
-			return nil, fmt.Errorf("start %s (pm_id %d): %w%s", in.st.Name, in.st.PMID, err, permissionHint(err, a.res))
-		}
-		r.cmd = cmd
-		cmd.Env = nil // started: its copy of the environment (a few KB per process) is not needed
-		r.pid = cmd.Process.Pid
-		m.kids.add(r)
-		close(r.forked)
-		r.sig.markOnline()
-		if parent != nil {
-			r.ipcFD = fdOf(parent)
-			m.keepIPC(r, parent)
-			r.ch = ipc.New(parent, m.forkChannelOptions(r, false))
-		}
-		name := in.st.Name // read under m.mu, for the log line below
-		m.bg.Go(func() {
-			// Parked in the runtime's poller on a pidfd, not in waitid on a thread of its own
-			// (pidwait). The orphan reaper leaves r.pid alone while it is registered (m.kids).
-			ws, werr := pidwait.Wait(cmd.Process)
-			cmd.Process.Release() // closes the os package's pidfd; nothing else reads cmd.Process
-			m.kids.forget(r)
-			switch {
-			case werr != nil:
-				m.log.Error("wait for process", "name", name, "pid", r.pid, "err", werr)
-			case ws.Signaled():
-				r.exitSig = ws.Signal()
-			case ws.Exited():
-				r.exitCode = ws.ExitStatus()
-			}
-			m.dropIPC(r)
-			r.closeStdin()
-			close(r.done)
-		})
+		m.forked(r, x, stdin)
 	}
 	r.startedAt = time.Now()
 	r.stdoutFD, r.stderrFD = fdOf(outR), fdOf(errR)
@@ -187,6 +156,125 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 		m.bg.Go(func() { m.watchDrain(r) })
 	}
 	return r, nil
+}
+
+// execJob is a fork or listen process prepared by spawn under m.mu: its command and the ends of
+// its pipes and IPC channel that are still to be closed or kept.
+type execJob struct {
+	cmd            *exec.Cmd
+	child          *os.File      // the child's end of the IPC channel, or nil
+	stdinR, stdinW *os.File      // the standard input pipe, nil when it could not be made
+	parent         *net.UnixConn // the daemon's end of the IPC channel, or nil
+	outW, errW     *os.File      // with execFork only: the output pipes' write ends, closed after the fork
+	name           string        // for errors: read under m.mu by spawn
+	pmid           int
+	res            resolved
+}
+
+// start forks and execs x's process and closes the child's ends of its pipes. It returns the
+// write end of the process's standard input (nil without one). On failure everything of x is
+// closed and the error is the one spawn reports. It takes no lock.
+func (x execJob) start() (stdin *os.File, err error) {
+	err = x.cmd.Start()
+	if x.child != nil {
+		x.child.Close()
+	}
+	if x.stdinR != nil {
+		x.stdinR.Close()
+		if err != nil {
+			x.stdinW.Close()
+		} else {
+			stdin = x.stdinW
+		}
+	}
+	if err != nil {
+		if x.parent != nil {
+			x.parent.Close()
+		}
+		return nil, fmt.Errorf("start %s (pm_id %d): %w%s", x.name, x.pmid, err, permissionHint(err, x.res))
+	}
+	return stdin, nil
+}
+
+// forked records r's started process and starts the goroutine that waits for it. The caller
+// holds m.mu and m.kids.mu.
+func (m *Manager) forked(r *run, x execJob, stdin *os.File) {
+	cmd := x.cmd
+	r.cmd = cmd
+	cmd.Env = nil // started: its copy of the environment (a few KB per process) is not needed
+	r.pid = cmd.Process.Pid
+	if stdin != nil {
+		r.stdinMu.Lock()
+		r.stdin = stdin
+		r.stdinMu.Unlock()
+	}
+	m.kids.add(r)
+	close(r.forked)
+	r.sig.markOnline()
+	if x.parent != nil {
+		r.ipcFD = fdOf(x.parent)
+		m.keepIPC(r, x.parent)
+		r.ch = ipc.New(x.parent, m.forkChannelOptions(r, false))
+	}
+	name := x.name
+	m.bg.Go(func() {
+		// Parked in the runtime's poller on a pidfd, not in waitid on a thread of its own
+		// (pidwait). The orphan reaper leaves r.pid alone while it is registered (m.kids).
+		ws, werr := pidwait.Wait(cmd.Process)
+		cmd.Process.Release() // closes the os package's pidfd; nothing else reads cmd.Process
+		m.kids.forget(r)
+		switch {
+		case werr != nil:
+			m.log.Error("wait for process", "name", name, "pid", r.pid, "err", werr)
+		case ws.Signaled():
+			r.exitSig = ws.Signal()
+		case ws.Exited():
+			r.exitCode = ws.ExitStatus()
+		}
+		m.dropIPC(r)
+		r.closeStdin()
+		close(r.done)
+	})
+}
+
+// execSlots bounds how many execFork calls fork at once.
+var execSlots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+
+// execFork forks and execs a fork or listen process that spawn prepared with m.execAsync set,
+// without m.mu: fork waits for the child's exec, and the next instance of a start need not wait
+// for it. Then, under m.mu, it records the process as spawn would have (and, if r is still the
+// instance's process, its pid and pid file) and closes r.forked; on failure it sets r.startErr
+// and closes r.forked and r.done, and supervise hands the failure to the state machine
+// (startFailed), as for a cluster worker. A stop or delete meanwhile waits for r.forked
+// (askStop) and then signals the process: none is left behind.
+func (m *Manager) execFork(r *run, x execJob) {
+	execSlots <- struct{}{}
+	stdin, err := x.start()
+	<-execSlots
+	x.outW.Close() // the child has its copies; the pumps see EOF when it ends
+	x.errW.Close()
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.kids.mu.Lock()
+	m.kids.forking--
+	if err != nil {
+		m.kids.mu.Unlock()
+		r.startErr = err
+		close(r.forked)
+		close(r.done)
+		m.changed.Broadcast()
+		return
+	}
+	m.forked(r, x, stdin)
+	m.kids.mu.Unlock()
+	m.noteStarted(r)
+	if in := r.in; in.run == r && !in.deleted {
+		in.spawnRetries = 0
+		in.st.PID, in.st.PGID = r.pid, r.pid
+		m.writePidFile(in, r.pid)
+	}
+	m.changed.Broadcast()
 }
 
 // fork is what forkWorker needs from the app, copied under m.mu by spawn.
