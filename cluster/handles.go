@@ -698,6 +698,16 @@ func (h *rrHandle) close() {
 		}
 	}
 	h.sticky, h.stickyN = nil, 0
+	// The hand-offs still in flight: the primary's copies go too. A connection the worker has (its
+	// NODE_HANDLE arrived or is in its socket's buffer, which holds a reference of its own) lives on
+	// with the worker; one it never gets is closed, where nothing would settle it any more once the
+	// handle is gone from p.handles (remove is not called for it when the worker's channel closes).
+	for w, ho := range h.busy {
+		delete(h.busy, w)
+		delete(w.handoffs, ho.seq)
+		w.bal.inFlight.Add(-1)
+		q = append(q, ho.fd)
+	}
 	// Stop listening now: until the socket stops listening (duplicates of it may live elsewhere,
 	// ListenerFiles), a worker asking for the same port would get EADDRINUSE.
 	unix.Shutdown(h.fd, unix.SHUT_RDWR)
