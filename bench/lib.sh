@@ -277,3 +277,25 @@ stop_owned() {
 	done
 	return 0
 }
+
+# ---- Shared by lighter.sh and mem.sh, whose apps are copies of sleep at $SLEEP (set by the script).
+
+# stop_sleep_tool TOOL stops apps, daemon and (corral) keeper with the tool's `kill`, then SIGKILLs
+# whatever of this run is left among them; waits until the daemon is gone.
+stop_sleep_tool() {
+	local tool=$1 dpid i
+	dpid=$(daemon_pid "$tool") || dpid=
+	stop_owned "$tool" "$dpid $(case $tool in corral*) keeper_pid ;; esac) $(pgrep -f "^$SLEEP " || true)" sleep_supervisor_pids
+	for i in $(seq 50); do
+		[ -n "$dpid" ] && kill -0 "$dpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	return 0
+}
+
+# sleep_supervisor_pids TOOL prints the pids of TOOL's daemon, (corral) keeper and sleep apps.
+sleep_supervisor_pids() {
+	daemon_pid "$1" || true
+	case $1 in corral*) keeper_pid ;; esac
+	pgrep -f "^$SLEEP " || true
+}

@@ -60,25 +60,10 @@ SLEEP=$BENCH_TMP/sleep # a copy, so that owned (lib.sh) knows the apps by their 
 ECO=$BENCH_TMP/ecosystem.json
 cp "$(command -v sleep)" "$SLEEP"
 
-stop_tool() {
-	local tool=$1 dpid i
-	dpid=$(daemon_pid "$tool") || dpid=
-	stop_owned "$tool" "$dpid $(case $tool in corral*) keeper_pid ;; esac) $(pgrep -f "^$SLEEP " || true)" supervisor_pids
-	for i in $(seq 50); do
-		[ -n "$dpid" ] && kill -0 "$dpid" 2>/dev/null || break
-		sleep 0.1
-	done
-	return 0
-}
-supervisor_pids() {
-	daemon_pid "$1" || true
-	case $1 in corral*) keeper_pid ;; esac
-	pgrep -f "^$SLEEP " || true
-}
 
 CURRENT_TOOL=
 cleanup() {
-	[ -n "$CURRENT_TOOL" ] && stop_tool "$CURRENT_TOOL"
+	[ -n "$CURRENT_TOOL" ] && stop_sleep_tool "$CURRENT_TOOL"
 	cleanup_all
 }
 trap cleanup EXIT
@@ -188,7 +173,7 @@ log "$MACHINE; tools: $TOOLS; results in $OUT"
 
 for tool in $TOOLS; do
 	CURRENT_TOOL=$tool
-	stop_tool "$tool"
+	stop_sleep_tool "$tool"
 	for r in $(seq "$RUNS"); do
 		log "$tool: round $r of $RUNS"
 		CLI_TIMEOUT=30 cli "$tool" ping >/dev/null || die "$tool ping failed (see $OUT/$tool-cli.log)"
@@ -233,7 +218,7 @@ for tool in $TOOLS; do
 			q=$(awk -v t="$tool" -v r=0 '$1 == t && $2 == "crash_q_rss" { v = $3 } END { print v }' "$OUT/results")
 			[ -n "$q" ] && [ -n "$LAST_RSS" ] && result "$tool" crash_growth $((LAST_RSS - q))
 		fi
-		stop_tool "$tool"
+		stop_sleep_tool "$tool"
 	done
 	CURRENT_TOOL=
 done
