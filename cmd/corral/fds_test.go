@@ -178,9 +178,9 @@ func fdEnv(t *testing.T, env []string, bin, sock string) []string {
 
 // The apps' expected descriptors: stdin, stdout and stderr; the IPC channel of a Node app
 // (NODE_CHANNEL_FD); the sockets of a listen app (LISTEN_FDS, first). Nothing the shell that ran
-// the first corral command had open. The listen app is the plain program: a Node app started
-// with --listen loses its channel in the __activate shim today (the corral binary links the
-// cluster package, whose init takes NODE_CHANNEL_FD for itself), which is not what this tests.
+// the first corral command had open. The listen app is the plain program, not a Node script, so
+// it has no channel (a Node app started with --listen keeps its own: activation.Wrap hides
+// NODE_CHANNEL_FD from the __activate shim and the shim gives it back, early_test.go).
 // A fork or listen process's stdin is a pipe from the daemon (send/attach), a cluster worker's
 // /dev/null.
 var wantFDs = map[string]string{
