@@ -45,17 +45,51 @@ func JList(procs []api.Proc) ([]byte, error) {
 
 // scratch is appendEntry's reusable working space.
 type scratch struct {
-	kvs   []envKV
-	pairs []byte // the encoded "key":value pairs, back to back
-	offs  []int  // where each pair starts in pairs, and where the last ends
+	kvs []envKV
+	enc encodedEnv
 }
 
 type envKV struct{ k, v string }
+
+// encodedEnv is an environment encoded for appendEntryEnv: its keys sorted, the encoded
+// "key":value pairs back to back, and where each pair starts in pairs (and where the last ends).
+type encodedEnv struct {
+	keys  []string
+	pairs []byte
+	offs  []int
+}
+
+// encode encodes p's environment into e (kvs is working space).
+func (e *encodedEnv) encode(p api.Proc, kvs *[]envKV) error {
+	*kvs = (*kvs)[:0]
+	for k, v := range p.Env {
+		*kvs = append(*kvs, envKV{k, v})
+	}
+	slices.SortFunc(*kvs, func(x, y envKV) int { return strings.Compare(x.k, y.k) })
+	e.keys, e.pairs, e.offs = e.keys[:0], e.pairs[:0], e.offs[:0]
+	var err error
+	for _, kv := range *kvs {
+		e.keys = append(e.keys, kv.k)
+		e.offs = append(e.offs, len(e.pairs))
+		if e.pairs, err = appendEnvPair(e.pairs, 0, p.App, kv.k, kv.v); err != nil {
+			return err
+		}
+	}
+	e.offs = append(e.offs, len(e.pairs))
+	return nil
+}
 
 // appendEntry appends the JSON of Entry(p) — the same bytes (TestJListMatchesEntry) — without
 // building the objects of the environment, which is most of an entry: each variable is encoded
 // once, straight from p.Env, and copied into both places it appears.
 func appendEntry(buf []byte, p api.Proc, sc *scratch) ([]byte, error) {
+	return appendEntryEnv(buf, p, func() (*encodedEnv, error) {
+		return &sc.enc, sc.enc.encode(p, &sc.kvs)
+	})
+}
+
+// appendEntryEnv is appendEntry with p's environment encoded by env (called at most once).
+func appendEntryEnv(buf []byte, p api.Proc, env func() (*encodedEnv, error)) ([]byte, error) {
 	o := pm2Env(p, 0)
 	if o.find("env") >= 0 { // instance_var "env": Env's o.Set("env", ...) replaces that key's value
 		b, err := marshal(Entry(p))
@@ -83,32 +117,23 @@ func appendEntry(buf []byte, p api.Proc, sc *scratch) ([]byte, error) {
 	}
 	buf = buf[:len(buf)-1] // reopen pm2_env for the environment
 
-	sc.kvs = sc.kvs[:0]
-	for k, v := range p.Env {
-		sc.kvs = append(sc.kvs, envKV{k, v})
+	e, err := env()
+	if err != nil {
+		return nil, err
 	}
-	slices.SortFunc(sc.kvs, func(x, y envKV) int { return strings.Compare(x.k, y.k) })
-	sc.pairs, sc.offs = sc.pairs[:0], sc.offs[:0]
-	for _, kv := range sc.kvs {
-		sc.offs = append(sc.offs, len(sc.pairs))
-		if sc.pairs, err = appendEnvPair(sc.pairs, 0, p.App, kv.k, kv.v); err != nil {
-			return nil, err
-		}
-	}
-	sc.offs = append(sc.offs, len(sc.pairs))
-	for i, kv := range sc.kvs { // flattened, PM2's keys win (Env's SetDefault)
-		if kv.k == "env" || o.find(kv.k) >= 0 {
+	for i, k := range e.keys { // flattened, PM2's keys win (Env's SetDefault)
+		if k == "env" || o.find(k) >= 0 {
 			continue
 		}
 		buf = append(buf, ',')
-		buf = append(buf, sc.pairs[sc.offs[i]:sc.offs[i+1]]...)
+		buf = append(buf, e.pairs[e.offs[i]:e.offs[i+1]]...)
 	}
 	buf = append(buf, `,"env":{`...)
-	for i := range sc.kvs {
+	for i := range e.keys {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = append(buf, sc.pairs[sc.offs[i]:sc.offs[i+1]]...)
+		buf = append(buf, e.pairs[e.offs[i]:e.offs[i+1]]...)
 	}
 	return append(buf, "}}}"...), nil
 }
