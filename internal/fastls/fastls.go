@@ -351,7 +351,7 @@ func parseHead(b []byte) (typ string, length int, ok bool) {
 	for rest != "" {
 		line, rest, _ = cut(rest, "\r\n")
 		name, value, found := cut(line, ":")
-		if !found || name == "" {
+		if !found || !token(name) {
 			return "", 0, false
 		}
 		value = trimSpace(value)
@@ -375,6 +375,16 @@ func parseHead(b []byte) (typ string, length int, ok bool) {
 		}
 	}
 	return typ, length, length >= 0
+}
+
+// token reports whether s is a plausible header name: not empty, no space or control byte.
+func token(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func cut(s, sep string) (before, after string, found bool) {
