@@ -229,3 +229,35 @@ func TestFastListOutOfDateWarning(t *testing.T) {
 		t.Error("corral-v2 ls did not take the fast path")
 	}
 }
+
+// The fast path answers before any heavy package initialiser runs (the point of it); the
+// ordinary path runs them.
+func TestFastListRunsNoHeavyInit(t *testing.T) {
+	home, env := readmeHome(t)
+	dir := filepath.Dir(home)
+	corral(t, env, "start", "sleep", "--name", "one", "--", "600")
+	for _, cmd := range []string{"ls", "jlist"} {
+		for _, fast := range []bool{true, false} {
+			e := append(env[:len(env):len(env)], "GODEBUG=inittrace=1")
+			if !fast {
+				e = append(e, fastls.EnvOff+"=1")
+			}
+			out, errOut, err := fastRun(t, "corral", dir, e, cmd)
+			var inits []string
+			for _, l := range strings.Split(errOut, "\n") {
+				if strings.HasPrefix(l, "init ") {
+					inits = append(inits, l)
+				}
+			}
+			if err != nil || !strings.Contains(out, "one") || len(inits) == 0 {
+				t.Fatalf("corral %s (fast %v): %v\n%s\nstderr: %s", cmd, fast, err, out, errOut)
+			}
+			if h := heavy(inits); fast && len(h) > 0 || !fast && len(h) == 0 {
+				t.Errorf("corral %s (fast %v) ran %d initialisers, heavy ones: %q", cmd, fast, len(inits), h)
+			}
+			if fast {
+				t.Logf("corral %s: %d package initialisers ran", cmd, len(inits))
+			}
+		}
+	}
+}
