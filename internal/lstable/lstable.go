@@ -6,12 +6,14 @@ package lstable
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"math"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/pm2json"
@@ -90,7 +92,7 @@ type Table struct {
 // Add appends a row.
 func (t *Table) Add(cells ...string) { t.Rows = append(t.Rows, cells) }
 
-func width(s string) int { return len([]rune(s)) }
+func width(s string) int { return utf8.RuneCountInString(s) } // as len([]rune(s))
 
 // Write writes the box (nothing when there is no row).
 func (t *Table) Write(w io.Writer) {
@@ -155,6 +157,10 @@ func WriteList(w io.Writer, procs []api.Proc, now time.Time) {
 		}
 		t.Add(strconv.Itoa(p.PMID), p.Name, ns, ModeName(p), pid, Uptime(p, now),
 			strconv.Itoa(p.Restarts), p.Status, cpu, mem)
+	}
+	if b, ok := w.(*bytes.Buffer); ok { // the daemon's: no need for another buffer
+		t.Write(b)
+		return
 	}
 	bw := bufio.NewWriterSize(w, 64<<10) // one write, not one per row
 	t.Write(bw)

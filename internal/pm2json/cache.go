@@ -2,6 +2,7 @@ package pm2json
 
 import (
 	"reflect"
+	"slices"
 	"sync"
 
 	"github.com/corralhq/corral/internal/api"
@@ -21,6 +22,27 @@ import (
 type EnvCache struct {
 	mu sync.Mutex
 	m  map[any]*cachedEnv
+	// keySets are the distinct lists of pm2_env's own keys the entries' skip lists were computed
+	// for (a few: most instances have the same), shared by the entries.
+	keySets [][]string
+}
+
+// maxKeySets bounds keySets; past it, it starts again (the entries keep the lists they hold).
+const maxKeySets = 64
+
+// keysFor returns the list of keySets equal to keys, adding a copy when there is none.
+func (c *EnvCache) keysFor(keys []string) []string {
+	for _, ks := range c.keySets {
+		if slices.Equal(ks, keys) {
+			return ks
+		}
+	}
+	if len(c.keySets) >= maxKeySets {
+		c.keySets = nil
+	}
+	ks := slices.Clone(keys)
+	c.keySets = append(c.keySets, ks)
+	return ks
 }
 
 type cachedEnv struct {
@@ -52,6 +74,7 @@ func (c *EnvCache) JList(procs []api.Proc, keys []any) ([]byte, error) {
 	buf := make([]byte, 0, n)
 	buf = append(buf, '[')
 	var kvs []envKV
+	var o Object
 	for i, p := range procs {
 		if i > 0 {
 			buf = append(buf, ',')
@@ -59,13 +82,13 @@ func (c *EnvCache) JList(procs []api.Proc, keys []any) ([]byte, error) {
 		key := keys[i]
 		ce := old[key]
 		var err error
-		buf, err = appendEntryEnv(buf, p, func() (*encodedEnv, error) {
+		buf, err = appendEntryEnv(buf, p, &o, func() (*encodedEnv, error) {
 			if ce != nil && sameMap(ce.env, p.Env) && sameMap(ce.appEnv, p.App.Env) {
 				return &ce.enc, nil
 			}
 			ce = &cachedEnv{env: p.Env, appEnv: p.App.Env}
 			return &ce.enc, ce.enc.encode(p, &kvs)
-		})
+		}, c.keysFor)
 		if err != nil {
 			c.m = nil
 			return nil, err

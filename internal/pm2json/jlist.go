@@ -45,8 +45,10 @@ func JList(procs []api.Proc) ([]byte, error) {
 
 // scratch is appendEntry's reusable working space.
 type scratch struct {
-	kvs []envKV
-	enc encodedEnv
+	kvs  []envKV
+	enc  encodedEnv
+	obj  Object   // pm2_env's own keys, reused entry after entry
+	keys []string // enc.skipFor's room
 }
 
 type envKV struct{ k, v string }
@@ -57,6 +59,11 @@ type encodedEnv struct {
 	keys  []string
 	pairs []byte
 	offs  []int
+	// skip lists the indices of the keys not flattened into pm2_env (PM2's own keys win), valid
+	// (skipOK) for pm2_env's own keys skipFor.
+	skip    []int32
+	skipFor []string
+	skipOK  bool
 }
 
 // encode encodes p's environment into e (kvs is working space).
@@ -67,6 +74,7 @@ func (e *encodedEnv) encode(p api.Proc, kvs *[]envKV) error {
 	}
 	slices.SortFunc(*kvs, func(x, y envKV) int { return strings.Compare(x.k, y.k) })
 	e.keys, e.pairs, e.offs = e.keys[:0], e.pairs[:0], e.offs[:0]
+	e.skipOK = false
 	var err error
 	for _, kv := range *kvs {
 		e.keys = append(e.keys, kv.k)
@@ -83,14 +91,16 @@ func (e *encodedEnv) encode(p api.Proc, kvs *[]envKV) error {
 // building the objects of the environment, which is most of an entry: each variable is encoded
 // once, straight from p.Env, and copied into both places it appears.
 func appendEntry(buf []byte, p api.Proc, sc *scratch) ([]byte, error) {
-	return appendEntryEnv(buf, p, func() (*encodedEnv, error) {
+	return appendEntryEnv(buf, p, &sc.obj, func() (*encodedEnv, error) {
 		return &sc.enc, sc.enc.encode(p, &sc.kvs)
-	})
+	}, func(keys []string) []string { return append(sc.keys[:0], keys...) })
 }
 
-// appendEntryEnv is appendEntry with p's environment encoded by env (called at most once).
-func appendEntryEnv(buf []byte, p api.Proc, env func() (*encodedEnv, error)) ([]byte, error) {
-	o := pm2Env(p, 0)
+// appendEntryEnv is appendEntry with p's environment encoded by env (called at most once) and o
+// as working space. keysFor returns a copy of pm2_env's own keys (that the caller may share
+// between entries) when the keys the environment skips are computed.
+func appendEntryEnv(buf []byte, p api.Proc, o *Object, env func() (*encodedEnv, error), keysFor func([]string) []string) ([]byte, error) {
+	o = pm2EnvInto(o, p)
 	if o.find("env") >= 0 { // instance_var "env": Env's o.Set("env", ...) replaces that key's value
 		b, err := marshal(Entry(p))
 		return append(buf, b...), err
@@ -121,8 +131,19 @@ func appendEntryEnv(buf []byte, p api.Proc, env func() (*encodedEnv, error)) ([]
 	if err != nil {
 		return nil, err
 	}
-	for i, k := range e.keys { // flattened, PM2's keys win (Env's SetDefault)
-		if k == "env" || o.find(k) >= 0 {
+	if !e.skipOK || !slices.Equal(e.skipFor, o.keys) {
+		e.skip = e.skip[:0]
+		for i, k := range e.keys { // flattened, PM2's keys win (Env's SetDefault)
+			if k == "env" || o.find(k) >= 0 {
+				e.skip = append(e.skip, int32(i))
+			}
+		}
+		e.skipFor, e.skipOK = keysFor(o.keys), true
+	}
+	skip := e.skip
+	for i := range e.keys {
+		if len(skip) > 0 && int(skip[0]) == i {
+			skip = skip[1:]
 			continue
 		}
 		buf = append(buf, ',')
@@ -209,8 +230,13 @@ func Env(p api.Proc) *Object {
 // pm2Env returns PM2's own keys of the pm2_env object of p: Env without the environment, with
 // room for extra more keys.
 func pm2Env(p api.Proc, extra int) *Object {
+	return pm2EnvInto(newObject(48+extra), p)
+}
+
+// pm2EnvInto is pm2Env into o, emptied first (its room kept: appendEntryEnv reuses one).
+func pm2EnvInto(o *Object, p api.Proc) *Object {
+	o.reset()
 	a := p.App
-	o := newObject(48 + extra)
 	o.Set("name", p.Name)
 	ns := p.Namespace
 	if ns == "" {
