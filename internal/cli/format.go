@@ -17,8 +17,6 @@ func humanDuration(d time.Duration) string                   { return lstable.Hu
 func humanBytes(n uint64) string                             { return lstable.HumanBytes(n) }
 func humanCPU(c float64) string                              { return lstable.HumanCPU(c) }
 func uptime(p api.Proc, now time.Time) string                { return lstable.Uptime(p, now) }
-func running(p api.Proc) bool                                { return lstable.Running(p) }
-func modeName(p api.Proc) string                             { return lstable.ModeName(p) }
 func writeList(w io.Writer, procs []api.Proc, now time.Time) { lstable.WriteList(w, procs, now) }
 
 // table renders rows in a box like PM2's tables (lstable.Table). The first row is the header

@@ -273,7 +273,7 @@ func readResponse(read func([]byte) (int, error), wantType string) ([]byte, bool
 				size = 2 * cap(buf)
 			}
 			grown := make([]byte, len(buf), size)
-			buf = buf[:copy(grown, buf)]
+			copy(grown, buf)
 			buf = grown
 		}
 		n, err := read(buf[len(buf):cap(buf)])
