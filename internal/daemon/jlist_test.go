@@ -3,8 +3,10 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -125,5 +127,49 @@ func TestJListCacheFollowsEnvironment(t *testing.T) {
 	}
 	if out := matches("stopped"); !strings.Contains(out, `"status":"stopped"`) {
 		t.Errorf("jlist after stop: %s", out)
+	}
+}
+
+// TestJListDuringRestarts: jlist reads the instances' environments after releasing m.mu; restarts
+// that replace them meanwhile are no race (go test -race) and every answer is valid JSON.
+func TestJListDuringRestarts(t *testing.T) {
+	m := newTestManager(t, Config{})
+	a := goApp(t, "churn", "sleep", nil)
+	a.Instances = 2
+	startSleepers(t, m, a)
+	ctx := context.Background()
+	done := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		defer close(errc)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			out, err := m.JList(ctx)
+			if err == nil && !json.Valid(out) {
+				err = fmt.Errorf("invalid JSON: %s", out)
+			}
+			if err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	for i := range 5 {
+		shell := map[string]string{"ROUND": strconv.Itoa(i), "PATH": os.Getenv("PATH")}
+		if _, _, err := m.Restart(ctx, []string{"churn"}, api.RestartOptions{UpdateEnv: true, Env: shell}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.JList(ctx)
+	if err != nil || !strings.Contains(string(out), `"ROUND":4`) && !strings.Contains(string(out), `"ROUND":"4"`) {
+		t.Errorf("jlist after the last restart: %v %s", err, out)
 	}
 }
