@@ -5,13 +5,10 @@
 package lstable
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -94,7 +91,7 @@ func (t *Table) Add(cells ...string) { t.Rows = append(t.Rows, cells) }
 
 func width(s string) int { return utf8.RuneCountInString(s) } // as len([]rune(s))
 
-// Write writes the box (nothing when there is no row).
+// Write writes the box (nothing when there is no row) in one write.
 func (t *Table) Write(w io.Writer) {
 	if len(t.Rows) == 0 {
 		return
@@ -104,40 +101,53 @@ func (t *Table) Write(w io.Writer) {
 		n = max(n, len(r))
 	}
 	widths := make([]int, n)
+	size := 0
 	for _, r := range t.Rows {
 		for i, c := range r {
 			widths[i] = max(widths[i], width(c))
+			size += len(c)
 		}
 	}
+	lineLen := 0
+	for _, wd := range widths {
+		lineLen += 3*(wd+2) + 3 // box-drawing characters are 3 bytes
+	}
+	b := make([]byte, 0, size+(len(t.Rows)+3)*(lineLen+8))
 	line := func(l, m, r string) {
-		var b strings.Builder
-		b.WriteString(l)
+		b = append(b, l...)
 		for i, wd := range widths {
 			if i > 0 {
-				b.WriteString(m)
+				b = append(b, m...)
 			}
-			b.WriteString(strings.Repeat("─", wd+2))
+			for range wd + 2 {
+				b = append(b, "─"...)
+			}
 		}
-		b.WriteString(r)
-		fmt.Fprintln(w, b.String())
+		b = append(b, r...)
+		b = append(b, '\n')
 	}
 	line("┌", "┬", "┐")
 	for ri, r := range t.Rows {
-		var b strings.Builder
-		b.WriteString("│")
+		b = append(b, "│"...)
 		for i := range widths {
 			c := ""
 			if i < len(r) {
 				c = r[i]
 			}
-			b.WriteString(" " + c + strings.Repeat(" ", widths[i]-width(c)) + " │")
+			b = append(b, ' ')
+			b = append(b, c...)
+			for range widths[i] - width(c) {
+				b = append(b, ' ')
+			}
+			b = append(b, " │"...)
 		}
-		fmt.Fprintln(w, b.String())
+		b = append(b, '\n')
 		if ri == 0 && t.Header && len(t.Rows) > 1 {
 			line("├", "┼", "┤")
 		}
 	}
 	line("└", "┴", "┘")
+	_, _ = w.Write(b)
 }
 
 // WriteList prints the `ls` table of procs, with uptimes at now.
@@ -158,13 +168,7 @@ func WriteList(w io.Writer, procs []api.Proc, now time.Time) {
 		t.Add(strconv.Itoa(p.PMID), p.Name, ns, ModeName(p), pid, Uptime(p, now),
 			strconv.Itoa(p.Restarts), p.Status, cpu, mem)
 	}
-	if b, ok := w.(*bytes.Buffer); ok { // the daemon's: no need for another buffer
-		t.Write(b)
-		return
-	}
-	bw := bufio.NewWriterSize(w, 64<<10) // one write, not one per row
-	t.Write(bw)
-	_ = bw.Flush()
+	t.Write(w) // one write
 }
 
 // OutOfDate returns what `ls` prints after the table, as PM2's ls does, when the daemon runs

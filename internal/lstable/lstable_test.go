@@ -2,6 +2,8 @@ package lstable
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -46,5 +48,82 @@ func TestWriteList(t *testing.T) {
 	}
 	if OutOfDate("1", "1") != "" || OutOfDate("", "2") != "" || !strings.Contains(OutOfDate("1", "2"), "In memory corral version: 1\nLocal corral version: 2\n") {
 		t.Error("OutOfDate")
+	}
+}
+
+func BenchmarkWriteList100(b *testing.B) {
+	now := time.Now()
+	procs := make([]api.Proc, 100)
+	for i := range procs {
+		procs[i] = api.Proc{PMID: i, Name: "sleeper-" + strings.Repeat("x", i%7), Status: "online", PID: 10000 + i,
+			CPU: 0.3, Memory: 1800 << 10, StartedAt: now.Add(-time.Duration(i) * time.Minute)}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var buf bytes.Buffer
+		WriteList(&buf, procs, now)
+	}
+}
+
+// refWrite is Table.Write as it was written first (fmt and strings, line by line): the reference
+// for the byte-for-byte comparison below.
+func refWrite(t *Table, w io.Writer) {
+	if len(t.Rows) == 0 {
+		return
+	}
+	n := 0
+	for _, r := range t.Rows {
+		n = max(n, len(r))
+	}
+	widths := make([]int, n)
+	for _, r := range t.Rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], len([]rune(c)))
+		}
+	}
+	line := func(l, m, r string) {
+		var b strings.Builder
+		b.WriteString(l)
+		for i, wd := range widths {
+			if i > 0 {
+				b.WriteString(m)
+			}
+			b.WriteString(strings.Repeat("─", wd+2))
+		}
+		b.WriteString(r)
+		fmt.Fprintln(w, b.String())
+	}
+	line("┌", "┬", "┐")
+	for ri, r := range t.Rows {
+		var b strings.Builder
+		b.WriteString("│")
+		for i := range widths {
+			c := ""
+			if i < len(r) {
+				c = r[i]
+			}
+			b.WriteString(" " + c + strings.Repeat(" ", widths[i]-len([]rune(c))) + " │")
+		}
+		fmt.Fprintln(w, b.String())
+		if ri == 0 && t.Header && len(t.Rows) > 1 {
+			line("├", "┼", "┤")
+		}
+	}
+	line("└", "┴", "┘")
+}
+
+func TestTableMatchesReference(t *testing.T) {
+	for _, tb := range []Table{
+		{},
+		{Header: true, Rows: [][]string{{"a", "bb"}}},
+		{Header: true, Rows: [][]string{{"id", "name"}, {"0", "café"}, {"10", "日本語", "extra"}, {}}},
+		{Rows: [][]string{{"key", "value"}, {"", ""}, {"\xff\xfe", "ok"}}},
+	} {
+		var got, want bytes.Buffer
+		tb.Write(&got)
+		refWrite(&tb, &want)
+		if got.String() != want.String() {
+			t.Errorf("Table.Write:\n%s\nreference:\n%s", got.String(), want.String())
+		}
 	}
 }
