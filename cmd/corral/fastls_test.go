@@ -3,14 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/corralhq/corral/internal/api"
+	"github.com/corralhq/corral/internal/daemonproc"
 	"github.com/corralhq/corral/internal/fastls"
 	"github.com/corralhq/corral/internal/testutil"
 )
@@ -205,6 +208,25 @@ func TestFastListFallsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameBothWays(t, home, dir, env, "ls", true)
+
+	// A stopped daemon: the fast path gives up after its timeout, the ordinary path says the
+	// daemon does not answer; once it runs again, the fast path answers.
+	pid, err := daemonproc.ReadPid(filepath.Join(home, "corral.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	out, errOut, err := fastRun(t, "corral", dir, env, "jlist")
+	took := time.Since(start)
+	syscall.Kill(pid, syscall.SIGCONT)
+	if err == nil || out != "" || !strings.Contains(errOut, fmt.Sprintf("the daemon (pid %d) does not answer", pid)) {
+		t.Errorf("jlist on a stopped daemon (%s): %v\nstdout: %s\nstderr: %s", took.Round(time.Millisecond), err, out, errOut)
+	}
+	t.Logf("jlist on a stopped daemon took %s", took.Round(time.Millisecond))
+	sameBothWays(t, home, dir, env, "jlist", true)
 }
 
 // The out-of-date warning: a daemon started by another version (corral-v2) is named after the
