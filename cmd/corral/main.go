@@ -27,6 +27,8 @@ import (
 	"github.com/corralhq/corral/internal/cli"
 	"github.com/corralhq/corral/internal/container"
 	"github.com/corralhq/corral/internal/daemon"
+	// `ls` and `jlist` alone are answered from this package's init, before the other packages' (see its doc).
+	_ "github.com/corralhq/corral/internal/fastls"
 	"github.com/corralhq/corral/internal/keeper"
 )
 

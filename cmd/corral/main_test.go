@@ -44,7 +44,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	build = exec.Command("go", append(append([]string{"build"}, race...), "-o", filepath.Join(dir, "corral-v2"),
-		"-ldflags", "-X github.com/corralhq/corral/internal/cli.Version="+v2Version, ".")...)
+		"-ldflags", "-X github.com/corralhq/corral/internal/version.Version="+v2Version, ".")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "build corral-v2: %v\n", err)

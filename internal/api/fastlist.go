@@ -139,6 +139,7 @@ func (h *handler) jlist(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: "no such method: " + MethodJList, Code: CodeNotFound})
 		return nil
 	}
+	h.countFast(r)
 	out, err := jl.JList(r.Context())
 	if err != nil {
 		return err
@@ -207,4 +208,54 @@ func (c *Client) LastPong() (PingResponse, bool) {
 		return PingResponse{}, false
 	}
 	return *p, true
+}
+
+// MethodListText returns `ls`'s whole output as text (text/plain, with a Content-Length): the
+// table, then the out-of-date warning when the caller's version (ListTextRequest.Version) is not
+// the daemon's. The CLI's early fast path (internal/fastls) asks for it and copies it out.
+const MethodListText = "lstext"
+
+// FastHeader marks a request made by the CLI's early fast path (internal/fastls); the daemon
+// counts them (PingResponse.FastRequests), so that tests can tell the fast path was taken.
+const FastHeader = "Corral-Fast"
+
+// ListTextRequest is the body of POST /v1/lstext.
+type ListTextRequest struct {
+	Version string `json:"version"` // the CLI's version
+}
+
+// ListTexter is a Backend that renders `ls` itself (the daemon: internal/daemon/jlist.go), with
+// the warning lstable.OutOfDate(daemonVersion, clientVersion) after the table.
+type ListTexter interface {
+	ListText(ctx context.Context, clientVersion, daemonVersion string) ([]byte, error)
+}
+
+// countFast counts r when the early fast path made it.
+func (h *handler) countFast(r *http.Request) {
+	if r.Header.Get(FastHeader) != "" {
+		h.fast.Add(1)
+	}
+}
+
+// listText answers POST /v1/lstext with the backend's rendering, or "no such method".
+func (h *handler) listText(w http.ResponseWriter, r *http.Request) error {
+	lt, ok := h.b.(ListTexter)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, ErrorBody{Error: "no such method: " + MethodListText, Code: CodeNotFound})
+		return nil
+	}
+	var req ListTextRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	h.countFast(r)
+	out, err := lt.ListText(r.Context(), req.Version, h.version)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+	return nil
 }

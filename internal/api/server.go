@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"time"
 )
 
@@ -114,6 +115,7 @@ func NewHandler(b Backend, version string) http.Handler {
 	route(MethodSend, h.send)
 	route(MethodUnwatch, h.unwatch)
 	route(MethodJList, h.jlist)
+	route(MethodListText, h.listText)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no such method: %s %s", r.Method, r.URL.Path), Code: CodeNotFound})
 	})
@@ -122,8 +124,9 @@ func NewHandler(b Backend, version string) http.Handler {
 
 type handler struct {
 	b       Backend
-	uid     int    // the daemon's uid: the socket owner
-	version string // the daemon's version, for ping
+	uid     int          // the daemon's uid: the socket owner
+	version string       // the daemon's version, for ping
+	fast    atomic.Int64 // requests of the CLI's early fast path (FastHeader), for ping
 }
 
 // guard refuses peers that are neither the daemon's user nor root.
@@ -316,7 +319,8 @@ func (h *handler) shutdown(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) ping(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, PingResponse{Pong: true, PID: os.Getpid(), Version: h.version, Goroutines: runtime.NumGoroutine()})
+	writeJSON(w, http.StatusOK, PingResponse{Pong: true, PID: os.Getpid(), Version: h.version, Goroutines: runtime.NumGoroutine(),
+		FastRequests: h.fast.Load()})
 	return nil
 }
 

@@ -58,6 +58,9 @@ type PingResponse struct {
 	// Goroutines is runtime.NumGoroutine() in the daemon when it answered (0 from an older daemon),
 	// for leak checks (bench/soak.sh).
 	Goroutines int `json:"goroutines,omitempty"`
+	// FastRequests counts the requests the CLI's early fast path made (`ls`, `jlist`: the
+	// Corral-Fast header), for tests that check it was taken.
+	FastRequests int64 `json:"fast_requests,omitempty"`
 }
 
 // Method names, as they appear in the URL path /v1/<method>.

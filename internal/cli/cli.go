@@ -16,12 +16,13 @@ import (
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/daemonproc"
 	"github.com/corralhq/corral/internal/keeper"
+	"github.com/corralhq/corral/internal/version"
 	"github.com/spf13/cobra"
 )
 
-// Version is the corral version printed by --version. It is a variable so that a build can set
-// it (-ldflags "-X github.com/corralhq/corral/internal/cli.Version=...").
-var Version = "0.1.0-dev"
+// Version is the corral version printed by --version: internal/version's, which a build sets
+// (-ldflags "-X github.com/corralhq/corral/internal/version.Version=..."). Tests may change it.
+var Version = version.Version
 
 // DaemonConfig is what Options.NewBackend receives to build the daemon.
 type DaemonConfig struct {

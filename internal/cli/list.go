@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/api"
+	"github.com/corralhq/corral/internal/lstable"
 	"github.com/corralhq/corral/internal/pm2json"
 	"github.com/spf13/cobra"
 )
@@ -286,8 +288,10 @@ func (a *app) warnOutOfDate(ctx context.Context, b api.Backend) {
 	if !cached {
 		pong, err = p.Ping(ctx)
 	}
-	if err != nil || pong.Version == "" || pong.Version == Version {
+	if err != nil {
 		return
 	}
-	fmt.Fprintf(a.stdout, ">>>> In-memory corral is out-of-date, do:\n>>>> $ corral update\nIn memory corral version: %s\nLocal corral version: %s\n", pong.Version, Version)
+	if w := lstable.OutOfDate(pong.Version, Version); w != "" {
+		io.WriteString(a.stdout, w)
+	}
 }

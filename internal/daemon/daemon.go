@@ -142,6 +142,7 @@ import (
 	"github.com/corralhq/corral/internal/keeper"
 	"github.com/corralhq/corral/internal/logs"
 	"github.com/corralhq/corral/internal/owner"
+	"github.com/corralhq/corral/internal/pm2json"
 	"github.com/corralhq/corral/internal/web"
 	"golang.org/x/sys/unix"
 )
@@ -183,6 +184,8 @@ type Manager struct {
 	log *slog.Logger
 	bc  *logs.Broadcaster
 	ev  *events.Bus // the event feed; its own leaf lock, taken after mu (Publish never blocks)
+	// jlistCache keeps jlist's encoded environments (jlist.go); its own lock, never taken with mu.
+	jlistCache pm2json.EnvCache
 
 	// mu guards everything below it, and the apps, instances and runs reachable from procs and
 	// apps (see "Locking" in the package doc). Under mu: no call into a cluster.Primary or
@@ -474,10 +477,17 @@ func (m *Manager) sortedProcs() []*instance {
 
 // proc describes an instance for the API. The caller holds m.mu.
 func (m *Manager) proc(in *instance) api.Proc {
+	p := m.procShared(in)
+	p.App.Env, p.App.ShellEnv, p.Env = maps.Clone(p.App.Env), maps.Clone(p.App.ShellEnv), maps.Clone(p.Env)
+	return p
+}
+
+// procShared is proc with the environment maps of the instance and its app themselves, not
+// copies: they are replaced whole, never changed in place (jlist.go reads them after m.mu is
+// released). The caller holds m.mu.
+func (m *Manager) procShared(in *instance) api.Proc {
 	a := in.app
 	spec := a.spec
-	spec.Env = maps.Clone(a.spec.Env)
-	spec.ShellEnv = maps.Clone(a.spec.ShellEnv)
 	p := api.Proc{
 		PMID: in.st.PMID, Name: in.st.Name, Namespace: in.st.Namespace, PID: in.st.PID,
 		Status:      string(in.st.Status),
@@ -490,7 +500,7 @@ func (m *Manager) proc(in *instance) api.Proc {
 		StartedAt: in.st.StartedAt, CreatedAt: in.st.CreatedAt,
 		ExitCode: in.st.ExitCode, ExitSignal: in.st.ExitSignal,
 		OutLog: in.st.OutLog, ErrLog: in.st.ErrLog, CombinedLog: in.st.CombinedLog, PidFile: in.st.PidFile,
-		Env:   maps.Clone(in.st.Env),
+		Env:   in.st.Env,
 		Notes: append(slices.Clone(a.notes), in.st.Notes...),
 		Drain: in.st.LastDrain,
 	}

@@ -1,25 +1,56 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"time"
 
 	"github.com/corralhq/corral/internal/api"
-	"github.com/corralhq/corral/internal/pm2json"
+	"github.com/corralhq/corral/internal/lstable"
 )
 
 var (
-	_ api.JLister   = (*Manager)(nil)
-	_ api.RowLister = (*Manager)(nil)
+	_ api.JLister    = (*Manager)(nil)
+	_ api.RowLister  = (*Manager)(nil)
+	_ api.ListTexter = (*Manager)(nil)
 )
 
-// JList renders `jlist` here, so that the CLI copies PM2's JSON out instead of decoding every
-// instance's environment from a ProcsResponse and encoding it again (api/fastlist.go).
-func (m *Manager) JList(ctx context.Context) ([]byte, error) {
-	procs, err := m.List(ctx)
+// ListText renders `ls`'s whole output here, for the CLI's early fast path (internal/fastls):
+// what the CLI prints from ListRows (lstable.WriteList of the rows as api.Row.Proc gives them
+// after the trip over the socket), then the out-of-date warning.
+func (m *Manager) ListText(ctx context.Context, clientVersion, daemonVersion string) ([]byte, error) {
+	rows, err := m.ListRows(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return pm2json.JList(procs)
+	procs := make([]api.Proc, len(rows))
+	for i, r := range rows {
+		procs[i] = r.Proc()
+	}
+	var b bytes.Buffer
+	b.Grow(256 + 160*len(rows))
+	lstable.WriteList(&b, procs, time.Now())
+	b.WriteString(lstable.OutOfDate(daemonVersion, clientVersion))
+	return b.Bytes(), nil
+}
+
+// JList renders `jlist` here, so that the CLI copies PM2's JSON out instead of decoding every
+// instance's environment from a ProcsResponse and encoding it again (api/fastlist.go).
+//
+// The environments, most of the answer, are encoded once per instance and environment
+// (m.jlistCache, pm2json.EnvCache), not at every call: the procs given it hold the maps of the
+// instances and apps themselves (procShared), which are replaced whole, never changed in place,
+// so they are read here after m.mu is released.
+func (m *Manager) JList(ctx context.Context) ([]byte, error) {
+	m.mu.Lock()
+	ins := m.sortedProcs()
+	procs := make([]api.Proc, len(ins))
+	keys := make([]any, len(ins))
+	for i, in := range ins {
+		procs[i], keys[i] = m.procShared(in), in.st.PMID // the maps tell a new instance with a reused id
+	}
+	m.mu.Unlock()
+	return m.jlistCache.JList(procs, keys)
 }
 
 // ListRows returns what `ls` prints of every instance: api.RowOf of List's Procs

@@ -152,3 +152,20 @@ func TestJListMatchesEntry(t *testing.T) {
 		t.Errorf("JList differs from its entries:\n got %s\nwant %s", got, want)
 	}
 }
+
+// BenchmarkEnvCacheJList100 is BenchmarkJList100 with the environments encoded once (the
+// daemon's jlist after the first).
+func BenchmarkEnvCacheJList100(b *testing.B) {
+	procs := benchProcs(100)
+	keys := make([]any, len(procs))
+	for i := range keys {
+		keys[i] = i
+	}
+	var c EnvCache
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.JList(procs, keys); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -45,18 +45,62 @@ func JList(procs []api.Proc) ([]byte, error) {
 
 // scratch is appendEntry's reusable working space.
 type scratch struct {
-	kvs   []envKV
-	pairs []byte // the encoded "key":value pairs, back to back
-	offs  []int  // where each pair starts in pairs, and where the last ends
+	kvs  []envKV
+	enc  encodedEnv
+	obj  Object   // pm2_env's own keys, reused entry after entry
+	keys []string // enc.skipFor's room
 }
 
 type envKV struct{ k, v string }
+
+// encodedEnv is an environment encoded for appendEntryEnv: its keys sorted, the encoded
+// "key":value pairs back to back, and where each pair starts in pairs (and where the last ends).
+type encodedEnv struct {
+	keys  []string
+	pairs []byte
+	offs  []int
+	// skip lists the indices of the keys not flattened into pm2_env (PM2's own keys win), valid
+	// (skipOK) for pm2_env's own keys skipFor.
+	skip    []int32
+	skipFor []string
+	skipOK  bool
+}
+
+// encode encodes p's environment into e (kvs is working space).
+func (e *encodedEnv) encode(p api.Proc, kvs *[]envKV) error {
+	*kvs = (*kvs)[:0]
+	for k, v := range p.Env {
+		*kvs = append(*kvs, envKV{k, v})
+	}
+	slices.SortFunc(*kvs, func(x, y envKV) int { return strings.Compare(x.k, y.k) })
+	e.keys, e.pairs, e.offs = e.keys[:0], e.pairs[:0], e.offs[:0]
+	e.skipOK = false
+	var err error
+	for _, kv := range *kvs {
+		e.keys = append(e.keys, kv.k)
+		e.offs = append(e.offs, len(e.pairs))
+		if e.pairs, err = appendEnvPair(e.pairs, 0, p.App, kv.k, kv.v); err != nil {
+			return err
+		}
+	}
+	e.offs = append(e.offs, len(e.pairs))
+	return nil
+}
 
 // appendEntry appends the JSON of Entry(p) — the same bytes (TestJListMatchesEntry) — without
 // building the objects of the environment, which is most of an entry: each variable is encoded
 // once, straight from p.Env, and copied into both places it appears.
 func appendEntry(buf []byte, p api.Proc, sc *scratch) ([]byte, error) {
-	o := pm2Env(p, 0)
+	return appendEntryEnv(buf, p, &sc.obj, func() (*encodedEnv, error) {
+		return &sc.enc, sc.enc.encode(p, &sc.kvs)
+	}, func(keys []string) []string { return append(sc.keys[:0], keys...) })
+}
+
+// appendEntryEnv is appendEntry with p's environment encoded by env (called at most once) and o
+// as working space. keysFor returns a copy of pm2_env's own keys (that the caller may share
+// between entries) when the keys the environment skips are computed.
+func appendEntryEnv(buf []byte, p api.Proc, o *Object, env func() (*encodedEnv, error), keysFor func([]string) []string) ([]byte, error) {
+	o = pm2EnvInto(o, p)
 	if o.find("env") >= 0 { // instance_var "env": Env's o.Set("env", ...) replaces that key's value
 		b, err := marshal(Entry(p))
 		return append(buf, b...), err
@@ -83,32 +127,34 @@ func appendEntry(buf []byte, p api.Proc, sc *scratch) ([]byte, error) {
 	}
 	buf = buf[:len(buf)-1] // reopen pm2_env for the environment
 
-	sc.kvs = sc.kvs[:0]
-	for k, v := range p.Env {
-		sc.kvs = append(sc.kvs, envKV{k, v})
+	e, err := env()
+	if err != nil {
+		return nil, err
 	}
-	slices.SortFunc(sc.kvs, func(x, y envKV) int { return strings.Compare(x.k, y.k) })
-	sc.pairs, sc.offs = sc.pairs[:0], sc.offs[:0]
-	for _, kv := range sc.kvs {
-		sc.offs = append(sc.offs, len(sc.pairs))
-		if sc.pairs, err = appendEnvPair(sc.pairs, 0, p.App, kv.k, kv.v); err != nil {
-			return nil, err
+	if !e.skipOK || !slices.Equal(e.skipFor, o.keys) {
+		e.skip = e.skip[:0]
+		for i, k := range e.keys { // flattened, PM2's keys win (Env's SetDefault)
+			if k == "env" || o.find(k) >= 0 {
+				e.skip = append(e.skip, int32(i))
+			}
 		}
+		e.skipFor, e.skipOK = keysFor(o.keys), true
 	}
-	sc.offs = append(sc.offs, len(sc.pairs))
-	for i, kv := range sc.kvs { // flattened, PM2's keys win (Env's SetDefault)
-		if kv.k == "env" || o.find(kv.k) >= 0 {
+	skip := e.skip
+	for i := range e.keys {
+		if len(skip) > 0 && int(skip[0]) == i {
+			skip = skip[1:]
 			continue
 		}
 		buf = append(buf, ',')
-		buf = append(buf, sc.pairs[sc.offs[i]:sc.offs[i+1]]...)
+		buf = append(buf, e.pairs[e.offs[i]:e.offs[i+1]]...)
 	}
 	buf = append(buf, `,"env":{`...)
-	for i := range sc.kvs {
+	for i := range e.keys {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = append(buf, sc.pairs[sc.offs[i]:sc.offs[i+1]]...)
+		buf = append(buf, e.pairs[e.offs[i]:e.offs[i+1]]...)
 	}
 	return append(buf, "}}}"...), nil
 }
@@ -184,8 +230,13 @@ func Env(p api.Proc) *Object {
 // pm2Env returns PM2's own keys of the pm2_env object of p: Env without the environment, with
 // room for extra more keys.
 func pm2Env(p api.Proc, extra int) *Object {
+	return pm2EnvInto(newObject(48+extra), p)
+}
+
+// pm2EnvInto is pm2Env into o, emptied first (its room kept: appendEntryEnv reuses one).
+func pm2EnvInto(o *Object, p api.Proc) *Object {
+	o.reset()
 	a := p.App
-	o := newObject(48 + extra)
 	o.Set("name", p.Name)
 	ns := p.Namespace
 	if ns == "" {

@@ -31,6 +31,15 @@ func newObject(n int) *Object {
 	return o
 }
 
+// reset empties o, keeping its room (and its index, emptied).
+func (o *Object) reset() {
+	clear(o.vals)
+	o.keys, o.vals = o.keys[:0], o.vals[:0]
+	if o.idx != nil {
+		clear(o.idx)
+	}
+}
+
 // find returns the index of key, or -1.
 func (o *Object) find(key string) int {
 	if o.idx != nil {
