@@ -205,6 +205,7 @@ type Manager struct {
 	prof        *debugProfile // CORRAL_DEBUG_CPUPROFILE, CORRAL_DEBUG_TRACE (debugprofile.go)
 
 	kp         *keeperLink   // nil without Config.Keeper; own lock, after mu
+	envc       envCache      // the state snapshot's encoded environments (keeperenc.go); own lock, after mu
 	kids       children      // processes started by the Manager, for the orphan reaper; own lock, after mu
 	stopReaper chan struct{} // nil without Config.Subreaper
 	reaperDone chan struct{}
@@ -473,11 +474,21 @@ func (m *Manager) sortedProcs() []*instance {
 }
 
 // proc describes an instance for the API. The caller holds m.mu.
-func (m *Manager) proc(in *instance) api.Proc {
+func (m *Manager) proc(in *instance) api.Proc { return m.procEnv(in, true) }
+
+// procEnv is proc; without env, the Proc has no environments (api.StartOptions.Lean: not copied
+// only to be dropped). The caller holds m.mu.
+func (m *Manager) procEnv(in *instance, env bool) api.Proc {
 	a := in.app
 	spec := a.spec
-	spec.Env = maps.Clone(a.spec.Env)
-	spec.ShellEnv = maps.Clone(a.spec.ShellEnv)
+	spec.Env, spec.ShellEnv, spec.EnvSets = nil, nil, nil
+	var instEnv map[string]string
+	if env {
+		spec.Env = maps.Clone(a.spec.Env)
+		spec.ShellEnv = maps.Clone(a.spec.ShellEnv)
+		spec.EnvSets = a.spec.EnvSets
+		instEnv = maps.Clone(in.st.Env)
+	}
 	p := api.Proc{
 		PMID: in.st.PMID, Name: in.st.Name, Namespace: in.st.Namespace, PID: in.st.PID,
 		Status:      string(in.st.Status),
@@ -490,7 +501,7 @@ func (m *Manager) proc(in *instance) api.Proc {
 		StartedAt: in.st.StartedAt, CreatedAt: in.st.CreatedAt,
 		ExitCode: in.st.ExitCode, ExitSignal: in.st.ExitSignal,
 		OutLog: in.st.OutLog, ErrLog: in.st.ErrLog, CombinedLog: in.st.CombinedLog, PidFile: in.st.PidFile,
-		Env:   maps.Clone(in.st.Env),
+		Env:   instEnv,
 		Notes: append(slices.Clone(a.notes), in.st.Notes...),
 		Drain: in.st.LastDrain,
 	}
