@@ -215,7 +215,9 @@ func (c *envCache) encode(r *envRef, kind int) error {
 // appendState writes out (resolved) as JSON to b, with a newline, as json.Encoder writes
 // savedState: the same object, its members in another order.
 func appendState(b *bytes.Buffer, out *savedStateOut) error {
-	if err := openObject(b, out); err != nil {
+	o := &objectWriter{b: b}
+	o.enc = json.NewEncoder(&o.scratch)
+	if err := o.open(out); err != nil {
 		return err
 	}
 	member(b, "apps")
@@ -227,7 +229,7 @@ func appendState(b *bytes.Buffer, out *savedStateOut) error {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			if err := appendApp(b, &out.apps[i]); err != nil {
+			if err := o.app(&out.apps[i]); err != nil {
 				return err
 			}
 		}
@@ -237,12 +239,21 @@ func appendState(b *bytes.Buffer, out *savedStateOut) error {
 	return nil
 }
 
-func appendApp(b *bytes.Buffer, ao *savedAppOut) error {
-	if err := openObject(b, ao); err != nil {
+// objectWriter writes the objects of a state into b, each encoded into one reused scratch buffer
+// first (json.Marshal would allocate each one's JSON).
+type objectWriter struct {
+	b       *bytes.Buffer
+	scratch bytes.Buffer
+	enc     *json.Encoder
+}
+
+func (o *objectWriter) app(ao *savedAppOut) error {
+	b := o.b
+	if err := o.open(ao); err != nil {
 		return err
 	}
 	member(b, "spec")
-	if err := openObject(b, &ao.spec); err != nil {
+	if err := o.open(&ao.spec); err != nil {
 		return err
 	}
 	envMember(b, "env", ao.spec.env, true)
@@ -258,11 +269,11 @@ func appendApp(b *bytes.Buffer, ao *savedAppOut) error {
 				b.WriteByte(',')
 			}
 			io := &ao.instances[j]
-			if err := openObject(b, io); err != nil {
+			if err := o.open(io); err != nil {
 				return err
 			}
 			member(b, "state")
-			if err := openObject(b, &io.state); err != nil {
+			if err := o.open(&io.state); err != nil {
 				return err
 			}
 			envMember(b, "env", io.state.env, false)
@@ -274,16 +285,17 @@ func appendApp(b *bytes.Buffer, ao *savedAppOut) error {
 	return nil
 }
 
-// openObject writes v's JSON object without its closing brace.
-func openObject(b *bytes.Buffer, v any) error {
-	j, err := json.Marshal(v)
-	if err != nil {
+// open writes v's JSON object without its closing brace.
+func (o *objectWriter) open(v any) error {
+	o.scratch.Reset()
+	if err := o.enc.Encode(v); err != nil {
 		return err
 	}
+	j := bytes.TrimSuffix(o.scratch.Bytes(), []byte{'\n'})
 	if len(j) < 2 || j[0] != '{' || j[len(j)-1] != '}' {
 		return fmt.Errorf("keeper state: %T encodes to %.20q, not an object", v, j)
 	}
-	b.Write(j[:len(j)-1])
+	o.b.Write(j[:len(j)-1])
 	return nil
 }
 

@@ -561,6 +561,9 @@ func (m *Manager) saveStateLocked(detach bool) savedState {
 // with them before it releases m.mu (envCache.prepare). The caller holds m.mu.
 func (m *Manager) snapshotLocked(detach, cloneEnv bool) savedState {
 	st := savedState{Version: stateVersion, PID: os.Getpid(), NextID: m.nextID}
+	if len(m.appOrder) > 0 {
+		st.Apps = make([]savedApp, 0, len(m.appOrder))
+	}
 	listed := map[*run]bool{}
 	for _, name := range m.appOrder {
 		a := m.apps[name]
@@ -580,6 +583,9 @@ func (m *Manager) snapshotLocked(detach, cloneEnv bool) savedState {
 		if p := a.primary; p != nil {
 			// NextSeq and NextWorkerID are atomics: they do not take the primary's lock.
 			sa.Primary = &savedPrimary{Listeners: maps.Clone(a.lnNames), NextSeq: p.NextSeq(), NextWorkerID: p.NextWorkerID()}
+		}
+		if len(a.instances) > 0 {
+			sa.Instances = make([]savedInstance, 0, len(a.instances))
 		}
 		for _, in := range a.instances {
 			if in.deleted {
