@@ -828,6 +828,19 @@ func setPipeSize(f *os.File) {
 // to a hundred instances.
 const logPipeSize = 256 << 10
 
+// procStartOf returns pid's start time (/proc/<pid>/stat field 22) for the state, or 0 without a
+// keeper or when it cannot be read. It takes no lock.
+func (m *Manager) procStartOf(pid int) uint64 {
+	if m.kp == nil {
+		return 0
+	}
+	st, err := procstat.ReadStat(pid)
+	if err != nil {
+		return 0
+	}
+	return st.Start
+}
+
 // noteStarted records a new process's start time for the state (against pid reuse) and marks the
 // state dirty. The caller holds m.mu.
 func (m *Manager) noteStarted(r *run) {
