@@ -12,7 +12,8 @@
 #              (corral) the keeper, which share the binary's pages;
 #   start      `start ecosystem.json` of the PROCS apps until all are online: the command's wall time when the
 #              first `jlist` after it lists them all online (corral's start returns once they are), else the
-#              time when a later `jlist` (polled) first does;
+#              time when a later `jlist` (polled) first does; also the daemon's CPU time over that span
+#              (start_daemon_cpu: its threads' /proc/PID/task/TID/schedstat; the apps' own exec is not in it);
 #   loaded     the same figures as idle, SETTLE s after the start;
 #   ls, jlist  wall time of `ls` and `jlist` with the PROCS apps (warm daemon): hyperfine -N, 3 warm-ups and
 #              LS_RUNS (30) runs per round (a timing loop without hyperfine); the median is over every run of
@@ -155,6 +156,18 @@ latency() {
 	log "$tool $cmd: median $(stats "$tool" "$cmd" | cut -d' ' -f1) ms so far"
 }
 
+# task_cpu_ns PID prints the CPU time of PID's live threads in nanoseconds (the first field of each
+# /proc/PID/task/TID/schedstat: finer than the clock ticks of /proc/PID/stat, which a start of 100
+# apps spans only a few of; a thread that exits meanwhile is not counted).
+task_cpu_ns() {
+	local t s=0 ns
+	owned "$1" || return 1
+	for t in /proc/"$1"/task/*/schedstat; do
+		read -r ns _ <"$t" 2>/dev/null && s=$((s + ns))
+	done
+	echo "$s"
+}
+
 # stats TOOL KEY prints "median min max" of the recorded values (n/a n/a n/a when none).
 stats() {
 	awk -v t="$1" -v k="$2" '$1 == t && $2 == k { print $3 }' "$OUT/results" | sort -g |
@@ -185,7 +198,11 @@ for tool in $TOOLS; do
 		CLI_TIMEOUT=30 cli "$tool" ping >/dev/null || die "$tool ping failed (see $OUT/$tool-cli.log)"
 		sleep "$SETTLE"
 		sample "$tool" idle || true
+		dpid=$(daemon_pid "$tool") || dpid=
+		c0=$(task_cpu_ns "$dpid") || c0=
 		ms=$(timed_start "$tool" "$PROCS" "$ECO") && result "$tool" start "$ms"
+		c1=$(task_cpu_ns "$dpid") || c1=
+		[ -n "$c0" ] && [ -n "$c1" ] && result "$tool" start_daemon_cpu "$(awk -v d=$((c1 - c0)) 'BEGIN { printf "%.1f", d / 1e6 }')"
 		sleep "$SETTLE"
 		sample "$tool" loaded || true
 		[ "$(online_count "$tool")" -ge "$PROCS" ] || log "$tool: not all $PROCS online before timing ls"
@@ -244,6 +261,7 @@ row() {
 	row "  \`jlist\` CPU: CLI process, ms per run" jlist_cli_cpu ""
 	row "  \`jlist\` CPU: daemon, ms per run" jlist_daemon_cpu ""
 	row "start $PROCS until online, ms" start "x<=0.15"
+	row "  start: the daemon's CPU, ms" start_daemon_cpu ""
 	row "cold start, daemon + first app, ms" cold "<=100"
 	echo
 	echo "(targets from issue 13: RSS 6.5 MB idle and 10 MB with 100 processes, taken as 10^6 bytes: 6,347 and 9,765"

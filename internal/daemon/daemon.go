@@ -208,6 +208,7 @@ type Manager struct {
 	prof        *debugProfile // CORRAL_DEBUG_CPUPROFILE, CORRAL_DEBUG_TRACE (debugprofile.go)
 
 	kp         *keeperLink   // nil without Config.Keeper; own lock, after mu
+	envc       envCache      // the state snapshot's encoded environments (keeperenc.go); own lock, after mu
 	kids       children      // processes started by the Manager, for the orphan reaper; own lock, after mu
 	stopReaper chan struct{} // nil without Config.Subreaper
 	reaperDone chan struct{}
@@ -479,6 +480,14 @@ func (m *Manager) sortedProcs() []*instance {
 func (m *Manager) proc(in *instance) api.Proc {
 	p := m.procShared(in)
 	p.App.Env, p.App.ShellEnv, p.Env = maps.Clone(p.App.Env), maps.Clone(p.App.ShellEnv), maps.Clone(p.Env)
+	return p
+}
+
+// procLean is proc without any environment (api.StartOptions.Lean: not copied only to be
+// dropped). The caller holds m.mu.
+func (m *Manager) procLean(in *instance) api.Proc {
+	p := m.procShared(in)
+	p.App.Env, p.App.ShellEnv, p.App.EnvSets, p.Env = nil, nil, nil, nil
 	return p
 }
 

@@ -526,11 +526,18 @@ func saveRun(r *run) *savedRun {
 // marshalStateInto serialises the process table into buf (the keeper link's, reused). It takes
 // m.mu only to copy the table: the JSON encoding (milliseconds with 100 apps) runs outside it. It
 // reports success.
+//
+// The environment maps are not copied but looked up in m.envc (keeperenc.go): only those that
+// changed since the last snapshot are copied and encoded again.
 func (m *Manager) marshalStateInto(buf *bytes.Buffer) bool {
 	m.mu.Lock()
-	st := m.saveStateLocked(true)
+	out := m.envc.prepare(m.snapshotLocked(true, false))
 	m.mu.Unlock()
-	if err := json.NewEncoder(buf).Encode(st); err != nil {
+	err := m.envc.resolve(&out)
+	if err == nil {
+		err = appendState(buf, &out)
+	}
+	if err != nil {
 		m.log.Error("keeper: marshal the state", "err", err)
 		return false
 	}
@@ -546,7 +553,17 @@ func (m *Manager) marshalStateLocked() []byte {
 // afterwards is copied (the environment maps and the slices, as proc copies them for List), so
 // that the result may be encoded once m.mu is released. The caller holds m.mu.
 func (m *Manager) saveStateLocked(detach bool) savedState {
+	return m.snapshotLocked(detach, detach)
+}
+
+// snapshotLocked is saveStateLocked; with detach but not cloneEnv, the environment maps (the
+// spec's Env and ShellEnv, the instances' Env) are still the table's: the caller must be done
+// with them before it releases m.mu (envCache.prepare). The caller holds m.mu.
+func (m *Manager) snapshotLocked(detach, cloneEnv bool) savedState {
 	st := savedState{Version: stateVersion, PID: os.Getpid(), NextID: m.nextID}
+	if len(m.appOrder) > 0 {
+		st.Apps = make([]savedApp, 0, len(m.appOrder))
+	}
 	listed := map[*run]bool{}
 	for _, name := range m.appOrder {
 		a := m.apps[name]
@@ -554,8 +571,10 @@ func (m *Manager) saveStateLocked(detach bool) savedState {
 			continue
 		}
 		sa := savedApp{Spec: a.spec, EnvSets: a.spec.EnvSets, Res: saveRes(a.res), Notes: a.notes, Listeners: a.listenerNames}
-		if detach {
+		if cloneEnv {
 			sa.Spec.Env, sa.Spec.ShellEnv = maps.Clone(a.spec.Env), maps.Clone(a.spec.ShellEnv)
+		}
+		if detach {
 			sa.EnvSets = cloneEnvSets(a.spec.EnvSets)
 			sa.Spec.EnvSets = sa.EnvSets
 			sa.Notes, sa.Listeners = slices.Clone(a.notes), slices.Clone(a.listenerNames)
@@ -565,13 +584,19 @@ func (m *Manager) saveStateLocked(detach bool) savedState {
 			// NextSeq and NextWorkerID are atomics: they do not take the primary's lock.
 			sa.Primary = &savedPrimary{Listeners: maps.Clone(a.lnNames), NextSeq: p.NextSeq(), NextWorkerID: p.NextWorkerID()}
 		}
+		if len(a.instances) > 0 {
+			sa.Instances = make([]savedInstance, 0, len(a.instances))
+		}
 		for _, in := range a.instances {
 			if in.deleted {
 				continue
 			}
 			si := savedInstance{State: in.st, UserStopped: in.userStopped, Run: saveRun(in.run), Next: saveRun(in.next)}
+			if cloneEnv {
+				si.State.Env = maps.Clone(in.st.Env)
+			}
 			if detach {
-				si.State.Env, si.State.Notes = maps.Clone(in.st.Env), slices.Clone(in.st.Notes)
+				si.State.Notes = slices.Clone(in.st.Notes)
 				detachRun(si.Run)
 				detachRun(si.Next)
 			}
@@ -802,6 +827,19 @@ func setPipeSize(f *os.File) {
 // unprivileged user within the kernel's default pipe budget (pipe-user-pages-soft, 64 MiB) up
 // to a hundred instances.
 const logPipeSize = 256 << 10
+
+// procStartOf returns pid's start time (/proc/<pid>/stat field 22) for the state, or 0 without a
+// keeper or when it cannot be read. It takes no lock.
+func (m *Manager) procStartOf(pid int) uint64 {
+	if m.kp == nil {
+		return 0
+	}
+	st, err := procstat.ReadStat(pid)
+	if err != nil {
+		return 0
+	}
+	return st.Start
+}
 
 // noteStarted records a new process's start time for the state (against pid reuse) and marks the
 // state dirty. The caller holds m.mu.

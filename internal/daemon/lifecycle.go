@@ -171,6 +171,13 @@ func (m *Manager) Start(ctx context.Context, apps []appspec.App, opts api.StartO
 	errs = append(errs, m.waitStarted(started))
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if opts.Lean {
+		procs := make([]api.Proc, 0, len(started))
+		for _, in := range started {
+			procs = append(procs, m.procLean(in))
+		}
+		return procs, errors.Join(errs...)
+	}
 	return m.procList(started), errors.Join(errs...)
 }
 

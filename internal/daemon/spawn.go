@@ -127,6 +127,9 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 		}
 		x := execJob{cmd: cmd, child: child, stdinR: stdinR, stdinW: stdinW, parent: parent,
 			name: in.st.Name, pmid: in.st.PMID, res: a.res}
+		if !replacement {
+			x.pidFile = in.st.PidFile // execFork writes it before it takes m.mu
+		}
 		if m.execAsync {
 			// Forked and exec'd by execFork on a goroutine, without m.mu, like a cluster worker:
 			// the caller goes on to the next instance while this one execs.
@@ -169,6 +172,7 @@ type execJob struct {
 	name           string        // for errors: read under m.mu by spawn
 	pmid           int
 	res            resolved
+	pidFile        string // with execFork only: the instance's pid file, "" for a reload's replacement
 }
 
 // start forks and execs x's process and closes the child's ends of its pipes. It returns the
@@ -254,6 +258,22 @@ func (m *Manager) execFork(r *run, x execJob) {
 	x.outW.Close() // the child has its copies; the pumps see EOF when it ends
 	x.errW.Close()
 
+	// Before m.mu, which every other start and the registration of every other new process wait
+	// for: the process's start time (/proc/<pid>/stat) and its pid file (creating a file costs up
+	// to ~0.5 ms on some file systems). The process is ours and not reaped (kids.forking holds the
+	// reaper off), so its pid names it. Nothing removes the pid file before the process is
+	// registered below (exited comes after; a stop waits for r.forked); if by then the instance is
+	// deleted or runs another process, the file is removed again, as if never written.
+	var procStart uint64
+	wrote := false
+	if err == nil {
+		pid := x.cmd.Process.Pid
+		procStart = m.procStartOf(pid) // noteStarted's read, taken early
+		if x.pidFile != "" {
+			wrote = m.writePidFileAt(x.pidFile, pid)
+		}
+	}
+
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.kids.mu.Lock()
@@ -268,11 +288,23 @@ func (m *Manager) execFork(r *run, x execJob) {
 	}
 	m.forked(r, x, stdin)
 	m.kids.mu.Unlock()
-	m.noteStarted(r)
+	if procStart != 0 {
+		r.procStart = procStart
+		m.dirty()
+	} else {
+		m.noteStarted(r)
+	}
 	if in := r.in; in.run == r && !in.deleted {
 		in.spawnRetries = 0
 		in.st.PID, in.st.PGID = r.pid, r.pid
-		m.writePidFile(in, r.pid)
+		if !wrote || in.st.PidFile != x.pidFile {
+			m.writePidFile(in, r.pid)
+		}
+		if wrote && in.st.PidFile != x.pidFile {
+			m.removePidFileAt(x.pidFile)
+		}
+	} else if wrote {
+		m.removePidFileAt(x.pidFile)
 	}
 	m.changed.Broadcast()
 }
@@ -415,8 +447,23 @@ func (m *Manager) bunPreload() (string, error) {
 
 // writePidFile records pid in the instance's pid file (best effort: logged on failure).
 func (m *Manager) writePidFile(in *instance, pid int) {
-	if err := owner.WriteFile(in.st.PidFile, []byte(strconv.Itoa(pid)), 0o600); err != nil { // no planted link followed
-		m.log.Warn("write pid file", "path", in.st.PidFile, "err", err)
+	m.writePidFileAt(in.st.PidFile, pid)
+}
+
+// writePidFileAt writes pid to the pid file at path and reports whether it did (logged on
+// failure). It takes no lock.
+func (m *Manager) writePidFileAt(path string, pid int) bool {
+	if err := owner.WriteFile(path, []byte(strconv.Itoa(pid)), 0o600); err != nil { // no planted link followed
+		m.log.Warn("write pid file", "path", path, "err", err)
+		return false
+	}
+	return true
+}
+
+// removePidFileAt removes a pid file execFork wrote for a process that is not its instance's.
+func (m *Manager) removePidFileAt(path string) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		m.log.Warn("remove pid file", "path", path, "err", err)
 	}
 }
 

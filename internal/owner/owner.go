@@ -124,7 +124,7 @@ func CheckFile(path string) error {
 // the current user or root, and only to a file that exists (O_CREATE and O_EXCL are dropped):
 // a link another user planted gets an *Error.
 func OpenFile(path string, flag int, perm os.FileMode) (*os.File, error) {
-	f, err := os.OpenFile(path, flag|unix.O_NOFOLLOW, perm)
+	f, err := openFile(path, flag|unix.O_NOFOLLOW, perm)
 	if err == nil {
 		return f, nil
 	}
@@ -141,6 +141,24 @@ func OpenFile(path string, flag int, perm os.FileMode) (*os.File, error) {
 		return nil, err
 	}
 	return os.OpenFile(path, flag&^(os.O_CREATE|os.O_EXCL), perm)
+}
+
+// openFile is os.OpenFile without the runtime's poller: os.OpenFile makes every new descriptor
+// non-blocking, offers it to epoll (which refuses a regular file) and makes it blocking again, four
+// fcntl and an epoll_ctl per file; the daemon opens three files (two logs, a pid file) per process
+// it starts. The files opened here are written (logs, pid files), regular files but for the odd
+// FIFO or terminal given as a log, which is then written by blocking writes, as a regular file is.
+func openFile(path string, flag int, perm os.FileMode) (*os.File, error) {
+	for {
+		fd, err := unix.Open(path, flag|unix.O_CLOEXEC, uint32(perm.Perm()))
+		switch err {
+		case nil:
+			return os.NewFile(uintptr(fd), path), nil
+		case unix.EINTR:
+			continue
+		}
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
 }
 
 // OpenOwn opens (creating if needed) a file that must be the current user's: no symbolic link

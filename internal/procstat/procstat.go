@@ -15,6 +15,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"strconv"
@@ -253,9 +254,25 @@ func (s *Sampler) readStat(pid int) (Stat, error) {
 // fs.ErrNotExist.
 func ReadStat(pid int) (Stat, error) {
 	path := "/proc/" + strconv.Itoa(pid) + "/stat"
-	b, err := os.ReadFile(path)
+	// open, one read, close into a buffer on the stack (os.ReadFile also fstats, registers the
+	// file with the poller and reads again to see EOF: the daemon reads one per process it starts).
+	var buf [1024]byte
+	var b []byte
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return Stat{}, err
+		return Stat{}, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	n, err := unix.Read(fd, buf[:])
+	unix.Close(fd)
+	switch {
+	case err != nil:
+		return Stat{}, &fs.PathError{Op: "read", Path: path, Err: err}
+	case n < len(buf):
+		b = buf[:n]
+	default: // a line longer than the buffer (not seen): read it whole
+		if b, err = os.ReadFile(path); err != nil {
+			return Stat{}, err
+		}
 	}
 	st, err := ParseStat(b)
 	if err != nil {
