@@ -213,6 +213,8 @@ type Manager struct {
 	// cron and watch restarts, memory restarts. Add (or Go) happens under mu, or on a goroutine
 	// bg already counts, and never after Close has removed every instance; Close waits for it.
 	bg sync.WaitGroup
+	// keptPumps are the pumps of kept pipes on the poll loop (logpump.go); own leaf lock.
+	keptPumps pumpSet
 
 	// rotation is module_conf.json's log rotation, read again only when the file changed (pm2env.go).
 	rotation rotationCache

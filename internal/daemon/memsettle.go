@@ -23,9 +23,13 @@ import (
 //     tables (pclntab) of every frame of every goroutine and its heap scan the type data of
 //     objects; with the kernel's 64 KiB fault-around, a collection maps 3-4 MB of the binary's
 //     read-only data that the idle daemon does not otherwise touch (Go forces one every two
-//     minutes). On the first quiet tick after a collection the settler drops them again
-//     (internal/pagetrim: clean page-cache pages, shared, back through a minor fault when
-//     touched), at most once per settleTrimGap. What the daemon keeps running (this loop, the
+//     minutes). It is about the same with 100 processes as with none: what counts is how many
+//     distinct functions are on the goroutines' stacks (each costs a few scattered 64 KiB blocks:
+//     its entry, its pcsp and pcdata tables, its pointer maps), and the per-process goroutines
+//     all run the same few. On the first tick after a collection (quiet or not: the pages are
+//     only needed while it runs) the settler drops them again (internal/pagetrim: clean
+//     page-cache pages, shared, back through a minor fault when touched), at most once per
+//     settleTrimGap, so that a collection's pages stay mapped for at most about a tick. What the daemon keeps running (this loop, the
 //     log pumps, the API) faults its pages back in: what stays resident is its working set.
 //
 // The settler's state is owned by the sampler goroutine.
@@ -40,7 +44,7 @@ type memSettler struct {
 const (
 	settleFreeMin    = 1 << 20
 	settleReleaseGap = 2 * time.Second
-	settleTrimGap    = 5 * time.Second
+	settleTrimGap    = 2 * time.Second
 )
 
 // newMemSettler starts with no gap to wait: the daemon's first collections (start-up's garbage,
@@ -71,17 +75,15 @@ func (s *memSettler) tick(now time.Time) (released, trimmed bool, err error) {
 	gc, free, objects := value(s.samples[0]), value(s.samples[1]), value(s.samples[2])
 	quiet := gc == s.prevGC
 	s.prevGC = gc
-	if !quiet {
-		return false, false, nil
-	}
-	if free >= settleFreeMin && free >= objects/4 && now.Sub(s.lastRelease) >= settleReleaseGap {
+	if quiet && free >= settleFreeMin && free >= objects/4 && now.Sub(s.lastRelease) >= settleReleaseGap {
 		debug.FreeOSMemory()
 		s.lastRelease = now
 		released = true
 		s.prevGC++ // the collection FreeOSMemory ran is ours: the next tick is still quiet
 		gc++
 	}
-	if gc != s.trimGC && now.Sub(s.lastTrim) >= settleTrimGap {
+	// The release's own collection is trimmed after at once.
+	if gc != s.trimGC && (released || now.Sub(s.lastTrim) >= settleTrimGap) {
 		s.trimGC = gc
 		s.lastTrim = now
 		_, err = pagetrim.Trim()

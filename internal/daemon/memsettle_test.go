@@ -48,8 +48,8 @@ func TestMemSettlerReleasesFreeHeapAndTrimsAfterACollection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i == 0 && (rel || trim) {
-			t.Fatalf("tick right after a collection (not quiet): released %v, trimmed %v", rel, trim)
+		if i == 0 && rel {
+			t.Fatal("tick right after a collection (not quiet): released") // a trim is due though
 		}
 		released, trimmed = released || rel, trimmed || trim
 	}

@@ -217,10 +217,12 @@ func (m *Manager) forked(r *run, x execJob, stdin *os.File) {
 		r.ch = ipc.New(x.parent, m.forkChannelOptions(r, false))
 	}
 	name := x.name
-	m.bg.Go(func() {
-		// Parked in the runtime's poller on a pidfd, not in waitid on a thread of its own
-		// (pidwait). The orphan reaper leaves r.pid alone while it is registered (m.kids).
-		ws, werr := pidwait.Wait(cmd.Process)
+	m.bg.Add(1)
+	// No goroutine waits: the shared poll loop watches a pidfd and starts the one that reaps the
+	// process and runs this (pidwait.Notify). The orphan reaper leaves r.pid alone while it is
+	// registered (m.kids).
+	pidwait.Notify(cmd.Process, func(ws syscall.WaitStatus, werr error) {
+		defer m.bg.Done()
 		cmd.Process.Release() // closes the os package's pidfd; nothing else reads cmd.Process
 		m.kids.forget(r)
 		switch {
