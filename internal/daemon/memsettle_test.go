@@ -117,3 +117,42 @@ func TestSamplerSettlesMemoryWhileAProcessRuns(t *testing.T) {
 		t.Fatalf("after settling: %+v, %v; want pid %d online", procs, err, p.PID)
 	}
 }
+
+// Without a collection, a quiet tick trims when the binary's resident pages have grown by
+// settleFileGrowth over the working set measured one tick after the last trim, and not for less.
+func TestMemSettlerTrimsWhenBinaryPagesGrow(t *testing.T) {
+	s := newMemSettler()
+	file := int64(3 << 20)
+	s.fileRSS = func() (int64, error) { return file, nil }
+	t0 := time.Now().Add(-time.Hour)
+	s.lastRelease, s.lastTrim = time.Now().Add(time.Hour), t0 // no release in this test
+	at := t0
+	tick := func() bool {
+		at = at.Add(time.Second)
+		s.prevGC = value(s.samples[0]) // pretend quiet: no collection counted since the last tick
+		metrics.Read(s.samples)
+		s.prevGC, s.trimGC = value(s.samples[0]), value(s.samples[0])
+		_, trim, err := s.tick(at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return trim
+	}
+	if tick() {
+		t.Fatal("trimmed at the first tick (it measures the working set)")
+	}
+	file += settleFileGrowth / 2
+	if tick() {
+		t.Fatal("trimmed after a growth under settleFileGrowth")
+	}
+	file += settleFileGrowth
+	for i := 0; i < 5 && !tick(); i++ {
+		if i == 4 {
+			t.Fatal("no trim after the binary's pages grew by more than settleFileGrowth")
+		}
+	}
+	file = 1 << 20 // the trim dropped them; the next tick measures the working set again
+	if tick() {
+		t.Fatal("trimmed again right after a trim")
+	}
+}
