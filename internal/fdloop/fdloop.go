@@ -73,7 +73,9 @@ func (l *Loop) Add(fd int, fn func()) (*Watch, error) {
 	id := l.next
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(id)}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		l.closeIfIdleLocked()
+		if ep := l.idleLocked(); ep != nil {
+			defer ep.Close() // after mu (see Remove)
+		}
 		return nil, fmt.Errorf("fdloop: watch fd %d: %w", fd, err)
 	}
 	l.watches[id] = fn
@@ -86,21 +88,30 @@ func (l *Loop) Add(fd int, fn func()) (*Watch, error) {
 func (w *Watch) Remove() {
 	l := w.l
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if _, ok := l.watches[w.id]; !ok || l.ep != w.ep {
+		l.mu.Unlock()
 		return
 	}
 	delete(l.watches, w.id)
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, w.fd, nil)
-	l.closeIfIdleLocked()
+	ep := l.idleLocked()
+	l.mu.Unlock()
+	if ep != nil {
+		// Not under mu: Close waits for the loop's read in progress, whose callback takes mu.
+		// It wakes and ends run.
+		ep.Close()
+	}
 }
 
-// closeIfIdleLocked closes the epoll set when nothing is watched: the loop's goroutine ends.
-func (l *Loop) closeIfIdleLocked() {
-	if len(l.watches) == 0 && l.ep != nil {
-		l.ep.Close() // wakes and ends run; the descriptor closes once its read has returned
-		l.ep, l.epfd, l.watches = nil, -1, nil
+// idleLocked forgets the epoll set when nothing is watched and returns it for the caller to
+// close once it has released mu (nil when something is watched).
+func (l *Loop) idleLocked() *os.File {
+	if len(l.watches) != 0 || l.ep == nil {
+		return nil
 	}
+	ep := l.ep
+	l.ep, l.epfd, l.watches = nil, -1, nil
+	return ep
 }
 
 // run waits for events on the epoll set epfd and calls the watches' callbacks, until the set is

@@ -88,3 +88,35 @@ func TestNotifierOneAtATime(t *testing.T) {
 		t.Fatalf("%d runs, want 2 (the first, and one for the Notifies during it)", r)
 	}
 }
+
+// Removing the last watch while the loop is in its callback (events arriving) neither deadlocks
+// nor leaves the loop running: the set is closed outside the loop's lock.
+func TestLoopRemoveLastWhileBusy(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	l := &Loop{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 500 {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			watch, err := l.Add(fdOf(t, r), func() {})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			w.WriteString("x")
+			w.Close()
+			watch.Remove()
+			r.Close()
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Add/Remove cycles did not finish (deadlock?)")
+	}
+}
