@@ -93,7 +93,7 @@
 //     likewise only closes the run's signal channels.
 //   - A worker's exit is read on a goroutine of forkWorker's that waits for Worker.Done and then
 //     asks the worker for its exit status (the primary's lock), without mu.
-//   - supervise, watchOnline, the pumps (while their pipe has data: logpump.go), askStop, forkWorker and execFork are per-process goroutines; each
+//   - supervise (from the exit or a stop request on), watchOnline, the pumps (while their pipe has data: logpump.go), askStop, forkWorker and execFork are per-process goroutines; each
 //     takes mu only briefly to apply an event, never while waiting. So are watchHealth (the
 //     probes: it calls Worker.Release and Worker.Dial without mu, and hands a liveness failure to
 //     a goroutine that takes the operation token, then mu) and readNotify (the notify socket).

@@ -149,7 +149,8 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	if !replacement && r.pid != 0 {
 		m.writePidFile(in, r.pid)
 	}
-	m.bg.Go(func() { m.supervise(r) })
+	// supervise starts when the process has ended or a stop is requested (startSupervise): no
+	// goroutine waits for either meanwhile.
 	m.bg.Go(func() { m.watchOnline(r) })
 	m.startHealth(r) // health.go: probes and the notify socket
 	if r.drain {
@@ -236,6 +237,7 @@ func (m *Manager) forked(r *run, x execJob, stdin *os.File) {
 		m.dropIPC(r)
 		r.closeStdin()
 		close(r.done)
+		m.startSupervise(r)
 	})
 }
 
@@ -265,6 +267,7 @@ func (m *Manager) execFork(r *run, x execJob) {
 		r.startErr = err
 		close(r.forked)
 		close(r.done)
+		m.startSupervise(r)
 		m.changed.Broadcast()
 		return
 	}
@@ -317,6 +320,7 @@ func (m *Manager) forkWorker(r *run, f fork) {
 		r.startErr = fmt.Errorf("start %s (pm_id %d): %w%s", in.st.Name, in.st.PMID, err, permissionHint(err, f.res))
 		close(r.forked)
 		close(r.done)
+		m.startSupervise(r)
 		m.changed.Broadcast()
 		return
 	}
@@ -342,6 +346,7 @@ func (m *Manager) forkWorker(r *run, f fork) {
 		}
 		m.dropIPC(r) // the worker's signals go on its exit event (primaryFor), after its last message
 		close(r.done)
+		m.startSupervise(r)
 	})
 }
 
