@@ -3,6 +3,7 @@ package cli
 import (
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/corralhq/corral/internal/pagetrim"
@@ -15,8 +16,18 @@ import (
 // cost little CPU.
 const daemonGCPercent = 50
 
-// tuneDaemonGC sets the daemon's GC percentage (daemonGCPercent) unless $GOGC chose one.
+// defaultMemProfileRate is Go's runtime.MemProfileRate unless something set another.
+const defaultMemProfileRate = 512 * 1024
+
+// tuneDaemonGC sets the daemon's GC percentage (daemonGCPercent) unless $GOGC chose one, and turns
+// off the runtime's heap profiling sampler (unless a debug build chose a rate, cmd/corral's
+// pprof_debug.go): nothing reads the daemon's heap profile, and each sample (one per ~512 KB
+// allocated) walks the allocating goroutine's stack through the binary's function tables, which
+// with 64 KiB fault-around mapped megabytes of pages that the page trim (pagetrim) had dropped.
 func tuneDaemonGC(log *slog.Logger) {
+	if runtime.MemProfileRate == defaultMemProfileRate {
+		runtime.MemProfileRate = 0
+	}
 	if _, set := os.LookupEnv("GOGC"); set {
 		return
 	}

@@ -484,7 +484,7 @@ func (m *Manager) adoptRun(in *instance, sr *savedRun, take func(string) *os.Fil
 			close(r.done)
 		})
 	}
-	m.bg.Go(func() { m.supervise(r) })
+	m.startSupervise(r) // at once, as before (its waiters above do not start it)
 	return r, alive
 }
 

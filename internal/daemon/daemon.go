@@ -93,7 +93,7 @@
 //     likewise only closes the run's signal channels.
 //   - A worker's exit is read on a goroutine of forkWorker's that waits for Worker.Done and then
 //     asks the worker for its exit status (the primary's lock), without mu.
-//   - supervise, watchOnline, the pumps, askStop, forkWorker and execFork are per-process goroutines; each
+//   - supervise (from the exit or a stop request on), watchOnline, the pumps (while their pipe has data: logpump.go), askStop, forkWorker and execFork are per-process goroutines; each
 //     takes mu only briefly to apply an event, never while waiting. So are watchHealth (the
 //     probes: it calls Worker.Release and Worker.Dial without mu, and hands a liveness failure to
 //     a goroutine that takes the operation token, then mu) and readNotify (the notify socket).
@@ -217,6 +217,8 @@ type Manager struct {
 	// cron and watch restarts, memory restarts. Add (or Go) happens under mu, or on a goroutine
 	// bg already counts, and never after Close has removed every instance; Close waits for it.
 	bg sync.WaitGroup
+	// keptPumps are the pumps of kept pipes on the poll loop (logpump.go); own leaf lock.
+	keptPumps pumpSet
 
 	// rotation is module_conf.json's log rotation, read again only when the file changed (pm2env.go).
 	rotation rotationCache

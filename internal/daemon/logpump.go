@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corralhq/corral/internal/fdloop"
 	"github.com/corralhq/corral/internal/logs"
 	"golang.org/x/sys/unix"
 )
@@ -59,31 +60,173 @@ func putTeePipe(p [2]int, ok bool) {
 }
 
 // startKeptPump starts the pump of a kept pipe. The caller holds m.mu.
+//
+// The pump holds no goroutine while its pipe is idle: the pipe is watched by the shared poll loop
+// (internal/fdloop), whose callback wakes the pump's Notifier, which runs keptPump.step on a
+// goroutine of its own until the pipe is empty (or holds only a partial line) again. A partial
+// line's delay is a timer that wakes the same Notifier. step runs under the pump's mu, one run at
+// a time; the pump's state is owned by whoever holds mu.
 func (m *Manager) startKeptPump(src *os.File, w *logs.LineWriter, name string) {
 	kp := m.kp
+	p := &keptPump{m: m, src: src, fd: fdOf(src), w: w, name: name}
+	p.n.Fn = p.step
 	kp.mu.Lock()
 	kp.pumps[src] = struct{}{}
 	kp.mu.Unlock()
+	m.keptPumps.add(p)
 	kp.pumpWG.Add(1)
-	m.bg.Go(func() {
-		defer kp.pumpWG.Done()
-		eof := m.pumpKept(src, w)
-		kp.mu.Lock()
-		delete(kp.pumps, src)
-		kp.mu.Unlock()
-		w.Close()
-		src.Close()
-		if eof {
-			kp.remove(name) // drained and every writer gone: nothing left to keep
+	m.bg.Add(1) // until the pump ends (end), as a goroutine of the Manager
+	p.mu.Lock()
+	watch, err := fdloop.Default.Add(p.fd, p.n.Notify)
+	if err != nil {
+		// No epoll (or no descriptor left for it): the pump waits on a goroutine of its own.
+		p.mu.Unlock()
+		go func() {
+			eof := m.pumpKept(src, w)
+			p.mu.Lock()
+			p.ended = true
+			p.mu.Unlock()
+			p.finish(eof)
+		}()
+		return
+	}
+	p.watch = watch
+	p.mu.Unlock()
+	p.n.Notify() // what the pipe held before it was watched
+}
+
+// keptPump is the state of the pump of one kept pipe (see startKeptPump), guarded by mu.
+type keptPump struct {
+	m     *Manager
+	src   *os.File
+	fd    int
+	w     *logs.LineWriter
+	name  string
+	n     fdloop.Notifier
+	mu    sync.Mutex
+	watch *fdloop.Watch
+	timer *time.Timer // a partial line's delay, nil when none is pending
+	// partialSince is when the pipe was first seen holding a partial line; after
+	// logs.DefaultPartialDelay it is written out and consumed (flush), as PM2 writes output as it
+	// comes.
+	partialSince time.Time
+	ended        bool
+}
+
+// step moves the complete lines the pipe holds into the line writer until the pipe is empty or
+// holds only a partial line, and ends the pump at the end of the stream, on an error or at the
+// hand-over (kp.quiesce, checked between two chunks). It runs on the Notifier's goroutine.
+func (p *keptPump) step() {
+	p.mu.Lock()
+	if p.ended {
+		p.mu.Unlock()
+		return
+	}
+	m := p.m
+	flush := !p.partialSince.IsZero() && time.Since(p.partialSince) >= logs.DefaultPartialDelay
+	for {
+		if m.kp.quiesce.Load() {
+			p.endLocked(false)
+			return
 		}
-	})
+		done, eof, partial, err := teeOnce(p.fd, p.w, flush)
+		flush = false
+		switch {
+		case err != nil:
+			m.log.Warn("log pipe", "err", err)
+			p.endLocked(true)
+			return
+		case eof:
+			p.endLocked(true)
+			return
+		case done:
+			p.clearPartial() // wrote something: a partial line left counts from now
+			continue
+		case partial:
+			if p.partialSince.IsZero() {
+				p.partialSince = time.Now()
+			}
+			wait := time.Until(p.partialSince.Add(logs.DefaultPartialDelay))
+			if wait <= 0 {
+				flush = true
+				continue
+			}
+			if p.timer == nil {
+				p.timer = time.AfterFunc(wait, p.n.Notify)
+			}
+		default: // empty: wait for the pipe
+			p.clearPartial()
+		}
+		p.mu.Unlock()
+		return
+	}
+}
+
+// clearPartial forgets a partial line's delay. The caller holds p.mu.
+func (p *keptPump) clearPartial() {
+	p.partialSince = time.Time{}
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+	}
+}
+
+// endLocked ends the pump: its pipe is no longer watched, its line writer and its end of the
+// pipe are closed and, at the end of the stream (eof), the keeper's copy is dropped. The caller
+// holds p.mu, which endLocked releases.
+func (p *keptPump) endLocked(eof bool) {
+	p.ended = true
+	if p.watch != nil {
+		p.watch.Remove()
+	}
+	p.clearPartial()
+	p.mu.Unlock()
+	p.finish(eof)
+}
+
+// finish is what an ended pump does after it stopped watching its pipe.
+func (p *keptPump) finish(eof bool) {
+	m, kp := p.m, p.m.kp
+	kp.mu.Lock()
+	delete(kp.pumps, p.src)
+	kp.mu.Unlock()
+	m.keptPumps.remove(p)
+	p.w.Close()
+	p.src.Close()
+	if eof {
+		kp.remove(p.name) // drained and every writer gone: nothing left to keep
+	}
+	kp.pumpWG.Done()
+	m.bg.Done()
+}
+
+// pumpSet is the Manager's kept pumps, woken at the hand-over. Its lock is a leaf.
+type pumpSet struct {
+	mu sync.Mutex
+	m  map[*keptPump]struct{}
+}
+
+func (s *pumpSet) add(p *keptPump) {
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[*keptPump]struct{}{}
+	}
+	s.m[p] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *pumpSet) remove(p *keptPump) {
+	s.mu.Lock()
+	delete(s.m, p)
+	s.mu.Unlock()
 }
 
 // errQuiesce ends a pump for the hand-over.
 var errQuiesce = errors.New("hand-over")
 
 // pumpKept moves complete lines from src into w until every writer has closed the pipe (it then
-// returns true) or the hand-over stops it (false).
+// returns true) or the hand-over stops it (false). It blocks its goroutine on the pipe: the
+// pump of a kept pipe when the poll loop cannot watch it (startKeptPump).
 func (m *Manager) pumpKept(src *os.File, w *logs.LineWriter) bool {
 	rc, err := src.SyscallConn()
 	if err != nil {
@@ -244,9 +387,14 @@ func (m *Manager) quiescePumps(timeout time.Duration) bool {
 	kp.quiesce.Store(true)
 	kp.mu.Lock()
 	for f := range kp.pumps {
-		_ = f.SetReadDeadline(time.Now()) // wakes a pump waiting for the pipe
+		_ = f.SetReadDeadline(time.Now()) // wakes a pump waiting for the pipe (pumpKept)
 	}
 	kp.mu.Unlock()
+	m.keptPumps.mu.Lock()
+	for p := range m.keptPumps.m {
+		p.n.Notify() // a pump on the poll loop stops at its next step
+	}
+	m.keptPumps.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		kp.pumpWG.Wait()

@@ -166,17 +166,17 @@ func idlePumpBytes(t *testing.T, n int, kept bool) float64 {
 		}
 		dst := &syncBuf{}
 		lw := logs.NewLineWriter(logs.LineOptions{App: "t", PartialDelay: logs.DefaultPartialDelay}, dst)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if kept {
-				m.pumpKept(r, lw)
-			} else {
+		if kept {
+			m.startKeptPump(r, lw, "") // on the poll loop; closes r and lw at the end
+		} else {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
 				copyLines(r, lw)
-			}
-			lw.Close()
-			r.Close()
-		}()
+				lw.Close()
+				r.Close()
+			}()
+		}
 		w.Write(burst)
 		ends, dsts = append(ends, w), append(dsts, dst)
 	}
@@ -198,6 +198,7 @@ func idlePumpBytes(t *testing.T, n int, kept bool) float64 {
 		w.Close()
 	}
 	wg.Wait()
+	m.kp.pumpWG.Wait()
 	used := int64(ms1.HeapInuse+ms1.StackInuse) - int64(ms0.HeapInuse+ms0.StackInuse)
 	return float64(used) / float64(n)
 }

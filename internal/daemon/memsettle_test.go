@@ -27,34 +27,39 @@ func TestMemSettlerReleasesFreeHeapAndTrimsAfterACollection(t *testing.T) {
 	if rel, trim, err := s.tick(t0.Add(time.Second)); rel || trim || err != nil {
 		t.Fatalf("tick within the gaps: released %v, trimmed %v, err %v", rel, trim, err)
 	}
-	for i := 0; i < 64; i++ { // a burst: 16 MB of garbage
-		settleSink = make([]byte, 256<<10)
-		settleSink[0] = 1
+	burst := func() {
+		for i := 0; i < 64; i++ { // 16 MB of garbage
+			settleSink = make([]byte, 256<<10)
+			settleSink[0] = 1
+		}
+		settleSink = nil
+		runtime.GC()
 	}
-	settleSink = nil
-	runtime.GC()
+	// The tick right after a collection is not quiet: no release, but the collection's pages are
+	// trimmed (past settleTrimGap).
+	burst()
+	at := t0.Add(3 * time.Second)
+	if rel, trim, err := s.tick(at); rel || !trim || err != nil {
+		t.Fatalf("tick right after a collection: released %v, trimmed %v, err %v; want a trim only", rel, trim, err)
+	}
+	// A quiet tick after a burst releases the free heap and trims after its own collection at once.
+	// (The scavenger may have returned the first burst meanwhile: another one, and the settler
+	// is told that a tick has passed since its collection.)
+	burst()
 	free := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
 	metrics.Read(free)
 	if value(free[0]) < settleFreeMin {
 		t.Skipf("only %d bytes of free heap resident after the burst: the scavenger was quicker", value(free[0]))
 	}
-	// The collection just run makes the next tick not quiet; the first quiet one after it both
-	// releases and trims. Other goroutines of the test binary may collect meanwhile: a few ticks.
-	at := t0.Add(settleTrimGap)
-	released, trimmed := false, false
-	for i := 0; i < 20 && !(released && trimmed); i++ {
-		at = at.Add(time.Second)
-		rel, trim, err := s.tick(at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i == 0 && (rel || trim) {
-			t.Fatalf("tick right after a collection (not quiet): released %v, trimmed %v", rel, trim)
-		}
-		released, trimmed = released || rel, trimmed || trim
+	metrics.Read(s.samples)
+	s.prevGC = value(s.samples[0])
+	at = at.Add(time.Second)
+	released, trimmed, err := s.tick(at)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if !released || !trimmed {
-		t.Fatalf("ticks after a burst and a collection: released %v, trimmed %v; want both", released, trimmed)
+		t.Fatalf("quiet tick after a burst: released %v, trimmed %v; want both", released, trimmed)
 	}
 	if rel, trim, _ := s.tick(at.Add(time.Second)); rel || trim {
 		t.Fatalf("tick a second later: released %v, trimmed %v; want neither (rate limits)", rel, trim)
@@ -115,5 +120,44 @@ func TestSamplerSettlesMemoryWhileAProcessRuns(t *testing.T) {
 	procs, err := m.List(context.Background())
 	if err != nil || len(procs) != 1 || procs[0].PID != p.PID || procs[0].Status != string(StatusOnline) {
 		t.Fatalf("after settling: %+v, %v; want pid %d online", procs, err, p.PID)
+	}
+}
+
+// Without a collection, a quiet tick trims when the binary's resident pages have grown by
+// settleFileGrowth over the working set measured one tick after the last trim, and not for less.
+func TestMemSettlerTrimsWhenBinaryPagesGrow(t *testing.T) {
+	s := newMemSettler()
+	file := int64(3 << 20)
+	s.fileRSS = func() (int64, error) { return file, nil }
+	t0 := time.Now().Add(-time.Hour)
+	s.lastRelease, s.lastTrim = time.Now().Add(time.Hour), t0 // no release in this test
+	at := t0
+	tick := func() bool {
+		at = at.Add(time.Second)
+		s.prevGC = value(s.samples[0]) // pretend quiet: no collection counted since the last tick
+		metrics.Read(s.samples)
+		s.prevGC, s.trimGC = value(s.samples[0]), value(s.samples[0])
+		_, trim, err := s.tick(at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return trim
+	}
+	if tick() {
+		t.Fatal("trimmed at the first tick (it measures the working set)")
+	}
+	file += settleFileGrowth / 2
+	if tick() {
+		t.Fatal("trimmed after a growth under settleFileGrowth")
+	}
+	file += settleFileGrowth
+	for i := 0; i < 5 && !tick(); i++ {
+		if i == 4 {
+			t.Fatal("no trim after the binary's pages grew by more than settleFileGrowth")
+		}
+	}
+	file = 1 << 20 // the trim dropped them; the next tick measures the working set again
+	if tick() {
+		t.Fatal("trimmed again right after a trim")
 	}
 }

@@ -113,6 +113,9 @@ type run struct {
 
 	stdoutFD, stderrFD, ipcFD int
 
+	// superviseOnce starts supervise on the first of its events (startSupervise, stop.go).
+	superviseOnce sync.Once
+
 	// stdin is the write end of a fork or listen process's standard input (PM2's send and
 	// attach), nil for cluster workers and adopted processes; closed when the process exits.
 	// stdinMu guards it (a leaf lock, never held with m.mu).

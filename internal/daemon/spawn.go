@@ -152,7 +152,8 @@ func (m *Manager) spawn(in *instance, replacement bool) (_ *run, err error) {
 	if !replacement && r.pid != 0 {
 		m.writePidFile(in, r.pid)
 	}
-	m.bg.Go(func() { m.supervise(r) })
+	// supervise starts when the process has ended or a stop is requested (startSupervise): no
+	// goroutine waits for either meanwhile.
 	m.bg.Go(func() { m.watchOnline(r) })
 	m.startHealth(r) // health.go: probes and the notify socket
 	if r.drain {
@@ -221,10 +222,12 @@ func (m *Manager) forked(r *run, x execJob, stdin *os.File) {
 		r.ch = ipc.New(x.parent, m.forkChannelOptions(r, false))
 	}
 	name := x.name
-	m.bg.Go(func() {
-		// Parked in the runtime's poller on a pidfd, not in waitid on a thread of its own
-		// (pidwait). The orphan reaper leaves r.pid alone while it is registered (m.kids).
-		ws, werr := pidwait.Wait(cmd.Process)
+	m.bg.Add(1)
+	// No goroutine waits: the shared poll loop watches a pidfd and starts the one that reaps the
+	// process and runs this (pidwait.Notify). The orphan reaper leaves r.pid alone while it is
+	// registered (m.kids).
+	pidwait.Notify(cmd.Process, func(ws syscall.WaitStatus, werr error) {
+		defer m.bg.Done()
 		cmd.Process.Release() // closes the os package's pidfd; nothing else reads cmd.Process
 		m.kids.forget(r)
 		switch {
@@ -238,6 +241,7 @@ func (m *Manager) forked(r *run, x execJob, stdin *os.File) {
 		m.dropIPC(r)
 		r.closeStdin()
 		close(r.done)
+		m.startSupervise(r)
 	})
 }
 
@@ -283,6 +287,7 @@ func (m *Manager) execFork(r *run, x execJob) {
 		r.startErr = err
 		close(r.forked)
 		close(r.done)
+		m.startSupervise(r)
 		m.changed.Broadcast()
 		return
 	}
@@ -347,6 +352,7 @@ func (m *Manager) forkWorker(r *run, f fork) {
 		r.startErr = fmt.Errorf("start %s (pm_id %d): %w%s", in.st.Name, in.st.PMID, err, permissionHint(err, f.res))
 		close(r.forked)
 		close(r.done)
+		m.startSupervise(r)
 		m.changed.Broadcast()
 		return
 	}
@@ -372,6 +378,7 @@ func (m *Manager) forkWorker(r *run, f fork) {
 		}
 		m.dropIPC(r) // the worker's signals go on its exit event (primaryFor), after its last message
 		close(r.done)
+		m.startSupervise(r)
 	})
 }
 

@@ -173,6 +173,7 @@ func (m *Manager) requestStop(r *run) {
 		r.stopAt = time.Now()
 		close(r.stopReq)
 		m.bg.Go(func() { m.askStop(r) })
+		m.startSupervise(r)
 	})
 }
 
@@ -293,6 +294,16 @@ func (m *Manager) signalGroup(r *run, sig syscall.Signal) {
 // process runs: descendants seen are remembered when the process's exit re-parents them, and
 // those started since the stop signal get it too.
 const treePoll = 100 * time.Millisecond
+
+// startSupervise starts r's supervise goroutine, once: spawn leaves it to the first of r.done
+// closing (its closers call this right after) and a stop request (requestStop), so that a
+// running process holds no goroutine for it (issue 13: with 100 processes, 100 parked stacks).
+// What supervise then does is what it did when it had waited from the start: r.forked is
+// closed before r.done, and a stop request is seen in the same select. The caller holds m.mu or
+// runs on a goroutine m.bg counts.
+func (m *Manager) startSupervise(r *run) {
+	r.superviseOnce.Do(func() { m.bg.Go(func() { m.supervise(r) }) })
+}
 
 // supervise waits for r to end, enforces kill_timeout once a stop was requested, makes sure no
 // process of its tree survives (clearTree), and hands the exit to the state machine. A process

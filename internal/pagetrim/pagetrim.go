@@ -126,3 +126,35 @@ func readSmaps(r io.Reader) ([]mapping, error) {
 	}
 	return out, sc.Err()
 }
+
+// FileRSS returns how many bytes of file-backed pages this process has mapped and resident (the
+// "shared" field of /proc/self/statm: the kernel's counter, read without walking the page tables,
+// so cheap enough to read every second). For the daemon, whose binary is static, that is the
+// binary's pages: what Trim drops, and what grows again when code or data not run for a while is.
+func FileRSS() (int64, error) {
+	fd, err := unix.Open("/proc/self/statm", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("pagetrim: %w", err)
+	}
+	var buf [128]byte
+	n, err := unix.Read(fd, buf[:])
+	unix.Close(fd)
+	if err != nil {
+		return 0, fmt.Errorf("pagetrim: read statm: %w", err)
+	}
+	// "size resident shared text lib data dt", in pages.
+	field := 0
+	var v int64
+	for _, c := range buf[:max(n, 0)] {
+		switch {
+		case c == ' ':
+			if field == 2 {
+				return v * int64(os.Getpagesize()), nil
+			}
+			field++
+		case c >= '0' && c <= '9' && field == 2:
+			v = v*10 + int64(c-'0')
+		}
+	}
+	return 0, fmt.Errorf("pagetrim: statm %q: no shared field", buf[:max(n, 0)])
+}

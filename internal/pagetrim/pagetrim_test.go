@@ -2,6 +2,8 @@ package pagetrim
 
 import (
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -164,5 +166,35 @@ func TestReadSmapsAllocatesLittle(t *testing.T) {
 	// the growth of the result; not 2 for every one of the ~25 lines of each mapping.
 	if perMapping := allocs / float64(len(ms)); perMapping > 10 {
 		t.Errorf("%.0f allocations for %d mappings (%d lines): %.1f per mapping, want <= 10", allocs, len(ms), lines, perMapping)
+	}
+}
+
+// FileRSS reads the resident file-backed pages: more than nothing (the test binary runs), and
+// the same figure smaps_rollup gives within a margin (the counters are per-CPU batched).
+func TestFileRSS(t *testing.T) {
+	got, err := FileRSS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got <= 0 {
+		t.Fatalf("FileRSS %d, want > 0", got)
+	}
+	b, err := os.ReadFile("/proc/self/smaps_rollup")
+	if err != nil {
+		t.Skip(err)
+	}
+	var rss, anon int64
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 3 && f[0] == "Rss:" {
+			rss, _ = strconv.ParseInt(f[1], 10, 64)
+		}
+		if len(f) == 3 && f[0] == "Anonymous:" {
+			anon, _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	want := (rss - anon) << 10
+	if d := got - want; d > 1<<20 || d < -(1<<20) {
+		t.Fatalf("FileRSS %d, smaps_rollup says %d", got, want)
 	}
 }
