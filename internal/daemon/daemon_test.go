@@ -960,8 +960,11 @@ func TestMonitoringAndMaxMemoryRestart(t *testing.T) {
 	a := goApp(t, "hog", "hog", nil)
 	a.MaxMemoryRestart = 32 << 20
 	h := start(t, m, a)[0]
-	r := waitProc(t, m, h.PMID, "a memory restart", func(q api.Proc) bool { return q.Restarts >= 1 && q.Status == "online" })
-	if r.PID == h.PID || len(r.Notes) == 0 || !strings.Contains(r.Notes[len(r.Notes)-1], "max_memory_restart") {
+	// The note is added once the restart has returned, just after the replacement is online.
+	r := waitProc(t, m, h.PMID, "a memory restart", func(q api.Proc) bool {
+		return q.Restarts >= 1 && q.Status == "online" && len(q.Notes) > 0
+	})
+	if r.PID == h.PID || !strings.Contains(r.Notes[len(r.Notes)-1], "max_memory_restart") {
 		t.Errorf("after the memory restart: pid %d (was %d) notes %q", r.PID, h.PID, r.Notes)
 	}
 	if stopped, _ := m.Stop(context.Background(), []string{"idle"}); stopped[0].Memory != 0 || stopped[0].CPU != 0 {
