@@ -103,8 +103,13 @@ mem crash_rss|daemon RSS after the crash-restarts, KiB|-|-
 mem crash_growth|  growth over the last 3/4 of them, KiB|<=1024|-
 mem crash_restarts|  crash-restarts counted|-|-
 lighter ls|`ls`, PROCS procs, ms|<=4|2.3-5.7 ms
+lighter ls_cli_cpu|  CPU of the CLI process, ms per run|-|-
+lighter ls_daemon_cpu|  CPU of the daemon, ms per run|-|-
 lighter jlist|`jlist`, PROCS procs, ms|<=4|-
+lighter jlist_cli_cpu|  CPU of the CLI process, ms per run|-|-
+lighter jlist_daemon_cpu|  CPU of the daemon, ms per run|-|-
 lighter start|start PROCS until online, ms|pm2<=0.15|816 ms
+lighter start_daemon_cpu|  CPU of the daemon over the start, ms|-|-
 lighter cold|cold start, daemon + first app, ms|<=100|-
 crash go_listen_ms|crash -> replacement serving, --listen Go app, ms|<=35|35 ms (TCP)
 crash go_listen_failed|  failed requests not in flight at the kill|<=0|-
