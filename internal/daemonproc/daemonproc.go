@@ -160,7 +160,9 @@ func Alive(pid int) bool {
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return !errors.Is(err, os.ErrNotExist)
+		// A process reaped between the kill and the read: ENOENT, or ESRCH when the read catches
+		// it going (seen with a zombie its keeper reaped just then).
+		return !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ESRCH)
 	}
 	// state is the field after the parenthesised command name
 	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
