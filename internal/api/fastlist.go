@@ -96,6 +96,12 @@ type JLister interface {
 	JList(ctx context.Context) ([]byte, error)
 }
 
+// JListLender is a JLister that lends its rendering to fn, which must not keep it, instead of
+// returning it (the daemon reuses the buffer from call to call: internal/daemon/jlist.go).
+type JListLender interface {
+	LendJList(ctx context.Context, fn func([]byte) error) error
+}
+
 // list answers POST /v1/list: a ProcsResponse, or a RowsResponse for View "rows".
 func (h *handler) list(w http.ResponseWriter, r *http.Request) error {
 	var req ListRequest
@@ -140,15 +146,21 @@ func (h *handler) jlist(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	h.countFast(r)
+	write := func(out []byte) error {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(out)
+		return nil
+	}
+	if ll, ok := jl.(JListLender); ok {
+		return ll.LendJList(r.Context(), write)
+	}
 	out, err := jl.JList(r.Context())
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out)
-	return nil
+	return write(out)
 }
 
 // ListRows returns every instance with the fields `ls` prints set (Row.Proc); from a daemon

@@ -186,6 +186,8 @@ type Manager struct {
 	ev  *events.Bus // the event feed; its own leaf lock, taken after mu (Publish never blocks)
 	// jlistCache keeps jlist's encoded environments (jlist.go); its own lock, never taken with mu.
 	jlistCache pm2json.EnvCache
+	// jlistScratch pools LendJList's buffers (*jlistScratch).
+	jlistScratch sync.Pool
 
 	// mu guards everything below it, and the apps, instances and runs reachable from procs and
 	// apps (see "Locking" in the package doc). Under mu: no call into a cluster.Primary or

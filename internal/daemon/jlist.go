@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"slices"
 	"time"
 
 	"github.com/corralhq/corral/internal/api"
@@ -10,9 +11,10 @@ import (
 )
 
 var (
-	_ api.JLister    = (*Manager)(nil)
-	_ api.RowLister  = (*Manager)(nil)
-	_ api.ListTexter = (*Manager)(nil)
+	_ api.JLister     = (*Manager)(nil)
+	_ api.RowLister   = (*Manager)(nil)
+	_ api.ListTexter  = (*Manager)(nil)
+	_ api.JListLender = (*Manager)(nil)
 )
 
 // ListText renders `ls`'s whole output here, for the CLI's early fast path (internal/fastls):
@@ -51,6 +53,45 @@ func (m *Manager) JList(ctx context.Context) ([]byte, error) {
 	}
 	m.mu.Unlock()
 	return m.jlistCache.JList(procs, keys)
+}
+
+// jlistScratch is what LendJList reuses from call to call (Manager.jlistScratch, a sync.Pool: a
+// daemon that nobody asks for jlist lets the collector take it back).
+type jlistScratch struct {
+	buf   []byte
+	procs []api.Proc
+	keys  []any
+}
+
+// maxKeptJList bounds the answer buffer LendJList keeps for the next call.
+const maxKeptJList = 8 << 20
+
+// LendJList renders what JList returns into a buffer it reuses and lends it to fn (the API
+// server writes it out) until fn returns: at every call a whole answer (~4 KB per instance) was
+// garbage, and the collections it caused were most of a polled jlist's cost in the daemon.
+func (m *Manager) LendJList(ctx context.Context, fn func([]byte) error) error {
+	s, _ := m.jlistScratch.Get().(*jlistScratch)
+	if s == nil {
+		s = &jlistScratch{}
+	}
+	m.mu.Lock()
+	ins := m.sortedProcs()
+	s.procs, s.keys = slices.Grow(s.procs[:0], len(ins))[:len(ins)], slices.Grow(s.keys[:0], len(ins))[:len(ins)]
+	for i, in := range ins {
+		s.procs[i], s.keys[i] = m.procShared(in), in.st.PMID
+	}
+	m.mu.Unlock()
+	out, err := m.jlistCache.AppendJList(s.buf[:0], s.procs, s.keys)
+	if err == nil {
+		err = fn(out)
+	}
+	clear(s.procs) // holds the instances' maps
+	clear(s.keys)
+	if cap(out) <= maxKeptJList {
+		s.buf = out[:0]
+	}
+	m.jlistScratch.Put(s)
+	return err
 }
 
 // ListRows returns what `ls` prints of every instance: api.RowOf of List's Procs

@@ -20,8 +20,9 @@ import (
 // maps it encoded, so their addresses cannot be reused by others while cached. Safe for
 // concurrent use (JList calls are serialised).
 type EnvCache struct {
-	mu sync.Mutex
-	m  map[any]*cachedEnv
+	mu    sync.Mutex
+	m     map[any]*cachedEnv
+	spare map[any]*cachedEnv // the map of the call before last, emptied, for the next call
 	// keySets are the distinct lists of pm2_env's own keys the entries' skip lists were computed
 	// for (a few: most instances have the same), shared by the entries.
 	keySets [][]string
@@ -53,13 +54,24 @@ type cachedEnv struct {
 // JList returns JList(procs). keys[i] identifies the instance of procs[i] (any comparable
 // value, the same from call to call); the entries of keys not given are dropped.
 func (c *EnvCache) JList(procs []api.Proc, keys []any) ([]byte, error) {
+	return c.AppendJList(nil, procs, keys)
+}
+
+// AppendJList is JList appending to dst (whose capacity is used when it is enough: the daemon
+// reuses one buffer from call to call instead of allocating the whole answer each time).
+func (c *EnvCache) AppendJList(dst []byte, procs []api.Proc, keys []any) ([]byte, error) {
 	if len(keys) != len(procs) {
-		return JList(procs)
+		out, err := JList(procs)
+		return append(dst, out...), err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.m
-	c.m = make(map[any]*cachedEnv, len(procs))
+	c.m = c.spare // emptied at the end of the last call
+	if c.m == nil {
+		c.m = make(map[any]*cachedEnv, len(procs))
+	}
+	c.spare = nil
 	n := 2 // room for about what the entries take, as JList makes
 	for i, p := range procs {
 		n += 1024
@@ -71,7 +83,11 @@ func (c *EnvCache) JList(procs []api.Proc, keys []any) ([]byte, error) {
 			}
 		}
 	}
-	buf := make([]byte, 0, n)
+	buf := dst
+	if cap(buf)-len(buf) < n {
+		buf = make([]byte, len(dst), len(dst)+n)
+		copy(buf, dst)
+	}
 	buf = append(buf, '[')
 	var kvs []envKV
 	var o Object
@@ -97,6 +113,8 @@ func (c *EnvCache) JList(procs []api.Proc, keys []any) ([]byte, error) {
 			c.m[key] = ce
 		}
 	}
+	clear(old) // the next call's map
+	c.spare = old
 	return append(buf, ']'), nil
 }
 

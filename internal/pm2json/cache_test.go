@@ -37,6 +37,16 @@ func TestEnvCacheMatchesJList(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// AppendJList into a buffer with a prefix, too small then large enough (the daemon's reuse).
+		for _, dst := range [][]byte{[]byte("x"), append(make([]byte, 0, 2*len(want)+4096), 'x')} {
+			app, err := c.AppendJList(dst, procs, keys(ids))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(app) != "x"+string(want) {
+				t.Fatalf("%s: AppendJList differs from JList", what)
+			}
+		}
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%s: EnvCache.JList differs from JList:\n got %s\nwant %s", what, got, want)
 		}
