@@ -11,6 +11,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/events"
+	"github.com/corralhq/corral/internal/lstable"
 )
 
 // Styles use the 16 basic colours (and bold, faint, reverse), which every terminal and SSH
@@ -224,7 +225,7 @@ func (m *Model) rowLine(r row, c columns, sel bool) string {
 		if online == 0 {
 			stStatus = stRed
 		}
-		restarts, cpu, mem = strconv.Itoa(rs), humanCPU(cpuSum), humanBytes(memSum)
+		restarts, cpu, mem = strconv.Itoa(rs), lstable.HumanCPU(cpuSum), lstable.HumanBytes(memSum)
 	} else {
 		p := p0
 		id = strconv.Itoa(p.PMID)
@@ -241,7 +242,7 @@ func (m *Model) rowLine(r row, c columns, sel bool) string {
 		if p.Status == "online" && !p.StartedAt.IsZero() {
 			up = humanDuration(m.now.Sub(p.StartedAt))
 		}
-		cpu, mem = humanCPU(p.CPU), humanBytes(p.Memory)
+		cpu, mem = lstable.HumanCPU(p.CPU), lstable.HumanBytes(p.Memory)
 	}
 	nameCell := cell(name, c.name, false)
 	if r.isApp() {
@@ -360,9 +361,9 @@ func (m *Model) sparkLines() []string {
 		memLo, memHi = memMin*0.6, memMax*1.1
 	}
 	cpuLine := fmt.Sprintf(" %s %s %s", stCyan.Render("CPU"), stCyan.Render(spark(cpus, w, 0, max(cpuMax, 10))),
-		cell(humanCPU(cpuNow), 7, true)+stFaint.Render(cell(" max "+humanCPU(cpuMax), 17, false)))
+		cell(lstable.HumanCPU(cpuNow), 7, true)+stFaint.Render(cell(" max "+lstable.HumanCPU(cpuMax), 17, false)))
 	memLine := fmt.Sprintf(" %s %s %s", stMagenta.Render("MEM"), stMagenta.Render(spark(mems, w, memLo, memHi)),
-		cell(humanBytes(memNow), 7, true)+stFaint.Render(cell(" "+span+" "+label, 17, false)))
+		cell(lstable.HumanBytes(memNow), 7, true)+stFaint.Render(cell(" "+span+" "+label, 17, false)))
 	return []string{cpuLine, memLine}
 }
 
@@ -660,7 +661,7 @@ func (m *Model) detailLines() []string {
 		out = append(out, kv("watch", strings.Join(p.App.Watch, ", ")))
 	}
 	if p.App.MaxMemoryRestart > 0 {
-		out = append(out, kv("max memory", humanBytes(uint64(p.App.MaxMemoryRestart))))
+		out = append(out, kv("max memory", lstable.HumanBytes(uint64(p.App.MaxMemoryRestart))))
 	}
 	if p.App.CronRestart != "" {
 		out = append(out, kv("cron restart", p.App.CronRestart))
@@ -774,24 +775,6 @@ func humanDuration(d time.Duration) string {
 		return fmt.Sprintf("%dh", int(d/time.Hour))
 	}
 	return fmt.Sprintf("%dD", int(d/(24*time.Hour)))
-}
-
-func humanBytes(n uint64) string {
-	if n < 1024 {
-		return strconv.FormatUint(n, 10) + "b"
-	}
-	f := float64(n)
-	for _, u := range []string{"kb", "mb", "gb", "tb"} {
-		f /= 1024
-		if f < 1024 || u == "tb" {
-			return strconv.FormatFloat(f, 'f', 1, 64) + u
-		}
-	}
-	return "?"
-}
-
-func humanCPU(c float64) string {
-	return strconv.FormatFloat(math.Round(c*10)/10, 'f', -1, 64) + "%"
 }
 
 func modeName(p api.Proc) string {
