@@ -240,7 +240,7 @@ func (m *Model) rowLine(r row, c columns, sel bool) string {
 		restarts = strconv.Itoa(p.Restarts)
 		up = "0"
 		if p.Status == "online" && !p.StartedAt.IsZero() {
-			up = humanDuration(m.now.Sub(p.StartedAt))
+			up = lstable.HumanDuration(m.now.Sub(p.StartedAt))
 		}
 		cpu, mem = lstable.HumanCPU(p.CPU), lstable.HumanBytes(p.Memory)
 	}
@@ -354,7 +354,7 @@ func (m *Model) sparkLines() []string {
 	}
 	span := ""
 	if n := len(s); n > 1 {
-		span = humanDuration(time.Duration(s[n-1].t-s[0].t) * time.Second)
+		span = lstable.HumanDuration(time.Duration(s[n-1].t-s[0].t) * time.Second)
 	}
 	memLo, memHi := 0.0, memMax
 	if memMax > 0 { // the variation shows; a flat line sits below the top
@@ -575,7 +575,7 @@ func formatEvent(e events.Event) []string {
 		} else if e.Code != nil {
 			what = append(what, fmt.Sprintf("code %d", *e.Code))
 		}
-		what = append(what, "after "+humanDuration(time.Duration(e.Uptime)*time.Millisecond))
+		what = append(what, "after "+lstable.HumanDuration(time.Duration(e.Uptime)*time.Millisecond))
 		st = stYellow
 		if e.Code != nil && *e.Code != 0 && e.Reason != "stopped" {
 			st = stRed
@@ -762,20 +762,6 @@ func (m *Model) helpLines() []string {
 }
 
 // Formatting helpers, as `corral ls` renders them.
-
-func humanDuration(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "0s"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d/time.Second))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d/time.Minute))
-	case d < 24*time.Hour:
-		return fmt.Sprintf("%dh", int(d/time.Hour))
-	}
-	return fmt.Sprintf("%dD", int(d/(24*time.Hour)))
-}
 
 func modeName(p api.Proc) string {
 	if strings.HasPrefix(p.App.ExecMode, "cluster") {
