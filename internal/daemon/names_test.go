@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/corralhq/corral/internal/api"
 	"github.com/corralhq/corral/internal/appspec"
+	"github.com/corralhq/corral/internal/testutil"
 )
 
 // TestNamesGetLogFilesOfTheirOwn runs apps whose names PM2's rule mapped to one log file ("a/b",
@@ -35,11 +37,15 @@ func TestNamesGetLogFilesOfTheirOwn(t *testing.T) {
 				t.Errorf("%q: file %s is hidden or outside the home's logs and pids", p.Name, f)
 			}
 		}
-		b, err := os.ReadFile(p.OutLog)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, want := strings.TrimSpace(string(b)), fmt.Sprintf("started %d", p.PID); got != want {
+		// The line reaches the file through the daemon's log pump, after the process is online.
+		want := fmt.Sprintf("started %d", p.PID)
+		var got string
+		testutil.Eventually(10*time.Second, func() bool {
+			b, err := os.ReadFile(p.OutLog)
+			got = strings.TrimSpace(string(b))
+			return err == nil && got != ""
+		})
+		if got != want {
 			t.Errorf("%q: %s holds %q, want only %q", p.Name, p.OutLog, got, want)
 		}
 	}
